@@ -1,0 +1,38 @@
+"""zfnet's kernel layer: every op of the forward pass and the deconvnet, as one small interface.
+
+Installed as ``zfnet.kernels`` (``from zfnet import kernels``); the folder stays ``kernels/`` in
+the repository. One file per op; each holds the equation and shapes, a plain NumPy reference
+twin and the Numba CPU kernel. All arrays are float32, NCHW, C-contiguous.
+
+Shape legend: N = batch, C = input channels, F = output channels (filters), H, W = input height
+and width, H', W' = output height and width, KH, KW = kernel size, G = groups.
+
+    conv2d(x, w, b=None, stride=1, padding=0, groups=1)                  (N,C,H,W) -> (N,F,H',W')
+    conv_transpose2d(y, w, stride=1, padding=0, groups=1, output_size=None)  (N,F,H',W') -> (N,C,H,W)
+    relu(x)                                                              same shape
+    max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False)  -> (y, switches)
+    max_unpool2d(y, switches, output_size)                               (N,C,H',W') -> (N,C,H,W)
+    lrn(x, size, alpha=1e-4, beta=0.75, k=1.0, within_channel=False)     same shape
+    linear(x, w, b=None)                                                 (N,I) -> (N,O)
+    softmax(x, axis=-1)                                                  same shape
+
+Every function also takes ``backend=`` ('reference' or 'cpu'); the default is the process-wide
+choice (``set_backend``, ``use_backend``, or the ZFNET_BACKEND environment variable).
+"""
+from ._backend import BACKENDS, get_backend, set_backend, use_backend
+from ._checks import ZFNetError
+from .conv2d import conv2d, conv2d_output_size
+from .conv_transpose2d import conv_transpose2d
+from .linear import linear
+from .lrn import lrn
+from .max_pool2d import max_pool2d, pool_output_size
+from .avg_pool2d import avg_pool2d
+from .max_unpool2d import max_unpool2d
+from .relu import relu
+from .softmax import softmax
+
+__all__ = [
+    "BACKENDS", "ZFNetError", "get_backend", "set_backend", "use_backend",
+    "conv2d", "conv2d_output_size", "conv_transpose2d", "relu", "max_pool2d", "pool_output_size",
+    "max_unpool2d", "avg_pool2d", "lrn", "linear", "softmax",
+]

@@ -1,0 +1,67 @@
+"""Shared test fixtures.
+
+The project's data (real SqueezeNet weights, photographs) lives outside the repository, in
+``../shared/data`` beside the checkout. One setting moves it: the environment variable
+``ZFNET_TEST_DATA``. Missing data is a failure, never a skip: CI must not go green by testing
+nothing.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("ZFNET_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+def _require(path):
+    if not path.exists():
+        pytest.fail(
+            f"test data not found: {path}. Put the project's shared data at {DATA} "
+            f"or point ZFNET_TEST_DATA at it.",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    return _require(DATA)
+
+
+@pytest.fixture(scope="session")
+def weights_dir(data_dir):
+    return _require(data_dir / "weights")
+
+
+@pytest.fixture(scope="session")
+def squeezenet_dir(weights_dir):
+    return _require(weights_dir / "squeezenet1_0")
+
+
+@pytest.fixture(scope="session")
+def images_dir(data_dir):
+    return _require(data_dir / "images")
+
+
+@pytest.fixture(scope="session")
+def reference_outputs(squeezenet_dir):
+    return dict(np.load(_require(squeezenet_dir / "reference_outputs.npz")))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _local_weights(weights_dir):
+    """The library finds weights through ZFNET_WEIGHTS (no network here), as offline users do."""
+    old = os.environ.get("ZFNET_WEIGHTS")
+    os.environ["ZFNET_WEIGHTS"] = str(weights_dir)
+    yield
+    if old is None:
+        os.environ.pop("ZFNET_WEIGHTS", None)
+    else:
+        os.environ["ZFNET_WEIGHTS"] = old
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

@@ -1,0 +1,137 @@
+"""The forward pass: walk the layer specs in order, on the kernels.
+
+    result = forward(net, x, keep="all")      # x: (N, C, H, W) float32, preprocessed
+    result.outputs["conv5"]                    # (N, F, H', W')
+    result.switches["pool5"]                   # (N, F, H', W') int32 flat indices into pool5's input plane
+    result.output                              # the last layer's output, e.g. (N, 1000) probabilities
+
+Every max-pool's switches are always recorded (the deconvnet needs them); activations are kept
+only for the names in ``keep`` ("all", a list of names, or None for the last layer alone), and
+a tensor is dropped as soon as no later layer reads it, so memory stays at the live set.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from zfnet import kernels
+from zfnet.errors import ZFNetError
+from zfnet.kernels._checks import check_array
+from zfnet.net.graph import INPUT
+
+
+@dataclass
+class ForwardResult:
+    outputs: dict = field(default_factory=dict)    # {tensor name: (N, ...) array} for kept names
+    switches: dict = field(default_factory=dict)   # {maxpool name: (N, C, H', W') int32}
+    output_name: str = ""
+
+    @property
+    def output(self):
+        return self.outputs[self.output_name]
+
+    def __getitem__(self, name):
+        try:
+            return self.outputs[name]
+        except KeyError:
+            raise ZFNetError(
+                f"activation {name!r} was not kept; pass keep=[{name!r}] or keep='all' to forward()"
+            ) from None
+
+
+def _gap(x):
+    # (N, C, H, W) -> (N, C, 1, 1): mean over each feature map, accumulated in float64 then cast.
+    return x.mean(axis=(2, 3), dtype=np.float64, keepdims=True).astype(np.float32)
+
+
+def apply_layer(layer, inputs, net, switches=None, backend=None):
+    """One layer's forward rule. `inputs` are the arrays named by ``layer.inputs``, batched.
+
+    For a max-pool, its switches are stored in ``switches[layer.name]`` when a dict is given.
+    """
+    op = layer.op
+    if op == "conv":
+        (x,) = inputs
+        return kernels.conv2d(x, net.weight(layer.name), net.bias(layer.name), layer.stride,
+                              layer.padding, layer.groups, backend=backend)
+    if op == "relu":
+        return kernels.relu(inputs[0], backend=backend)
+    if op == "maxpool":
+        y, sw = kernels.max_pool2d(inputs[0], layer.kernel_size, layer.stride, layer.padding,
+                                   layer.ceil_mode, backend=backend)
+        if switches is not None:
+            switches[layer.name] = sw
+        return y
+    if op == "avgpool":
+        return kernels.avg_pool2d(inputs[0], layer.kernel_size, layer.stride, layer.padding,
+                                  layer.ceil_mode, layer.count_include_pad, backend=backend)
+    if op == "gap":
+        return _gap(inputs[0])
+    if op == "lrn":
+        return kernels.lrn(inputs[0], layer.size, layer.alpha, layer.beta, layer.k,
+                           layer.within_channel, backend=backend)
+    if op == "concat":
+        return np.concatenate(inputs, axis=1)
+    if op == "dropout":
+        return inputs[0]
+    if op == "flatten":
+        x = inputs[0]
+        return np.ascontiguousarray(x.reshape(x.shape[0], -1))   # (N, C*H*W)
+    if op == "linear":
+        return kernels.linear(inputs[0], net.weight(layer.name), net.bias(layer.name), backend=backend)
+    if op == "softmax":
+        return kernels.softmax(inputs[0], axis=1, backend=backend)
+    raise ZFNetError(f"layer {layer.name!r}: no forward rule for op {op!r}")
+
+
+def _keep_set(arch, keep):
+    if keep is None:
+        return {arch.output}
+    if keep == "all":
+        return {INPUT, *arch.names}
+    if isinstance(keep, str):
+        keep = [keep]
+    names = set(keep)
+    for n in names:
+        if n != INPUT:
+            arch.layer(n)  # raises with the list of valid names
+    return names | {arch.output}
+
+
+def check_input(net, x):
+    """x must be (N, C, H, W) float32 with the architecture's channel count."""
+    check_array(x, "x", 4)
+    c = net.arch.input_shape[0]
+    if x.shape[1] != c:
+        raise ZFNetError(f"{net.arch.name} takes {c}-channel input, got x of shape {x.shape}")
+    return x
+
+
+def forward(net, x, keep=None, upto=None, backend=None):
+    """Run `net` on a batch. x: (N, C, H, W) float32; any H, W the layers accept.
+
+    keep: "all", a name or list of names, or None (the last layer only).
+    upto: stop after this layer (saves the work above it); it becomes the result's output.
+    """
+    check_input(net, x)
+    arch = net.arch if tuple(x.shape[1:]) == net.arch.input_shape else net.arch.with_input_shape(x.shape[1:])
+    last = arch.index(upto) if upto is not None else len(arch.layers) - 1
+    layers = arch.layers[: last + 1]
+    keep_names = _keep_set(arch, keep) | {layers[-1].name}
+    # The last reader of each tensor, so that tensors nobody needs any more can be dropped.
+    last_use = {}
+    for i, layer in enumerate(layers):
+        for name in layer.inputs:
+            last_use[name] = i
+    live = {INPUT: x}
+    result = ForwardResult(output_name=layers[-1].name)
+    if INPUT in keep_names:
+        result.outputs[INPUT] = x
+    for i, layer in enumerate(layers):
+        y = apply_layer(layer, [live[n] for n in layer.inputs], net, result.switches, backend)
+        live[layer.name] = y
+        if layer.name in keep_names:
+            result.outputs[layer.name] = y
+        for name in layer.inputs:
+            if last_use[name] == i:
+                live.pop(name, None)
+    return result
