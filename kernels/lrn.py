@@ -1,5 +1,260 @@
-"""lrn: placeholder until the kernel lands (being written now)."""
+"""lrn: local response normalisation ("contrast normalisation" in Zeiler & Fergus), and its gradient.
+
+Shapes: x (N, C, H, W) float32 -> y (N, C, H, W) float32; lrn_backward: x, dy -> dx, all alike.
+
+Both forms divide each activation a by a power of the local energy around it:
+
+    b = a / d^beta,    d = k + alpha/m * S,    S = sum of a'^2 over a window around a
+
+Across channels (Caffe ACROSS_CHANNELS, torch ``local_response_norm``, ONNX ``LRN``), m = n = size:
+
+    S[n, c, h, w] = sum_{c' = c - n//2}^{c + (n-1)//2} x[n, c', h, w]^2     (channels outside [0, C) count 0)
+
+This is PyTorch's window; for odd n it is the centred window of Caffe and ONNX. For EVEN n ONNX
+centres the other way (c - (n-1)//2 ... c + n//2), so an even-sized ONNX LRN is not this op.
+
+Within channel (Caffe WITHIN_CHANNEL; PyTorch has no such layer), n odd, r = (n-1)/2, m = n*n:
+
+    S[n, c, h, w] = sum_{u=-r}^{r} sum_{v=-r}^{r} x[n, c, h+u, w+v]^2       (zero padding outside the plane)
+
+i.e. alpha * the mean over the zero-padded n x n window, always divided by n*n. Caffe fixes the
+additive constant at 1 here; we use k, whose default is 1.
+
+Gradient (lrn_backward), with the same d and the transposed window W^T (the set of outputs whose
+window contains a given input: c - (n-1)//2 ... c + n//2 across channels, the same square within):
+
+    dx = dy * d^-beta  -  (2 * alpha * beta / m) * x * sum_{W^T} (dy * x * d^(-beta-1))
+
+All sums and powers are computed in float64 and the result rounded once to float32.
+We require k > 0 and alpha >= 0 so that d >= k > 0 and the power is always defined.
+"""
+import math
+import numbers
+
+import numpy as np
+from numba import njit, prange
+
+from ._backend import resolve
+from ._checks import ZFNetError, check_array
 
 
-def lrn(*args, **kwargs):
-    raise NotImplementedError("lrn is being written")
+# ---------------------------------------------------------------------------------------------
+# NumPy reference twin
+# ---------------------------------------------------------------------------------------------
+
+def _channel_window_sum(a, before, after):
+    """s[:, c] = sum_{c' = c - before}^{c + after} a[:, c'] over the channels that exist."""
+    c_total = a.shape[1]
+    s = np.empty_like(a)
+    for c in range(c_total):
+        lo, hi = max(c - before, 0), min(c + after, c_total - 1)
+        s[:, c] = a[:, lo:hi + 1].sum(axis=1)
+    return s
+
+
+def _spatial_window_sum(a, r):
+    """s[..., h, w] = sum_{|u|<=r, |v|<=r} a[..., h+u, w+v], zero outside the plane."""
+    h, w = a.shape[-2:]
+    padded = np.zeros(a.shape[:-2] + (h + 2 * r, w + 2 * r), dtype=a.dtype)
+    padded[..., r:r + h, r:r + w] = a
+    s = np.zeros_like(a)
+    for u in range(2 * r + 1):
+        for v in range(2 * r + 1):
+            s += padded[..., u:u + h, v:v + w]
+    return s
+
+
+def _denominator_reference(x, size, alpha, k, within_channel):
+    """d = k + alpha/m * S, in float64, for x (N, C, H, W)."""
+    sq = x.astype(np.float64) ** 2
+    if within_channel:
+        return k + alpha / (size * size) * _spatial_window_sum(sq, (size - 1) // 2)
+    return k + alpha / size * _channel_window_sum(sq, size // 2, (size - 1) // 2)
+
+
+def lrn_reference(x, size, alpha, beta, k, within_channel):
+    """NumPy twin of lrn: b = a / d^beta. x (N, C, H, W) -> y (N, C, H, W)."""
+    d = _denominator_reference(x, size, alpha, k, within_channel)
+    return (x * d ** -beta).astype(np.float32)
+
+
+def lrn_backward_reference(x, dy, size, alpha, beta, k, within_channel):
+    """NumPy twin of lrn_backward: dx = dy d^-b - 2ab/m x W^T(dy x d^(-b-1)). All (N, C, H, W)."""
+    d = _denominator_reference(x, size, alpha, k, within_channel)
+    xd, dyd = x.astype(np.float64), dy.astype(np.float64)
+    t = dyd * xd * d ** (-beta - 1)
+    # Gather t over the transposed window: every output whose window holds this input.
+    if within_channel:
+        m, g = size * size, _spatial_window_sum(t, (size - 1) // 2)
+    else:
+        m, g = size, _channel_window_sum(t, (size - 1) // 2, size // 2)
+    dx = dyd * d ** -beta - (2.0 * alpha * beta / m) * xd * g
+    return dx.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Numba CPU kernels: one (n, c) plane per parallel iteration, float64 accumulators per plane
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _channel_window_sum_plane(a, b, c, before, after, out):
+    """out[:] = sum_{c'} a[b, c', :] over c' in [c - before, c + after] within [0, C)."""
+    out[:] = 0.0
+    for cc in range(max(c - before, 0), min(c + after, a.shape[1] - 1) + 1):
+        src = a[b, cc]
+        for p in range(out.size):
+            out[p] += src[p]
+
+
+@njit(cache=True)
+def _box_sum_plane(a, h, w, r, rows, out):
+    """out = (2r+1)x(2r+1) zero-padded box sum of the flat (H*W) plane a; rows: scratch (H*W)."""
+    # Separable: sum along each row, then along each column.
+    for hh in range(h):
+        for ww in range(w):
+            s = 0.0
+            for v in range(max(ww - r, 0), min(ww + r, w - 1) + 1):
+                s += a[hh * w + v]
+            rows[hh * w + ww] = s
+    for hh in range(h):
+        for ww in range(w):
+            s = 0.0
+            for u in range(max(hh - r, 0), min(hh + r, h - 1) + 1):
+                s += rows[u * w + ww]
+            out[hh * w + ww] = s
+
+
+@njit(cache=True, parallel=True)
+def _squares_cpu(x):
+    """x (N, C, H, W) float32 -> x^2 as (N, C, H*W) float64."""
+    n, c, h, w = x.shape
+    sq = np.empty((n, c, h * w), dtype=np.float64)
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        plane = x[b, ch].reshape(h * w)
+        for q in range(h * w):
+            v = np.float64(plane[q])
+            sq[b, ch, q] = v * v
+    return sq
+
+
+@njit(cache=True, parallel=True)
+def _denominator_cpu(x, size, alpha, k, within_channel):
+    """d = k + alpha/m * S as (N, C, H*W) float64."""
+    n, c, h, w = x.shape
+    sq = _squares_cpu(x)
+    d = np.empty((n, c, h * w), dtype=np.float64)
+    m = size * size if within_channel else size
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        s = np.empty(h * w, dtype=np.float64)
+        if within_channel:
+            rows = np.empty(h * w, dtype=np.float64)
+            _box_sum_plane(sq[b, ch], h, w, (size - 1) // 2, rows, s)
+        else:
+            _channel_window_sum_plane(sq, b, ch, size // 2, (size - 1) // 2, s)
+        for q in range(h * w):
+            d[b, ch, q] = k + alpha / m * s[q]
+    return d
+
+
+@njit(cache=True, parallel=True)
+def lrn_cpu(x, size, alpha, beta, k, within_channel):
+    """Numba kernel for lrn: y = x * d^-beta."""
+    n, c, h, w = x.shape
+    d = _denominator_cpu(x, size, alpha, k, within_channel)
+    y = np.empty((n, c, h, w), dtype=np.float32)                    # (N, C, H, W)
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        xp, yp, dp = x[b, ch].reshape(h * w), y[b, ch].reshape(h * w), d[b, ch]
+        for q in range(h * w):
+            yp[q] = xp[q] * math.exp(-beta * math.log(dp[q]))
+    return y
+
+
+@njit(cache=True, parallel=True)
+def lrn_backward_cpu(x, dy, size, alpha, beta, k, within_channel):
+    """Numba kernel for lrn_backward (see the module docstring for the equation)."""
+    n, c, h, w = x.shape
+    d = _denominator_cpu(x, size, alpha, k, within_channel)
+    # t = dy * x * d^(-beta-1), the term every output sends back to the inputs of its window.
+    t = np.empty((n, c, h * w), dtype=np.float64)
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        xp, dyp = x[b, ch].reshape(h * w), dy[b, ch].reshape(h * w)
+        for q in range(h * w):
+            t[b, ch, q] = np.float64(dyp[q]) * xp[q] * math.exp((-beta - 1.0) * math.log(d[b, ch, q]))
+    m = size * size if within_channel else size
+    coef = 2.0 * alpha * beta / m
+    dx = np.empty((n, c, h, w), dtype=np.float32)                   # (N, C, H, W)
+    for p in prange(n * c):
+        b, ch = p // c, p % c
+        g = np.empty(h * w, dtype=np.float64)
+        if within_channel:
+            rows = np.empty(h * w, dtype=np.float64)
+            _box_sum_plane(t[b, ch], h, w, (size - 1) // 2, rows, g)
+        else:
+            _channel_window_sum_plane(t, b, ch, (size - 1) // 2, size // 2, g)
+        xp, dyp, dxp = x[b, ch].reshape(h * w), dy[b, ch].reshape(h * w), dx[b, ch].reshape(h * w)
+        for q in range(h * w):
+            dq = d[b, ch, q]
+            dxp[q] = dyp[q] * math.exp(-beta * math.log(dq)) - coef * xp[q] * g[q]
+    return dx
+
+
+# ---------------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------------
+
+def _real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ZFNetError(f"lrn: {name} must be a finite real number, got {value!r}")
+    return float(value)
+
+
+def _check_lrn_args(x, size, alpha, beta, k, within_channel):
+    check_array(x, "x", 4)
+    if min(x.shape) < 1:
+        raise ZFNetError(f"lrn: x must have N, C, H, W >= 1, got shape {x.shape}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ZFNetError(f"lrn: size must be an int >= 1, got {size!r}")
+    if not isinstance(within_channel, (bool, np.bool_)):
+        raise ZFNetError(f"lrn: within_channel must be True or False, got {within_channel!r}")
+    if within_channel and size % 2 == 0:
+        raise ZFNetError(
+            f"lrn: within-channel LRN needs an odd size (a centred n x n window, as Caffe requires), "
+            f"got size={size}"
+        )
+    alpha, beta, k = _real(alpha, "alpha"), _real(beta, "beta"), _real(k, "k")
+    if alpha < 0:
+        raise ZFNetError(f"lrn: alpha must be >= 0, got {alpha}")
+    if k <= 0:
+        raise ZFNetError(f"lrn: k must be > 0 (so that k + alpha/n * sum is never 0), got {k}")
+    return int(size), alpha, beta, k, bool(within_channel)
+
+
+def lrn(x, size, alpha=1e-4, beta=0.75, k=1.0, within_channel=False, backend=None):
+    """Local response normalisation. x: (N, C, H, W) float32 -> y: (N, C, H, W) float32.
+
+    b = a / (k + alpha/m * sum_window a'^2)^beta: across `size` channels (m = size, PyTorch's
+    window c - size//2 ... c + (size-1)//2) or, with within_channel=True, over a zero-padded
+    size x size spatial window (m = size*size, size odd). Matches torch's local_response_norm.
+    """
+    size, alpha, beta, k, within_channel = _check_lrn_args(x, size, alpha, beta, k, within_channel)
+    if resolve(backend) == "reference":
+        return lrn_reference(x, size, alpha, beta, k, within_channel)
+    return lrn_cpu(x, size, alpha, beta, k, within_channel)
+
+
+def lrn_backward(x, dy, size, alpha=1e-4, beta=0.75, k=1.0, within_channel=False, backend=None):
+    """The exact gradient of lrn w.r.t. its input. x, dy: (N, C, H, W) float32 -> dx: same shape.
+
+    dx = d/dx sum(lrn(x) * dy), with the same arguments as ``lrn``.
+    """
+    size, alpha, beta, k, within_channel = _check_lrn_args(x, size, alpha, beta, k, within_channel)
+    check_array(dy, "dy", 4)
+    if dy.shape != x.shape:
+        raise ZFNetError(f"lrn_backward: dy must have x's shape {x.shape}, got {dy.shape}")
+    if resolve(backend) == "reference":
+        return lrn_backward_reference(x, dy, size, alpha, beta, k, within_channel)
+    return lrn_backward_cpu(x, dy, size, alpha, beta, k, within_channel)
