@@ -1,16 +1,229 @@
-"""conv2d: placeholder until the kernel lands (being written now)."""
-from ._checks import non_negative_pair, positive_pair, ZFNetError
+"""conv2d: a bank of learned filters slid over the input feature maps (Zeiler & Fergus, Sec. 2).
+
+    y[n, f, i, j] = b[f] + sum_{c < C/G, u < KH, v < KW} w[f, c, u, v] * x_pad[n, g*C/G + c, i*sh + u, j*sw + v]
+
+where g = f // (F/G) is the group of filter f, and x_pad is x with `padding` (ph, pw) zeros on
+each side. With groups G, the C input feature maps and the F filters are split into G equal
+groups; filter f only sees the feature maps of its own group.
+
+Shapes:  x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None  ->  y (N, F, H', W') with
+
+    H' = floor((H + 2*ph - KH) / sh) + 1,        W' = floor((W + 2*pw - KW) / sw) + 1.
+
+The CPU path is im2col + GEMM. Every output unit's receptive field is unrolled into one column,
+
+    cols[(c, u, v), (n, i, j)] = x_pad[n, c, i*sh + u, j*sw + v]            (C*KH*KW, N*H'*W')
+
+and each group becomes one matrix product, y[:, g] = w[g] (F/G, C/G*KH*KW) @ cols[g]. A 1x1,
+stride-1, unpadded convolution needs no unrolling: it is the GEMM w (F, C) @ x[n] (C, H*W).
+"""
+import numpy as np
+from numba import njit, prange
+
+from ._backend import resolve
+from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
+
+# Shape legend: N batch, C input channels, F filters, G groups, (H, W) input, (H', W') output,
+# (KH, KW) kernel, (sh, sw) stride, (ph, pw) padding, K = C*KH*KW rows of the unrolled input.
+
+# im2col buffers are built for a chunk of images at a time, at most this many bytes (but always
+# at least one image), so a batch of 128 does not allocate gigabytes.
+COLS_BYTES = 64 * 2**20
 
 
 def conv2d_output_size(hw, kernel_size, stride, padding):
-    """H' = floor((H + 2*pad - KH) / stride) + 1 (likewise W'); a ZFNetError if < 1."""
+    """(H', W') of a convolution: H' = floor((H + 2*ph - KH) / sh) + 1, likewise W'.
+
+    A ZFNetError if the kernel is larger than the padded input (H + 2*ph < KH), since then not a
+    single window fits.
+    """
     (h, w), (kh, kw) = hw, positive_pair(kernel_size, "kernel_size")
     sh, sw = positive_pair(stride, "stride")
     ph, pw = non_negative_pair(padding, "padding")
+    if h < 1 or w < 1:
+        raise ZFNetError(f"input size must be >= 1, got {h}x{w}")
     if h + 2 * ph < kh or w + 2 * pw < kw:
-        raise ZFNetError(f"kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{w + 2 * pw}")
+        raise ZFNetError(
+            f"kernel {kh}x{kw} (w) is larger than the padded input {h + 2 * ph}x{w + 2 * pw} "
+            f"(input {h}x{w} + 2*padding {ph},{pw}); use a smaller kernel or more padding"
+        )
     return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
 
 
-def conv2d(*args, **kwargs):
-    raise NotImplementedError("conv2d is being written")
+# ----------------------------------------------------------------------------------------------
+# NumPy reference: the equation, one output unit (i, j) at a time.
+# ----------------------------------------------------------------------------------------------
+
+def conv2d_reference(x, w, b=None, stride=1, padding=0, groups=1):
+    """Plain NumPy twin of `conv2d`. x (N, C, H, W), w (F, C/G, KH, KW), b (F,) -> y (N, F, H', W').
+
+    Loops over groups and output positions; the sum over (c, u, v) and the batch are vectorised.
+    Accumulates in float64, returns float32.
+    """
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    (sh, sw), (ph, pw), G = stride, padding, groups
+    Fg = F // G
+    Ho, Wo = conv2d_output_size((H, W), (KH, KW), (sh, sw), (ph, pw))
+    x_pad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2ph, W+2pw)
+    y = np.zeros((N, F, Ho, Wo), np.float64)                                      # (N, F, H', W')
+    for g in range(G):
+        w_g = w[g * Fg:(g + 1) * Fg].astype(np.float64)                           # (F/G, C/G, KH, KW)
+        for i in range(Ho):
+            for j in range(Wo):
+                # the receptive field of unit (i, j) in the feature maps of group g
+                window = x_pad[:, g * Cg:(g + 1) * Cg, i * sh:i * sh + KH, j * sw:j * sw + KW]
+                y[:, g * Fg:(g + 1) * Fg, i, j] = np.einsum("ncuv,fcuv->nf", window, w_g)
+    if b is not None:
+        y += b.astype(np.float64)[None, :, None, None]
+    return y.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Numba CPU kernels: im2col (parallel over rows of cols) and the bias/layout pass after the GEMM.
+# ----------------------------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols):
+    """cols[(c, u, v), (n, i, j)] = x_pad[n, c, i*sh + u, j*sw + v]; x (N, C, H, W) -> cols (C*KH*KW, N*H'*W').
+
+    Each parallel iteration owns one row (c, u, v) of cols, so no two threads write the same element.
+    """
+    N, C, H, W = x.shape
+    HWo = Ho * Wo
+    for row in prange(C * KH * KW):
+        c = row // (KH * KW)
+        u = (row // KW) % KH
+        v = row % KW
+        # output columns j whose tap v lands inside the image: 0 <= j*sw - pw + v < W
+        j_lo = min(Wo, max(0, (pw - v + sw - 1) // sw))
+        j_hi = max(j_lo, min(Wo, (W - 1 + pw - v) // sw + 1))
+        for n in range(N):
+            for i in range(Ho):
+                start = n * HWo + i * Wo
+                h = i * sh - ph + u
+                if h < 0 or h >= H:
+                    cols[row, start:start + Wo] = 0.0
+                    continue
+                cols[row, start:start + j_lo] = 0.0
+                for j in range(j_lo, j_hi):
+                    cols[row, start + j] = x[n, c, h, j * sw - pw + v]
+                cols[row, start + j_hi:start + Wo] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _unstack_add_bias(out, b, N, y):
+    """y[n, f, :] = out[f, n*P:(n+1)*P] + b[f]; out (F, N*P) -> y (N, F, P). Parallel over (n, f)."""
+    F = out.shape[0]
+    P = out.shape[1] // N
+    for nf in prange(N * F):
+        n = nf // F
+        f = nf % F
+        bf = b[f]
+        for p in range(P):
+            y[n, f, p] = out[f, n * P + p] + bf
+
+
+@njit(parallel=True, cache=True)
+def _add_bias(y, b):
+    """y[n, f, :] += b[f] in place; y (N, F, P). Parallel over (n, f)."""
+    N, F, P = y.shape
+    for nf in prange(N * F):
+        n = nf // F
+        f = nf % F
+        bf = b[f]
+        for p in range(P):
+            y[n, f, p] += bf
+
+
+def _conv2d_cpu(x, w, b, stride, padding, groups):
+    """im2col + one GEMM per group on a chunk of images; the 1x1/stride-1/no-pad case is a plain GEMM."""
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    (sh, sw), (ph, pw), G = stride, padding, groups
+    Fg, Kg = F // G, Cg * KH * KW
+    Ho, Wo = conv2d_output_size((H, W), (KH, KW), (sh, sw), (ph, pw))
+    P = Ho * Wo
+    y = np.empty((N, F, Ho, Wo), np.float32)                                     # (N, F, H', W')
+    w_g = w.reshape(G, Fg, Kg)                                                    # (G, F/G, C/G*KH*KW)
+    zero_b = np.zeros(F, np.float32) if b is None else b
+
+    if KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+        # 1x1 conv: y[n, g] = w[g] @ x[n, g]; x itself is the unrolled input, no copy.
+        np.matmul(w_g, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Fg, P))     # (N, G, F/G, P)
+        if b is not None:
+            _add_bias(y.reshape(N, F, P), b)
+        return y
+
+    # images per chunk: all of them unless the unrolled input would pass COLS_BYTES
+    per_image = C * KH * KW * P * 4
+    chunk = max(1, min(N, COLS_BYTES // per_image))
+    # flat buffers, reshaped per chunk so every array handed to Numba is C-contiguous
+    cols_buf = np.empty(C * KH * KW * chunk * P, np.float32)
+    out_buf = np.empty(F * chunk * P, np.float32)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        m = (n1 - n0) * P
+        cols = cols_buf[:C * KH * KW * m].reshape(C * KH * KW, m)
+        out = out_buf[:F * m].reshape(F, m)
+        # unroll the receptive fields of every output unit of images n0..n1
+        _im2col(x[n0:n1], KH, KW, sh, sw, ph, pw, Ho, Wo, cols)                  # (C*KH*KW, n*P)
+        for g in range(G):
+            # one GEMM per group: (F/G, Kg) @ (Kg, n*P)
+            np.matmul(w_g[g], cols[g * Kg:(g + 1) * Kg], out=out[g * Fg:(g + 1) * Fg])
+        # columns are ordered (n, i, j): move the batch out front and add the bias in one pass
+        _unstack_add_bias(out, zero_b, n1 - n0, y[n0:n1].reshape(n1 - n0, F, P))  # (n, F, P)
+    return y
+
+
+# ----------------------------------------------------------------------------------------------
+# Public function: check once, dispatch.
+# ----------------------------------------------------------------------------------------------
+
+def check_groups(groups, C, F, w_channels, what="x"):
+    """Check `groups` against C input channels and F filters; returns the int G.
+
+    Shared with conv_transpose2d, where the channels come from w and y instead.
+    """
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ZFNetError(f"groups must be an int >= 1, got {groups!r}")
+    G = int(groups)
+    if F % G:
+        raise ZFNetError(f"groups={G} must divide the number of filters F={F} (w.shape[0])")
+    if C % G:
+        raise ZFNetError(f"groups={G} must divide the number of channels C={C} of {what}")
+    if w_channels * G != C:
+        raise ZFNetError(
+            f"channel mismatch: {what} has C={C} channels but w has {w_channels} per group "
+            f"x groups={G} = {w_channels * G}; w must be (F, C/groups, KH, KW)"
+        )
+    return G
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None):
+    """2-D convolution (cross-correlation, as in Caffe and PyTorch) of x with a bank of filters w.
+
+    x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None -> y (N, F, H', W'),
+    H' = floor((H + 2*ph - KH) / sh) + 1, W' = floor((W + 2*pw - KW) / sw) + 1.
+    `stride` and `padding` are ints or (h, w) pairs. All arrays float32, C-contiguous; x is not
+    modified. `backend`: 'reference' (NumPy twin) or 'cpu' (im2col + BLAS); None = process default.
+    """
+    check_array(x, "x", 4)
+    check_array(w, "w", 4)
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    if min(x.shape) < 1:
+        raise ZFNetError(f"x must be non-empty (N, C, H, W), got shape {x.shape}")
+    if min(w.shape) < 1:
+        raise ZFNetError(f"w must be non-empty (F, C/G, KH, KW), got shape {w.shape}")
+    if b is not None:
+        check_array(b, "b", 1)
+        if b.shape != (F,):
+            raise ZFNetError(f"b must have shape (F,) = ({F},) to match w, got {b.shape}")
+    stride = positive_pair(stride, "stride")
+    padding = non_negative_pair(padding, "padding")
+    G = check_groups(groups, C, F, Cg, "x")
+    conv2d_output_size((H, W), (KH, KW), stride, padding)
+    if resolve(backend) == "reference":
+        return conv2d_reference(x, w, b, stride, padding, G)
+    return _conv2d_cpu(x, w, b, stride, padding, G)
