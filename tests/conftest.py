@@ -6,12 +6,14 @@ The project's data (real SqueezeNet weights, photographs) lives outside the repo
 nothing.
 """
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # `benchmarks.cases` is shared by the benchmarks and the tests
 DATA = Path(os.environ.get("ZFNET_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 
 

@@ -153,5 +153,7 @@ class Net:
                 params[k] = rng.uniform(0.0, 0.1, size=shape).astype(np.float32)
             else:
                 fan_in = int(np.prod(shape[1:]))
-                params[k] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+                w = rng.standard_normal(shape, dtype=np.float32)   # float32 directly: no float64 peak
+                w *= np.float32(np.sqrt(2.0 / fan_in))
+                params[k] = w
         return cls(arch, params, dict(meta or {}))

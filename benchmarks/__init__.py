@@ -1,0 +1,1 @@
+"""zfnet against PyTorch on the same machine, in the same run (not part of the test suite)."""

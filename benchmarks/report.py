@@ -1,0 +1,181 @@
+"""Time zfnet against PyTorch, case by case, on this machine and in this run; print a table.
+
+    python benchmarks/report.py [--quick] [--json FILE] [--cases SUBSTRING] [--repeat N]
+
+For every case of benchmarks/cases.py: the first zfnet call (JIT compile or Numba-cache load,
+reported separately as `first_s`), then `repeat` timed calls of each side, interleaved, keeping
+the minimum (these machines are shared and noisy). ratio = zfnet time / PyTorch time (< 1: zfnet
+is faster). GFLOP/s is given where a case counts its floating-point work, beside the float32 GEMM
+rate (numpy's sgemm) measured in the same run. Both sides get the same number of threads.
+
+Also: cold start (import + first forward, empty and warm Numba cache) and peak RSS of the batch-16
+forward pass, each in a fresh process, for zfnet and PyTorch.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def sgemm_gflops(n=2048, repeat=5):
+    """The machine's float32 GEMM rate through numpy's BLAS, GFLOP/s (best of `repeat`)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def time_case(case, repeat, min_time):
+    """Build, warm up and time one case; returns a result dict."""
+    bench = case.build()
+    first = _timed(bench.zfnet)              # JIT compile / cache load lands here
+    bench.torch()
+    bench.check(bench.zfnet(), bench.torch())   # never report a time for a wrong answer
+    zs, ts = [], []
+    start = time.perf_counter()
+    while len(zs) < repeat or (time.perf_counter() - start < min_time and len(zs) < 50 * repeat):
+        zs.append(_timed(bench.zfnet))
+        ts.append(_timed(bench.torch))
+    z, t = min(zs), min(ts)
+    row = {"case": case.name, "group": case.group, "zfnet_s": z, "torch_s": t, "ratio": z / t,
+           "first_s": first, "repeats": len(zs)}
+    if bench.flops:
+        row["gflops_zfnet"] = bench.flops / z / 1e9
+        row["gflops_torch"] = bench.flops / t / 1e9
+    if bench.images:
+        row["images_per_s_zfnet"] = bench.images / z
+        row["images_per_s_torch"] = bench.images / t
+    return row
+
+
+_PROBE = r"""
+import os, resource, sys, time
+t0 = time.perf_counter()
+side, arch_name, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import numpy as np
+if side == "zfnet":
+    from zfnet.net import Net, forward, get_architecture
+    arch = get_architecture(arch_name)
+    net = Net.random(arch, seed=0)
+    x = np.zeros((batch, *arch.input_shape), np.float32)
+    t1 = time.perf_counter()
+    forward(net, x)
+else:
+    sys.path.insert(0, os.environ["ZFNET_REPO"])
+    import torch
+    torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    from zfnet.net import Net, get_architecture
+    from benchmarks.torch_ref import torch_forward
+    arch = get_architecture(arch_name)
+    net = Net.random(arch, seed=0)
+    x = torch.zeros((batch, *arch.input_shape))
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        torch_forward(net, x)
+t2 = time.perf_counter()
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(f"{t2 - t0:.4f} {t2 - t1:.4f} {rss:.1f}")
+"""
+
+
+def probe(side, arch, batch, threads, numba_cache=None):
+    """Run one fresh process: (start-to-first-result s, first forward s, peak RSS MiB)."""
+    env = dict(os.environ, ZFNET_REPO=str(REPO), BENCH_THREADS=str(threads))
+    if numba_cache:
+        env["NUMBA_CACHE_DIR"] = numba_cache
+    out = subprocess.run([sys.executable, "-c", _PROBE, side, arch, str(batch)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return tuple(float(v) for v in out)
+
+
+def startup_rows(threads):
+    import tempfile
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        cold = probe("zfnet", "squeezenet1_0", 1, threads, cache)
+        warm = probe("zfnet", "squeezenet1_0", 1, threads, cache)
+    torch_start = probe("torch", "squeezenet1_0", 1, threads)
+    rows.append({"case": "start/squeezenet1_0/empty_numba_cache", "zfnet_s": cold[0], "torch_s": torch_start[0],
+                 "ratio": cold[0] / torch_start[0]})
+    rows.append({"case": "start/squeezenet1_0/warm_numba_cache", "zfnet_s": warm[0], "torch_s": torch_start[0],
+                 "ratio": warm[0] / torch_start[0]})
+    for arch in ("zfnet", "squeezenet1_0"):
+        z = probe("zfnet", arch, 16, threads)
+        t = probe("torch", arch, 16, threads)
+        rows.append({"case": f"memory/{arch}/b16_peak_rss_mib", "zfnet_mib": z[2], "torch_mib": t[2],
+                     "ratio": z[2] / t[2]})
+    return rows
+
+
+def fmt_table(rows, sgemm):
+    lines = [f"{'case':52s} {'zfnet':>10s} {'PyTorch':>10s} {'ratio':>6s} {'GFLOP/s':>8s} {'%sgemm':>6s}"]
+    for r in rows:
+        if "zfnet_s" in r:
+            g = r.get("gflops_zfnet")
+            gs = f"{g:8.1f}" if g else " " * 8
+            pct = f"{100 * g / sgemm:5.0f}%" if g else " " * 6
+            lines.append(f"{r['case']:52s} {r['zfnet_s'] * 1e3:8.2f}ms {r['torch_s'] * 1e3:8.2f}ms "
+                         f"{r['ratio']:6.2f} {gs} {pct}")
+        else:
+            lines.append(f"{r['case']:52s} {r['zfnet_mib']:8.0f}MB {r['torch_mib']:8.0f}MB {r['ratio']:6.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a representative subset, under 5 minutes")
+    p.add_argument("--json", metavar="FILE", help="also save the rows as JSON")
+    p.add_argument("--cases", metavar="SUBSTRING", help="only cases whose name contains this")
+    p.add_argument("--repeat", type=int, default=None, help="timed calls per side (default 10, quick 5)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both sides")
+    p.add_argument("--no-startup", action="store_true", help="skip the cold-start and memory probes")
+    args = p.parse_args(argv)
+
+    import numba
+    import torch
+    from benchmarks.cases import CASES
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    repeat = args.repeat or (5 if args.quick else 10)
+    cases = [c for c in CASES if (c.quick or not args.quick) and (not args.cases or args.cases in c.name)]
+
+    sgemm = sgemm_gflops()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "
+          f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}")
+    print(f"numpy sgemm (2048^3): {sgemm:.1f} GFLOP/s\n")
+    rows = []
+    for case in cases:
+        row = time_case(case, repeat, min_time=0.0 if args.quick else 0.5)
+        rows.append(row)
+        print(fmt_table([row], sgemm).splitlines()[1], flush=True)
+    if not args.no_startup:
+        srows = startup_rows(args.threads)
+        rows += srows
+        print(fmt_table(srows, sgemm).split("\n", 1)[1])
+    print("\n" + fmt_table(rows, sgemm))
+    if args.json:
+        from zfnet.atomic import write_json
+        write_json(args.json, {"sgemm_gflops": sgemm, "threads": args.threads, "machine": platform.machine(),
+                               "cpu_count": os.cpu_count(), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
