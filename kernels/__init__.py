@@ -12,7 +12,9 @@ and width, H', W' = output height and width, KH, KW = kernel size, G = groups.
     relu(x)                                                              same shape
     max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False)  -> (y, switches)
     max_unpool2d(y, switches, output_size)                               (N,C,H',W') -> (N,C,H,W)
+    avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)
     lrn(x, size, alpha=1e-4, beta=0.75, k=1.0, within_channel=False)     same shape
+    lrn_backward(x, dy, size, alpha, beta, k, within_channel)            dx, same shape as x
     linear(x, w, b=None)                                                 (N,I) -> (N,O)
     softmax(x, axis=-1)                                                  same shape
 
@@ -24,7 +26,7 @@ from ._checks import ZFNetError
 from .conv2d import conv2d, conv2d_output_size
 from .conv_transpose2d import conv_transpose2d
 from .linear import linear
-from .lrn import lrn
+from .lrn import lrn, lrn_backward
 from .max_pool2d import max_pool2d, pool_output_size
 from .avg_pool2d import avg_pool2d
 from .max_unpool2d import max_unpool2d
@@ -34,5 +36,5 @@ from .softmax import softmax
 __all__ = [
     "BACKENDS", "ZFNetError", "get_backend", "set_backend", "use_backend",
     "conv2d", "conv2d_output_size", "conv_transpose2d", "relu", "max_pool2d", "pool_output_size",
-    "max_unpool2d", "avg_pool2d", "lrn", "linear", "softmax",
+    "max_unpool2d", "avg_pool2d", "lrn", "lrn_backward", "linear", "softmax",
 ]
