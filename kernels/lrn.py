@@ -97,78 +97,80 @@ def lrn_backward_reference(x, dy, size, alpha, beta, k, within_channel):
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _channel_window_sum_plane(a, b, c, before, after, out):
-    """out[:] = sum_{c'} a[b, c', :] over c' in [c - before, c + after] within [0, C)."""
-    out[:] = 0.0
-    for cc in range(max(c - before, 0), min(c + after, a.shape[1] - 1) + 1):
-        src = a[b, cc]
-        for p in range(out.size):
-            out[p] += src[p]
+def _neg_power(d, beta):
+    """d^-beta for d > 0. beta = 0.75 (Caffe's, ZF's, ONNX's usual value) costs two square roots
+    instead of a log and an exp: d^-3/4 = 1 / sqrt(d * sqrt(d))."""
+    if beta == 0.75:
+        return 1.0 / math.sqrt(d * math.sqrt(d))
+    return math.exp(-beta * math.log(d))
 
 
 @njit(cache=True)
-def _box_sum_plane(a, h, w, r, rows, out):
-    """out = (2r+1)x(2r+1) zero-padded box sum of the flat (H*W) plane a; rows: scratch (H*W)."""
-    # Separable: sum along each row, then along each column.
-    for hh in range(h):
-        for ww in range(w):
-            s = 0.0
-            for v in range(max(ww - r, 0), min(ww + r, w - 1) + 1):
-                s += a[hh * w + v]
-            rows[hh * w + ww] = s
-    for hh in range(h):
-        for ww in range(w):
-            s = 0.0
-            for u in range(max(hh - r, 0), min(hh + r, h - 1) + 1):
-                s += rows[u * w + ww]
-            out[hh * w + ww] = s
+def _channel_window_sum_plane(a, b, c, before, after, square, out):
+    """out = sum of a[b, c'] (squared if `square`) over c' in [c - before, c + after] within [0, C).
+
+    a: (N, C, H*W) float32 or float64; out: (H*W,) float64.
+    """
+    out[:] = 0.0
+    for cc in range(max(c - before, 0), min(c + after, a.shape[1] - 1) + 1):
+        src = a[b, cc]
+        if square:
+            for q in range(out.size):
+                v = np.float64(src[q])
+                out[q] += v * v
+        else:
+            for q in range(out.size):
+                out[q] += src[q]
 
 
-@njit(cache=True, parallel=True)
-def _squares_cpu(x):
-    """x (N, C, H, W) float32 -> x^2 as (N, C, H*W) float64."""
-    n, c, h, w = x.shape
-    sq = np.empty((n, c, h * w), dtype=np.float64)
-    for p in prange(n * c):
-        b, ch = p // c, p % c
-        plane = x[b, ch].reshape(h * w)
+@njit(cache=True)
+def _box_sum_plane(a, h, w, r, cols, out):
+    """out = (2r+1) x (2r+1) box sum of the flat (H*W,) plane a, zero outside; cols: scratch.
+
+    Separable, each pass an add of whole contiguous rows: first down the columns, then along rows.
+    """
+    cols[:] = 0.0
+    for i in range(h):
+        for u in range(max(i - r, 0), min(i + r, h - 1) + 1):
+            for j in range(w):
+                cols[i * w + j] += a[u * w + j]
+    out[:] = 0.0
+    for i in range(h):
+        for v in range(-r, r + 1):
+            for j in range(max(-v, 0), min(w - v, w)):
+                out[i * w + j] += cols[i * w + j + v]
+
+
+@njit(cache=True)
+def _energy(x, b, c, size, within_channel, out, scratch1, scratch2):
+    """out = S for plane (b, c): the sum of squares over its window (see the module docstring)."""
+    h, w = x.shape[2], x.shape[3]
+    if within_channel:
+        plane = x[b, c].reshape(h * w)
         for q in range(h * w):
             v = np.float64(plane[q])
-            sq[b, ch, q] = v * v
-    return sq
-
-
-@njit(cache=True, parallel=True)
-def _denominator_cpu(x, size, alpha, k, within_channel):
-    """d = k + alpha/m * S as (N, C, H*W) float64."""
-    n, c, h, w = x.shape
-    sq = _squares_cpu(x)
-    d = np.empty((n, c, h * w), dtype=np.float64)
-    m = size * size if within_channel else size
-    for p in prange(n * c):
-        b, ch = p // c, p % c
-        s = np.empty(h * w, dtype=np.float64)
-        if within_channel:
-            rows = np.empty(h * w, dtype=np.float64)
-            _box_sum_plane(sq[b, ch], h, w, (size - 1) // 2, rows, s)
-        else:
-            _channel_window_sum_plane(sq, b, ch, size // 2, (size - 1) // 2, s)
-        for q in range(h * w):
-            d[b, ch, q] = k + alpha / m * s[q]
-    return d
+            scratch1[q] = v * v
+        _box_sum_plane(scratch1, h, w, (size - 1) // 2, scratch2, out)
+    else:
+        flat = x.reshape((x.shape[0], x.shape[1], h * w))           # (N, C, H*W)
+        _channel_window_sum_plane(flat, b, c, size // 2, (size - 1) // 2, True, out)
 
 
 @njit(cache=True, parallel=True)
 def lrn_cpu(x, size, alpha, beta, k, within_channel):
-    """Numba kernel for lrn: y = x * d^-beta."""
+    """Numba kernel for lrn: y = x * d^-beta, each plane computed from its own window."""
     n, c, h, w = x.shape
-    d = _denominator_cpu(x, size, alpha, k, within_channel)
+    scale = alpha / (size * size if within_channel else size)
     y = np.empty((n, c, h, w), dtype=np.float32)                    # (N, C, H, W)
     for p in prange(n * c):
         b, ch = p // c, p % c
-        xp, yp, dp = x[b, ch].reshape(h * w), y[b, ch].reshape(h * w), d[b, ch]
+        s = np.empty(h * w, dtype=np.float64)
+        scratch1 = np.empty(h * w, dtype=np.float64)
+        scratch2 = np.empty(h * w, dtype=np.float64)
+        _energy(x, b, ch, size, within_channel, s, scratch1, scratch2)
+        xp, yp = x[b, ch].reshape(h * w), y[b, ch].reshape(h * w)
         for q in range(h * w):
-            yp[q] = xp[q] * math.exp(-beta * math.log(dp[q]))
+            yp[q] = xp[q] * _neg_power(k + scale * s[q], beta)
     return y
 
 
@@ -176,29 +178,36 @@ def lrn_cpu(x, size, alpha, beta, k, within_channel):
 def lrn_backward_cpu(x, dy, size, alpha, beta, k, within_channel):
     """Numba kernel for lrn_backward (see the module docstring for the equation)."""
     n, c, h, w = x.shape
-    d = _denominator_cpu(x, size, alpha, k, within_channel)
-    # t = dy * x * d^(-beta-1), the term every output sends back to the inputs of its window.
+    m = size * size if within_channel else size
+    scale = alpha / m
+    # Pass 1, per plane: p = d^-beta and t = dy * x * d^(-beta-1) = dy * x * p / d.
+    pw = np.empty((n, c, h * w), dtype=np.float64)
     t = np.empty((n, c, h * w), dtype=np.float64)
     for p in prange(n * c):
         b, ch = p // c, p % c
+        s = np.empty(h * w, dtype=np.float64)
+        scratch1 = np.empty(h * w, dtype=np.float64)
+        scratch2 = np.empty(h * w, dtype=np.float64)
+        _energy(x, b, ch, size, within_channel, s, scratch1, scratch2)
         xp, dyp = x[b, ch].reshape(h * w), dy[b, ch].reshape(h * w)
         for q in range(h * w):
-            t[b, ch, q] = np.float64(dyp[q]) * xp[q] * math.exp((-beta - 1.0) * math.log(d[b, ch, q]))
-    m = size * size if within_channel else size
+            d = k + scale * s[q]
+            pw[b, ch, q] = _neg_power(d, beta)
+            t[b, ch, q] = np.float64(dyp[q]) * xp[q] * pw[b, ch, q] / d
+    # Pass 2, per plane: gather t over the transposed window (needs pass 1 done for all planes).
     coef = 2.0 * alpha * beta / m
     dx = np.empty((n, c, h, w), dtype=np.float32)                   # (N, C, H, W)
     for p in prange(n * c):
         b, ch = p // c, p % c
         g = np.empty(h * w, dtype=np.float64)
         if within_channel:
-            rows = np.empty(h * w, dtype=np.float64)
-            _box_sum_plane(t[b, ch], h, w, (size - 1) // 2, rows, g)
+            cols = np.empty(h * w, dtype=np.float64)
+            _box_sum_plane(t[b, ch], h, w, (size - 1) // 2, cols, g)
         else:
-            _channel_window_sum_plane(t, b, ch, (size - 1) // 2, size // 2, g)
+            _channel_window_sum_plane(t, b, ch, (size - 1) // 2, size // 2, False, g)
         xp, dyp, dxp = x[b, ch].reshape(h * w), dy[b, ch].reshape(h * w), dx[b, ch].reshape(h * w)
         for q in range(h * w):
-            dq = d[b, ch, q]
-            dxp[q] = dyp[q] * math.exp(-beta * math.log(dq)) - coef * xp[q] * g[q]
+            dxp[q] = dyp[q] * pw[b, ch, q] - coef * xp[q] * g[q]
     return dx
 
 

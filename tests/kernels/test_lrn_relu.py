@@ -86,14 +86,15 @@ def _torch_lrn(x, size, alpha, beta, k):
     return F.local_response_norm(torch.from_numpy(x), size, alpha, beta, k).numpy()
 
 
-ACROSS_GRID = list(itertools.product((1, 2, 3, 4, 5, 6, 9), (1, 4, 7), (1, 3)))
+# beta 0.75 takes the kernels' square-root path, any other beta the exp/log path.
+ACROSS_GRID = list(itertools.product((1, 2, 3, 4, 5, 6, 9), (1, 4, 7), (1, 3), (0.75, 0.6)))
 
 
-@pytest.mark.parametrize("size, c, n", ACROSS_GRID)
-def test_lrn_across_channels_twins_and_pytorch_agree(rng, size, c, n):
+@pytest.mark.parametrize("size, c, n, beta", ACROSS_GRID)
+def test_lrn_across_channels_twins_and_pytorch_agree(rng, size, c, n, beta):
     # alpha large enough that the denominator is far from k, so the window really matters.
     x = _x(rng, (n, c, 5, 7), scale=2.0)
-    alpha, beta, k = 0.8, 0.75, 1.5
+    alpha, k = 0.8, 1.5
     y_ref = lrn(x, size, alpha, beta, k, backend="reference")
     y_cpu = lrn(x, size, alpha, beta, k, backend="cpu")
     assert y_cpu.shape == x.shape and y_cpu.dtype == np.float32
@@ -140,13 +141,13 @@ def _within_channel_definition(x, size, alpha, beta, k):
     return xt / (k + alpha * mean) ** beta
 
 
-WITHIN_GRID = list(itertools.product((1, 3, 5, 7), ((5, 7), (9, 9), (4, 3)), (1, 3)))
+WITHIN_GRID = list(itertools.product((1, 3, 5, 7), ((5, 7), (9, 9), (4, 3)), (1, 3), (0.75, 0.6)))
 
 
-@pytest.mark.parametrize("size, hw, n", WITHIN_GRID)
-def test_lrn_within_channel_twins_and_definition_agree(rng, size, hw, n):
+@pytest.mark.parametrize("size, hw, n, beta", WITHIN_GRID)
+def test_lrn_within_channel_twins_and_definition_agree(rng, size, hw, n, beta):
     x = _x(rng, (n, 3, *hw), scale=2.0)
-    alpha, beta, k = 0.9, 0.75, 1.0
+    alpha, k = 0.9, 1.0
     y_ref = lrn(x, size, alpha, beta, k, within_channel=True, backend="reference")
     y_cpu = lrn(x, size, alpha, beta, k, within_channel=True, backend="cpu")
     np.testing.assert_allclose(y_cpu, y_ref, rtol=1e-5, atol=1e-7)
