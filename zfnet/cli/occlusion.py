@@ -1,0 +1,73 @@
+"""``zfnet occlusion``: slide a grey square over an image (Zeiler & Fergus Fig. 7)."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXAMPLE = """\
+example:
+  zfnet occlusion cat.jpg --class "Egyptian cat" --size 48 --stride 8 --out occ/
+  -> occ/occlusion.png (panels b-e), occ/occlusion.json (every number), occ/occlusion.html
+
+The square is the model's mean colour, applied in the preprocessed input (where it is exactly 0).
+Its top-left corner runs over multiples of --stride, wholly inside the network's input.
+"""
+
+
+def register(subparsers):
+    from zfnet.weights import DEFAULT_MODEL
+    p = subparsers.add_parser(
+        "occlusion", help="occlusion sensitivity maps (paper Fig. 7)",
+        description="Slide a square of the model's mean colour over IMAGE and map, per square position, "
+                    "(b) the total activation of the strongest feature map of LAYER, (d) the probability "
+                    "of class C and (e) the most probable class; (c) projects the strongest map with the "
+                    "deconvnet for the unoccluded image and three square positions.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE", help="a photograph (JPEG, PNG, ...)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    p.add_argument("--class", dest="cls", metavar="C", default=None,
+                   help="class index or name whose probability is mapped (default: top-1 of the unoccluded image)")
+    p.add_argument("--layer", default=None, help="layer whose strongest map is tracked (default: the last conv layer's ReLU)")
+    p.add_argument("--size", type=int, default=48, help="side of the square in input pixels (default 48)")
+    p.add_argument("--stride", type=int, default=8, help="step between square positions in input pixels (default 8)")
+    p.add_argument("--batch", type=int, default=16, help="square positions per forward pass (default 16)")
+    p.add_argument("--out", default="zfnet-occlusion", help="output folder (default ./zfnet-occlusion)")
+    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from zfnet.deconv import render
+    from zfnet.errors import ZFNetError
+    from zfnet.image import load_image, preprocess, to_display
+    from zfnet.net.receptive import unit_box
+    from zfnet.viz.classes import class_labels, resolve_class
+    from zfnet.viz.occlusion import occlusion_maps, occlusion_projections, write_occlusion
+    from zfnet.weights import load_model
+
+    if args.batch < 1:
+        raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
+    t0 = time.perf_counter()
+    net = load_model(args.model)
+    labels = class_labels(net)
+    target = resolve_class(net, args.cls, labels) if args.cls is not None else None
+    x = preprocess(load_image(args.image), net.meta)                          # (3, H, W)
+    result = occlusion_maps(net, x, args.layer, target, args.size, args.stride, args.batch, progress=True)
+    inputs, units, projections = occlusion_projections(net, x, result)
+    rendered = [render(p, net.meta, percentile=99.5) for p in projections]
+    boxes = [unit_box(net.arch, result.layer, u.y, u.x, x.shape[1:]) for u in units]
+    facts = {"model": net.meta.get("model", args.model), "image": Path(args.image).name,
+             "compute_seconds": round(time.perf_counter() - t0, 2)}
+    paths = write_occlusion(args.out, result, to_display(x, net.meta), rendered, labels, facts, boxes)
+    if args.json:
+        json.dump({**facts, **result.to_json(labels)}, sys.stdout)
+        print()
+    else:
+        p0 = result.base_probabilities
+        print(f"{Path(args.image).name}: class {result.target} ({labels[result.target]}) p={p0[result.target]:.3f}, "
+              f"p in [{result.probability.min():.3f}, {result.probability.max():.3f}] over "
+              f"{result.grid[0]}x{result.grid[1]} squares; {result.layer} map {result.feature_map}")
+        for path in paths:
+            print(path)
+    return 0
