@@ -17,18 +17,40 @@ The CPU path is im2col + GEMM. Every output unit's receptive field is unrolled i
 and each group becomes one matrix product, y[:, g] = w[g] (F/G, C/G*KH*KW) @ cols[g]. A 1x1,
 stride-1, unpadded convolution needs no unrolling: it is the GEMM w (F, C) @ x[n] (C, H*W).
 """
-import numpy as np
-from numba import njit, prange
+import threading
 
+import numpy as np
+from numba import njit, prange, uint64
+
+from . import _threads  # noqa: F401  (picks Numba's thread pool before the first parallel kernel)
 from ._backend import resolve
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
 
 # Shape legend: N batch, C input channels, F filters, G groups, (H, W) input, (H', W') output,
 # (KH, KW) kernel, (sh, sw) stride, (ph, pw) padding, K = C*KH*KW rows of the unrolled input.
+#
+# The Numba kernels index flat views with uint64 indices: with signed indices Numba checks each one
+# for Python's negative wraparound, which blocks vectorisation (im2col measured 2-4x slower).
 
 # im2col buffers are built for a chunk of images at a time, at most this many bytes (but always
 # at least one image), so a batch of 128 does not allocate gigabytes.
 COLS_BYTES = 64 * 2**20
+
+# Work buffers (the unrolled input, the GEMM output) are kept between calls, one set per thread:
+# allocating tens of MB afresh on every call costs more in page faults than the im2col itself.
+_buffers = threading.local()
+
+
+def work_buffer(slot, size):
+    """A float32 scratch array of `size` elements, reused by later calls in this thread (grow-only).
+
+    Its contents are garbage; callers overwrite what they read. `slot` names independent buffers.
+    """
+    store = _buffers.__dict__
+    buf = store.get(slot)
+    if buf is None or buf.size < size:
+        buf = store[slot] = np.empty(size, np.float32)
+    return buf[:size]
 
 
 def conv2d_output_size(hw, kernel_size, stride, padding):
@@ -90,50 +112,51 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols):
     Each parallel iteration owns one row (c, u, v) of cols, so no two threads write the same element.
     """
     N, C, H, W = x.shape
-    HWo = Ho * Wo
+    x_flat, cols_flat = x.ravel(), cols.ravel()
+    HWo, M = Ho * Wo, cols.shape[1]
     for row in prange(C * KH * KW):
-        c = row // (KH * KW)
-        u = (row // KW) % KH
-        v = row % KW
-        # output columns j whose tap v lands inside the image: 0 <= j*sw - pw + v < W
+        c, u, v = row // (KH * KW), (row // KW) % KH, row % KW
+        # output columns j whose tap v lands inside the image (0 <= j*sw - pw + v < W); the rest is padding
         j_lo = min(Wo, max(0, (pw - v + sw - 1) // sw))
         j_hi = max(j_lo, min(Wo, (W - 1 + pw - v) // sw + 1))
         for n in range(N):
             for i in range(Ho):
-                start = n * HWo + i * Wo
+                out = row * M + n * HWo + i * Wo                 # cols[row, (n, i, 0)]
                 h = i * sh - ph + u
-                if h < 0 or h >= H:
-                    cols[row, start:start + Wo] = 0.0
+                if h < 0 or h >= H:                              # the whole row of taps is padding
+                    for j in range(Wo):
+                        cols_flat[uint64(out + j)] = 0.0
                     continue
-                cols[row, start:start + j_lo] = 0.0
+                src = ((n * C + c) * H + h) * W + v - pw         # x[n, c, h, j*sw - pw + v] at j = 0
+                for j in range(j_lo):
+                    cols_flat[uint64(out + j)] = 0.0
                 for j in range(j_lo, j_hi):
-                    cols[row, start + j] = x[n, c, h, j * sw - pw + v]
-                cols[row, start + j_hi:start + Wo] = 0.0
+                    cols_flat[uint64(out + j)] = x_flat[uint64(src + j * sw)]
+                for j in range(j_hi, Wo):
+                    cols_flat[uint64(out + j)] = 0.0
 
 
 @njit(parallel=True, cache=True)
 def _unstack_add_bias(out, b, N, y):
-    """y[n, f, :] = out[f, n*P:(n+1)*P] + b[f]; out (F, N*P) -> y (N, F, P). Parallel over (n, f)."""
-    F = out.shape[0]
-    P = out.shape[1] // N
+    """y[n, f, p] = out[f, n*P + p] + b[f]; out (F, N*P) -> y (N, F, P). Parallel over (n, f)."""
+    F, P = y.shape[1], y.shape[2]
+    out_flat, y_flat = out.ravel(), y.ravel()
     for nf in prange(N * F):
-        n = nf // F
-        f = nf % F
-        bf = b[f]
+        n, f = nf // F, nf % F
+        src, dst, bf = f * N * P + n * P, nf * P, b[f]
         for p in range(P):
-            y[n, f, p] = out[f, n * P + p] + bf
+            y_flat[uint64(dst + p)] = out_flat[uint64(src + p)] + bf
 
 
 @njit(parallel=True, cache=True)
 def _add_bias(y, b):
-    """y[n, f, :] += b[f] in place; y (N, F, P). Parallel over (n, f)."""
+    """y[n, f, p] += b[f] in place; y (N, F, P). Parallel over (n, f)."""
     N, F, P = y.shape
+    y_flat = y.ravel()
     for nf in prange(N * F):
-        n = nf // F
-        f = nf % F
-        bf = b[f]
+        dst, bf = nf * P, b[nf % F]
         for p in range(P):
-            y[n, f, p] += bf
+            y_flat[uint64(dst + p)] += bf
 
 
 def _conv2d_cpu(x, w, b, stride, padding, groups):
@@ -159,20 +182,25 @@ def _conv2d_cpu(x, w, b, stride, padding, groups):
     per_image = C * KH * KW * P * 4
     chunk = max(1, min(N, COLS_BYTES // per_image))
     # flat buffers, reshaped per chunk so every array handed to Numba is C-contiguous
-    cols_buf = np.empty(C * KH * KW * chunk * P, np.float32)
-    out_buf = np.empty(F * chunk * P, np.float32)
+    cols_buf = work_buffer("cols", C * KH * KW * chunk * P)
+    out_buf = work_buffer("out", F * chunk * P) if chunk > 1 else None
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
         m = (n1 - n0) * P
         cols = cols_buf[:C * KH * KW * m].reshape(C * KH * KW, m)
-        out = out_buf[:F * m].reshape(F, m)
+        # one image: the GEMM writes y[n0] directly; several: into `out`, columns ordered (n, i, j)
+        out = y[n0].reshape(F, P) if n1 - n0 == 1 else out_buf[:F * m].reshape(F, m)
         # unroll the receptive fields of every output unit of images n0..n1
         _im2col(x[n0:n1], KH, KW, sh, sw, ph, pw, Ho, Wo, cols)                  # (C*KH*KW, n*P)
         for g in range(G):
             # one GEMM per group: (F/G, Kg) @ (Kg, n*P)
             np.matmul(w_g[g], cols[g * Kg:(g + 1) * Kg], out=out[g * Fg:(g + 1) * Fg])
-        # columns are ordered (n, i, j): move the batch out front and add the bias in one pass
-        _unstack_add_bias(out, zero_b, n1 - n0, y[n0:n1].reshape(n1 - n0, F, P))  # (n, F, P)
+        if n1 - n0 == 1:
+            if b is not None:
+                _add_bias(y[n0:n1].reshape(1, F, P), b)
+        else:
+            # move the batch out front and add the bias in the same pass
+            _unstack_add_bias(out, zero_b, n1 - n0, y[n0:n1].reshape(n1 - n0, F, P))  # (n, F, P)
     return y
 
 

@@ -28,11 +28,12 @@ then col2im adds every column back onto its receptive field, each output row (n,
 one thread (no two threads write the same element).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
+from . import _threads  # noqa: F401  (picks Numba's thread pool before the first parallel kernel)
 from ._backend import resolve
 from ._checks import ZFNetError, check_array, non_negative_pair, pair, positive_pair
-from .conv2d import COLS_BYTES, check_groups, conv2d_output_size
+from .conv2d import COLS_BYTES, check_groups, conv2d_output_size, work_buffer
 
 # Shape legend: N batch, C channels of x, F filters (channels of y), G groups, (H, W) output x,
 # (H', W') input y, (KH, KW) kernel, (sh, sw) stride, (ph, pw) padding.
@@ -102,12 +103,14 @@ def conv_transpose2d_reference(y, w, stride=1, padding=0, groups=1, output_size=
 
 @njit(parallel=True, cache=True)
 def _stack_batch(y, out):
-    """out[f, n*P + p] = y[n, f, p]; y (N, F, P) -> out (F, N*P). Parallel over f."""
+    """out[f, n*P + p] = y[n, f, p]; y (N, F, P) -> out (F, N*P). Parallel over (n, f)."""
     N, F, P = y.shape
-    for f in prange(F):
-        for n in range(N):
-            for p in range(P):
-                out[f, n * P + p] = y[n, f, p]
+    y_flat, out_flat = y.ravel(), out.ravel()
+    for nf in prange(N * F):
+        n, f = nf // F, nf % F
+        src, dst = nf * P, f * N * P + n * P
+        for p in range(P):
+            out_flat[uint64(dst + p)] = y_flat[uint64(src + p)]
 
 
 @njit(parallel=True, cache=True)
@@ -118,29 +121,28 @@ def _col2im(cols, N, KH, KW, sh, sw, ph, pw, Ho, Wo, x):
     and adds into it alone, so overlapping windows never race.
     """
     _, C, H, W = x.shape
-    HWo = Ho * Wo
+    cols_flat, x_flat = cols.ravel(), x.ravel()
+    HWo, M = Ho * Wo, cols.shape[1]
     for nch in prange(N * C * H):
-        n = nch // (C * H)
-        c = (nch // H) % C
-        h = nch % H
+        n, c, h = nch // (C * H), (nch // H) % C, nch % H
+        dst = nch * W                                            # x[n, c, h, 0]
         for q in range(W):
-            x[n, c, h, q] = 0.0
+            x_flat[uint64(dst + q)] = 0.0
         for u in range(KH):
-            # the row i of y whose tap u lands on h: i*sh = h + ph - u
+            # the row i of y whose tap u lands on h: i*sh + u = h + ph
             t = h + ph - u
-            if t < 0 or t % sh != 0:
+            if t < 0 or t % sh != 0 or t // sh >= Ho:
                 continue
             i = t // sh
-            if i >= Ho:
-                continue
             for v in range(KW):
-                row = (c * KH + u) * KW + v
-                start = n * HWo + i * Wo
+                src = (c * KH + u) * KW + v                       # row (c, u, v) of cols
+                src = src * M + n * HWo + i * Wo                  # cols[(c, u, v), (n, i, 0)]
                 # columns j whose tap v lands inside the image: 0 <= j*sw - pw + v < W
                 j_lo = min(Wo, max(0, (pw - v + sw - 1) // sw))
                 j_hi = min(Wo, (W - 1 + pw - v) // sw + 1)
+                out = dst + v - pw                                # x[n, c, h, j*sw - pw + v] at j = 0
                 for j in range(j_lo, j_hi):
-                    x[n, c, h, j * sw - pw + v] += cols[row, start + j]
+                    x_flat[uint64(out + j * sw)] += cols_flat[uint64(src + j)]
 
 
 def _conv_transpose2d_cpu(y, w, stride, padding, groups, hw):
@@ -162,8 +164,8 @@ def _conv_transpose2d_cpu(y, w, stride, padding, groups, hw):
 
     per_image = max(C * KH * KW, F) * P * 4
     chunk = max(1, min(N, COLS_BYTES // per_image))
-    cols_buf = np.empty(C * KH * KW * chunk * P, np.float32)
-    stack_buf = np.empty(F * chunk * P, np.float32) if chunk > 1 else None
+    cols_buf = work_buffer("cols", C * KH * KW * chunk * P)
+    stack_buf = work_buffer("out", F * chunk * P) if chunk > 1 else None
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
         m = (n1 - n0) * P
