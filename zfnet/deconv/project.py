@@ -1,0 +1,157 @@
+"""The deconvnet projection: any unit of any layer back to pixel space (Zeiler & Fergus, Sec. 2.1).
+
+    p = project(net, x, "conv5", [Unit(0, 12, 6, 6)])          # (1, 3, H, W) float32
+    p = project(net, x, "fire9/concat", top_maps(act, 0, 9))   # 9 projections from one forward pass
+
+Shapes: x (N, 3, H, W) preprocessed input; K units -> (K, 3, H, W), the projections in the
+network's input space (same channel order and scale as x), one per unit, in the order given.
+
+The walk, for every unit:
+
+1. run the forward pass once for the whole batch, recording every activation and every
+   max-pool's switches (zfnet.net.forward, keep="all");
+2. seed: keep the chosen activation(s) of the layer (one unit, or a whole feature map), zero
+   every other activation of that layer;
+3. walk the layers from there down to the pixels in reverse order, applying each layer's rule
+   (backward.py): unpool with the switches, rectify, filter with the transposed filters, ...
+   summing where a tensor fed several layers.
+
+Projecting from "prob" (or any softmax) projects the chosen class's score: the seed is that
+class's entry of the softmax's input (fc8, or SqueezeNet's pool10_flat), the probability's own
+nonlinearity is not inverted.
+
+crop=True (the default) walks a single unit on boxes, the part of every tensor below that lies
+in the unit's receptive field (crop.py): the same numbers as the dense walk (tests check it)
+and much less work. Whole maps and units of flat layers always walk the whole planes, K seeds
+at a time.
+"""
+import numpy as np
+
+from zfnet.errors import ZFNetError
+from zfnet.net.forward import check_input, forward
+from zfnet.net.graph import INPUT
+from zfnet.deconv.backward import LRN_RULES, MODES, Context, backward
+from zfnet.deconv.crop import ancestors, dense_plan, full_box, paste, unit_plan
+from zfnet.deconv.select import as_units, check_units, warn_dead
+
+# Dense walks carry this many seeds at once (bounds the memory of the (K, C, H, W) signals).
+CHUNK = 16
+
+
+def _check_options(mode, lrn):
+    if mode not in MODES:
+        raise ZFNetError(f"unknown projection mode {mode!r}; choose one of {', '.join(MODES)}")
+    if lrn not in LRN_RULES:
+        raise ZFNetError(f"unknown lrn rule {lrn!r}; choose one of {', '.join(LRN_RULES)}")
+
+
+def shaped_arch(net, x):
+    """net.arch at x's input size (the layer specs are the same; the shapes follow x)."""
+    return net.arch if tuple(x.shape[1:]) == net.arch.input_shape else net.arch.with_input_shape(x.shape[1:])
+
+
+def seed_tensor(arch, layer):
+    """The tensor the projection starts from: `layer`, or a softmax's input (the class scores)."""
+    if layer == INPUT:
+        raise ZFNetError(f"{INPUT!r} is the input image; project from one of the layers: {', '.join(arch.names)}")
+    spec = arch.layer(layer)  # unknown names raise, listing the valid ones
+    return spec.inputs[0] if spec.op == "softmax" else layer
+
+
+def walk(ctx, arch, start, seed):
+    """Carry `seed` (on ctx.plan[start]) from tensor `start` down to the input.
+
+    Layers are visited in reverse topological order, so a tensor's signal is complete (every
+    reader has sent its share) before its own layer's rule runs. Returns the signal on
+    ctx.plan["data"]: (K, 3, h, w).
+    """
+    signals = {start: seed}
+    for layer in ancestors(arch, start):
+        g = signals.pop(layer.name)
+        for name, g_in in zip(layer.inputs, backward(layer, g, ctx)):
+            # a tensor read by several layers receives the sum of their signals
+            signals[name] = g_in if name not in signals else signals[name] + g_in
+    return signals[INPUT]
+
+
+def _seed(act, units, box):
+    """Seed signals (K, C, h, w) or (K, F): the chosen activations, every other one zero.
+
+    act: the layer's forward activations (N, C, H, W) or (N, F); box: where the seed lives
+    (the unit's own 1x1 box on the cropped path, the whole plane on the dense one).
+    """
+    K = len(units)
+    if act.ndim == 2:
+        seed = np.zeros((K, act.shape[1]), np.float32)                               # (K, F)
+        for k, u in enumerate(units):
+            seed[k, u.channel] = act[u.image, u.channel]
+        return seed
+    y0, y1, x0, x1 = box
+    seed = np.zeros((K, act.shape[1], y1 - y0, x1 - x0), np.float32)                 # (K, C, h, w)
+    for k, u in enumerate(units):
+        if u.is_position:
+            seed[k, u.channel, u.y - y0, u.x - x0] = act[u.image, u.channel, u.y, u.x]
+        else:
+            seed[k, u.channel] = act[u.image, u.channel]
+    return seed
+
+
+def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, forward_result=None,
+            backend=None):
+    """Project units of `layer` back to pixel space with the deconvnet (or guided/gradient).
+
+    net: a zfnet.net.Net; x: (N, 3, H, W) float32, preprocessed as the network expects.
+    layer: a layer name (``arch.names``); "prob" projects a class score (see module docstring).
+    units: a Unit, or a list of Units (zfnet.deconv.select): Unit(image, channel, y, x) for one
+        unit, Unit(image, channel) for a whole map (or a unit of a flat layer).
+    mode: "deconvnet" (rectify), "guided" (rectify and forward mask) or "gradient" (mask).
+    lrn: "identity" (pass LRN layers through, default) or "gradient" (their exact gradient).
+    crop: walk single units on their receptive-field boxes (same result, faster).
+    forward_result: a zfnet.net.forward(net, x, keep="all") result to reuse; computed if None.
+    Returns (K, 3, H, W) float32, one projection per unit in the given order.
+
+    A unit whose activation is zero projects to zeros; a unit of a map that is all zeros for its
+    image also emits a DeadMapWarning saying so.
+    """
+    _check_options(mode, lrn)
+    check_input(net, x)
+    arch = shaped_arch(net, x)
+    start = seed_tensor(arch, layer)
+    units = as_units(units)
+    check_units(units, layer, arch.shapes[start], x.shape[0])
+    if forward_result is None:
+        forward_result = forward(net, x, keep="all", upto=layer, backend=backend)
+    act = forward_result.outputs.get(start)
+    if act is None or act.shape != (x.shape[0],) + arch.shapes[start]:
+        raise ZFNetError(
+            f"forward_result does not hold {start!r} for this x (shape {x.shape}); pass "
+            f"forward(net, x, keep='all') of the same x, or leave forward_result out"
+        )
+    warn_dead(act, units, layer)
+
+    def context(plan, images):
+        return Context(net, arch.shapes, plan, forward_result.outputs, forward_result.switches,
+                       np.asarray(images, dtype=np.int64), mode, lrn, backend)
+
+    H, W = x.shape[2:]
+    out = np.zeros((len(units), 3, H, W), np.float32)                                # (K, 3, H, W)
+    spatial = len(arch.shapes[start]) == 3
+    cropped = [k for k, u in enumerate(units) if crop and spatial and u.is_position]
+    dense = [k for k in range(len(units)) if k not in set(cropped)]
+
+    # single units: each on its own receptive-field boxes
+    for k in cropped:
+        u = units[k]
+        plan = unit_plan(arch, start, u.y, u.x, lrn)
+        signal = walk(context(plan, [u.image]), arch, start, _seed(act, [u], plan[start]))
+        box = plan[INPUT]
+        out[k] = paste(signal, box[0], box[2], full_box(arch.input_shape))[0]
+
+    # whole maps, flat units (and every unit with crop=False): whole planes, CHUNK seeds at a time
+    plan = dense_plan(arch, start)
+    for i in range(0, len(dense), CHUNK):
+        ks = dense[i:i + CHUNK]
+        chunk = [units[k] for k in ks]
+        seed = _seed(act, chunk, plan[start])
+        out[ks] = walk(context(plan, [u.image for u in chunk]), arch, start, seed)
+    return out
