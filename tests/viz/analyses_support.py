@@ -32,7 +32,10 @@ def run_cli(argv, capsys):
     return rc, out.out, out.err
 
 
-def features(net, x, layer):
-    """forward(net, x[None]) -> layer's activations of that one image, flattened, float64."""
+def features(net, x, layers, with_output=False):
+    """One image x (3, H, W) through the net -> {layer: its activations flattened, float64}
+    (and the output vector when with_output)."""
     from zfnet.net import forward
-    return forward(net, np.ascontiguousarray(x[None]), keep=[layer])[layer][0].ravel().astype(np.float64)
+    r = forward(net, np.ascontiguousarray(x[None]), keep=list(layers))
+    f = {l: r[l][0].ravel().astype(np.float64) for l in layers}
+    return (f, r.output[0]) if with_output else f

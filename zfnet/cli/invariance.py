@@ -1,0 +1,73 @@
+"""``zfnet invariance``: feature distances and class probability under translation, scale and rotation (Fig. 5)."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXAMPLE = """\
+example:
+  zfnet invariance cat.jpg --class 285 --out inv/
+  zfnet invariance cat.jpg dog.jpg --layers pool1,fire9/concat
+  -> inv/invariance.png (3x3 curves), inv/invariance.json, inv/invariance.html
+
+Sweeps (the paper's ranges): vertical translation -60..60 px step 5, scale 1.0..1.8 step 0.1,
+rotation 0..360 degrees step 10, applied to the preprocessed input (borders: mean colour).
+"""
+
+
+def register(subparsers):
+    from zfnet.weights import DEFAULT_MODEL
+    p = subparsers.add_parser(
+        "invariance", help="invariance to translation, scale and rotation (paper Fig. 5)",
+        description="Transform each IMAGE (vertical translation, scale, rotation) and plot, against the "
+                    "amount, the Euclidean distance between the original's and the transformed image's "
+                    "feature vectors at a low and a high layer, and the probability of class C.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="one or more photographs (one curve each)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    p.add_argument("--class", dest="cls", metavar="C", default=None,
+                   help="class index or name (default: each image's own top-1 class)")
+    p.add_argument("--layers", default=None,
+                   help="comma-separated layers for the distance curves (default per architecture, "
+                        "e.g. pool1,fire9/concat for SqueezeNet)")
+    p.add_argument("--batch", type=int, default=16, help="transformed images per forward pass (default 16)")
+    p.add_argument("--out", default="zfnet-invariance", help="output folder (default ./zfnet-invariance)")
+    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from zfnet.errors import ZFNetError
+    from zfnet.image import load_image, preprocess
+    from zfnet.viz.classes import class_labels, resolve_class
+    from zfnet.viz.invariance import example_strip, invariance_curves, write_invariance
+    from zfnet.weights import load_model
+
+    if args.batch < 1:
+        raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
+    t0 = time.perf_counter()
+    net = load_model(args.model)
+    labels = class_labels(net)
+    target = resolve_class(net, args.cls, labels) if args.cls is not None else None
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
+    if args.layers is not None and not layers:
+        raise ZFNetError("--layers is empty; give layer names separated by commas")
+    xs = [preprocess(load_image(p), net.meta) for p in args.images]          # [(3, H, W)]
+    results = [invariance_curves(net, x, layers, target, batch_size=args.batch, progress=True) for x in xs]
+    names = [Path(p).name for p in args.images]
+    facts = {"model": net.meta.get("model", args.model), "images": ", ".join(names),
+             "compute_seconds": round(time.perf_counter() - t0, 2)}
+    paths = write_invariance(args.out, results, names, labels, facts, examples=example_strip(xs[0], net.meta))
+    if args.json:
+        json.dump({**facts, "images": [{"image": n, **r.to_json(labels)} for n, r in zip(names, results)]},
+                  sys.stdout)
+        print()
+    else:
+        for n, r in zip(names, results):
+            rot = r.sweeps.get("rotation")
+            worst = f", lowest P under rotation {rot.probability.min():.3f}" if rot is not None else ""
+            print(f"{n}: class {r.target} ({labels[r.target]}) p={r.base_probability:.3f}{worst}")
+        for path in paths:
+            print(path)
+    return 0
