@@ -176,7 +176,8 @@ def test_interrupt_keeps_state(collection, tmp_path):
     state = tmp_path / STATE_FILE
     done = []
 
-    def stop_after_two(n):
+    def stop_after_two(n, total):
+        assert total == len(collection)
         done.append(n)
         if len(done) == 2:
             raise KeyboardInterrupt

@@ -1,0 +1,439 @@
+"""Fig. 2 of Zeiler & Fergus on any image collection: the top-k activations of feature maps,
+each as its deconvnet projection beside the image patch it came from.
+
+Shape legend: M = chosen feature maps, k = units kept per map, H, W = the network's input size,
+(h, w) = a unit's receptive-field box clipped to the input.
+
+Three steps, each usable on its own:
+
+1. ``scan`` (zfnet.viz.scan): stream the collection once, keep per map the k strongest units,
+   one per image (resumable, extendable; the rules are in that module's docstring);
+2. ``project_topk``: for each kept unit, its deconvnet projection (3, H, W) and its
+   receptive-field box; images are visited one at a time and every unit of that image is
+   projected from one forward pass (grouping by image), so the cost is one forward per image
+   holding a kept unit plus one cropped walk down per unit;
+3. ``render_topk``: the paper's layout. Per map a block [k projections | k patches], each a
+   sqrt(k) x sqrt(k) grid (3x3 for k = 9), the strongest top-left, row-major; the blocks tiled
+   into sheets per layer; plus a JSON index and a self-contained HTML page.
+
+What a cell shows. The unit (y, x) of a layer sees the input box
+
+    [o + y*s, o + y*s + r) x [o + x*s, o + x*s + r)     (r, s, o: zfnet.net.receptive)
+
+clipped to the H x W input: the patch is that box of the network's input (the resized, cropped
+image exactly as the network saw it, zfnet.image.to_display), and the projection is cut to the
+same box (it is zero outside it) and normalised on its own (zfnet.deconv.render: mid-grey = 0).
+Every cell shows the whole field at one scale: a box clipped by the border sits where it
+belongs in a min(r, H) x min(r, W) frame, the part outside the image left light grey; the frame
+is then resized to the cell size (nearest when enlarging, Lanczos when shrinking).
+"""
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zfnet.atomic import atomic_write, save_png, write_json
+from zfnet.errors import ZFNetError
+from zfnet.net.forward import forward
+from zfnet.net.receptive import receptive_field
+from zfnet.viz import grid
+from zfnet.viz.html import Cell, Link, Page
+from zfnet.viz.scan import (STATE_FILE, ScanResult, ScanState, TopK, collect_images, image_maxima,
+                            layer_maps, load_input, load_state, parse_maps, scan)
+
+__all__ = ["scan", "collect_images", "parse_maps", "image_maxima", "TopK", "ScanState", "ScanResult",
+           "STATE_FILE", "load_state", "TopUnit", "top_units", "project_topk", "unit_cells",
+           "map_block", "render_topk", "topk_json", "layer_slug"]
+
+UNITS_PER_CALL = 32   # projections computed per call to project (bounds the (K, 3, H, W) buffer)
+
+
+@dataclass(frozen=True)
+class TopUnit:
+    """One kept unit: map, rank (0 = strongest), image index and path, position, value, boxes."""
+    map: int
+    rank: int
+    image: int
+    path: str
+    y: int
+    x: int
+    value: float
+    box: tuple        # (y0, y1, x0, x1) receptive field clipped to the input (half-open)
+    field: tuple      # the same, unclipped (may reach outside the input)
+
+
+def layer_slug(layer):
+    """A file-name-safe form of a layer name: 'fire9/concat' -> 'fire9_concat'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", layer).strip("_") or "layer"
+
+
+def _input_hw(state):
+    size = state.preprocessing.get("input_size")
+    return tuple(size) if size else None
+
+
+def top_units(state, arch):
+    """Per chosen map, its kept units strongest first: [[TopUnit, ...], ...] (M lists)."""
+    hw = arch.input_shape[1:]
+    rf = receptive_field(arch, state.layer)
+    out = []
+    for j, m in enumerate(state.maps.tolist()):
+        units = []
+        for rank, (i, y, x, v) in enumerate(state.topk.entries(j)):
+            field = rf.box(y, x)
+            box = (max(field[0], 0), min(field[1], hw[0]), max(field[2], 0), min(field[3], hw[1]))
+            units.append(TopUnit(m, rank, i, state.image_path(i), y, x, v, box, field))
+        out.append(units)
+    return out
+
+
+def _check_state_matches(net, state):
+    from zfnet.viz.scan import weights_digest
+    if weights_digest(net, state.layer) != state.weights_sha256:
+        raise ZFNetError(
+            f"the saved scan of {state.layer!r} was made with other weights ({state.model}); "
+            f"render it with the same model, or rescan with --restart"
+        )
+
+
+def project_image_units(net, x, layer, units, mode="deconvnet", lrn="identity"):
+    """Projections (K, 3, H, W) of units (TopUnits of one image) from one forward pass.
+
+    x: (1, 3, H, W). A unit whose value is 0 projects to zeros (the deconvnet is positively
+    homogeneous in its seed), so it is not walked. The forward pass must reproduce the scan's
+    values (up to summation order): otherwise the image or the computation changed since.
+    """
+    from zfnet.deconv import Unit, project
+    out = np.zeros((len(units), 3) + x.shape[2:], np.float32)                        # (K, 3, H, W)
+    walk = [k for k, u in enumerate(units) if u.value != 0.0]
+    if not walk:
+        return out
+    fwd = forward(net, x, keep="all", upto=layer)
+    a = fwd.outputs[layer]                                                            # (1, C, H', W')
+    for k in walk:
+        u = units[k]
+        if abs(float(a[0, u.map, u.y, u.x]) - u.value) > 1e-3 * max(1.0, abs(u.value)):
+            raise ZFNetError(
+                f"{u.path}: unit ({u.map}, {u.y}, {u.x}) of {layer} is now {a[0, u.map, u.y, u.x]:.6g}, "
+                f"the scan saw {u.value:.6g}; the image or the computation changed since the scan: "
+                f"rescan with --restart"
+            )
+    for c in range(0, len(walk), UNITS_PER_CALL):
+        ks = walk[c:c + UNITS_PER_CALL]
+        out[ks] = project(net, x, layer, [Unit(0, units[k].map, units[k].y, units[k].x) for k in ks],
+                          mode=mode, lrn=lrn, crop=True, forward_result=fwd)       # (K', 3, H, W)
+    return out
+
+
+def units_by_image(state, arch):
+    """{image index: [TopUnit, ...]} over every chosen map, images in scan order."""
+    by_image = {}
+    for units in top_units(state, arch):
+        for u in units:
+            by_image.setdefault(u.image, []).append(u)
+    return dict(sorted(by_image.items()))
+
+
+def _check_unchanged(state, i):
+    from zfnet.viz.scan import file_stamp
+    rec = state.images[i]
+    if file_stamp(rec["path"]) != (rec["size"], rec["mtime_ns"]):
+        raise ZFNetError(f"{rec['path']} changed or disappeared since it was scanned; rescan with --restart")
+
+
+def project_topk(net, state, mode="deconvnet", lrn="identity", load=load_input):
+    """Yield, image by image, (image index, x (3, H, W), units, projections (K, 3, H, W)).
+
+    Every kept unit of an image is projected from one forward pass of that image; the arrays
+    for one image at a time are all that is held.
+    """
+    _check_state_matches(net, state)
+    crop = bool(state.preprocessing.get("crop", True))
+    for i, units in units_by_image(state, net.arch).items():
+        _check_unchanged(state, i)
+        x = np.ascontiguousarray(load(state.image_path(i), net.meta, crop)[None], dtype=np.float32)
+        yield i, x[0], units, project_image_units(net, x, state.layer, units, mode, lrn)
+
+
+def _frame(img, unit, hw):
+    """Place a clipped box's pixels where they belong in the unit's whole field (capped at H x W)."""
+    fh = min(unit.field[1] - unit.field[0], hw[0])
+    fw = min(unit.field[3] - unit.field[2], hw[1])
+    h, w = img.shape[:2]
+    oy = min(unit.box[0] - unit.field[0], fh - h)
+    ox = min(unit.box[2] - unit.field[2], fw - w)
+    return grid.place(img, (fh, fw), (oy, ox))
+
+
+def unit_cells(x_display, projection, unit, meta, cell):
+    """(projection cell, patch cell), each (cell, cell, 3) uint8, for one unit.
+
+    x_display: (H, W, 3) uint8, the input as the network saw it; projection: (3, H, W).
+    """
+    from zfnet.deconv import cut, render
+    y0, y1, x0, x1 = unit.box
+    hw = x_display.shape[:2]
+    proj = render(np.ascontiguousarray(projection[:, y0:y1, x0:x1]), meta)           # (h, w, 3)
+    patch = cut(x_display, unit.box)                                                  # (h, w, 3)
+    return (grid.fit(_frame(proj, unit, hw), cell), grid.fit(_frame(patch, unit, hw), cell))
+
+
+def block_geometry(k, cell, gap=2, between=10):
+    """Layout of one map's block: (rows, cols, block (h, w), [(y, x) of each projection cell],
+    [(y, x) of each patch cell])."""
+    rows, cols = grid.grid_shape(k)
+    gh, gw = rows * cell + (rows - 1) * gap, cols * cell + (cols - 1) * gap
+    proj = [grid.cell_origin(i, (cell, cell), cols, gap) for i in range(k)]
+    patch = [(y, x + gw + between) for y, x in proj]
+    return rows, cols, (gh, 2 * gw + between), proj, patch
+
+
+def map_block(proj_cells, patch_cells, k, cell, gap=2, between=10):
+    """The paper's block for one map: [k projections | k patches] -> (h, w, 3) uint8.
+
+    proj_cells, patch_cells: up to k (cell, cell, 3) images, strongest first; missing ones
+    (fewer than k images scanned) are left EMPTY.
+    """
+    rows, cols, _, _, _ = block_geometry(k, cell, gap, between)
+    filler = grid.blank(cell, cell, grid.EMPTY)
+    left = grid.tile(list(proj_cells) or [filler], ncols=cols, gap=gap, n=k)
+    right = grid.tile(list(patch_cells) or [filler], ncols=cols, gap=gap, n=k)
+    return grid.hstack([left, right], gap=between)
+
+
+def _label(img, text, height=14):
+    """img with a one-line caption strip above it (PIL's built-in bitmap font)."""
+    from PIL import Image, ImageDraw
+    out = grid.blank(img.shape[0] + height, img.shape[1], grid.BACKGROUND)
+    out[height:] = img
+    pil = Image.fromarray(out)
+    ImageDraw.Draw(pil).text((1, 1), text, fill=(0, 0, 0))
+    return np.asarray(pil)
+
+
+def sheets(blocks, labels, per_sheet=48, ncols=4, gap=12):
+    """Tile labelled map blocks into sheets of at most `per_sheet` maps: [(H, W, 3) uint8]."""
+    labelled = [_label(b, t) for b, t in zip(blocks, labels)]
+    return [grid.tile(labelled[i:i + per_sheet], ncols=min(ncols, len(labelled[i:i + per_sheet])), gap=gap)
+            for i in range(0, len(labelled), per_sheet)]
+
+
+def topk_json(state, short_paths=False):
+    """Per map, the kept entries strongest first: {"maps": {"7": [{image, y, x, value}, ...]}}."""
+    def name(i):
+        p = state.image_path(i)
+        return Path(p).name if short_paths else p
+    return {
+        "model": state.model, "layer": state.layer, "k": state.k,
+        "images_scanned": len(state.images), "images_skipped": len(state.skipped),
+        "maps": {str(m): [{"image": name(i), "y": y, "x": x, "value": v} for i, y, x, v in state.topk.entries(j)]
+                 for j, m in enumerate(state.maps.tolist())},
+    }
+
+
+def _describe_preprocessing(pre):
+    size = pre.get("input_size") or []
+    crop = (f"short side resized to {pre.get('resize')}, centre crop {size[0]}x{size[1]}"
+            if pre.get("crop", True) and pre.get("resize") and len(size) == 2
+            else f"whole image resized to {'x'.join(str(s) for s in size)}")
+    return (f"{crop}; RGB/255 x {pre.get('scale')} in {pre.get('channel_order')} order, minus mean "
+            f"{pre.get('mean')}, divided by std {pre.get('std')}")
+
+
+CELL_CACHE = "cells"
+
+
+def _cell_tag(state, i, mode, lrn, cell):
+    """What a cached cell depends on: the image file, the weights, the layer and the rendering."""
+    rec = state.images[i]
+    return json.dumps({"path": rec["path"], "size": rec["size"], "mtime_ns": rec["mtime_ns"],
+                       "weights_sha256": state.weights_sha256, "layer": state.layer, "mode": mode,
+                       "lrn": lrn, "cell": cell, "preprocessing": state.preprocessing}, sort_keys=True)
+
+
+def _read_cells(path, tag):
+    """{(map, y, x): (projection cell, patch cell)} saved for one image, if made the same way."""
+    try:
+        with np.load(path) as z:
+            if str(z["tag"]) != tag:
+                return {}
+            return {tuple(int(v) for v in key): (p, q) for key, p, q in zip(z["keys"], z["proj"], z["patch"])}
+    except (OSError, KeyError, ValueError, EOFError):
+        return {}   # missing or damaged: recompute
+
+
+def _write_cells(path, tag, cells):
+    keys = sorted(cells)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, tag=np.array(tag), keys=np.array(keys, np.int64).reshape(-1, 3),
+                 proj=np.stack([cells[key][0] for key in keys]), patch=np.stack([cells[key][1] for key in keys]))
+
+
+def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, load):
+    """The (projection, patch) cells of one image's kept units, from the cache where possible.
+
+    The cache (out_dir/cells/img<i>.npz) makes rendering resumable after a crash, and makes a
+    re-render after an extended scan project only the units that are new in the top-k.
+    """
+    from zfnet.image import to_display
+    path = Path(out_dir) / CELL_CACHE / f"img{i:06d}.npz"
+    tag = _cell_tag(state, i, mode, lrn, cell)
+    cached = _read_cells(path, tag)
+    missing = [u for u in units if (u.map, u.y, u.x) not in cached]
+    if missing or not (Path(out_dir) / input_png).exists():
+        _check_unchanged(state, i)
+        crop = bool(state.preprocessing.get("crop", True))
+        x = np.ascontiguousarray(load(state.image_path(i), net.meta, crop)[None], dtype=np.float32)
+        shown = to_display(x[0], net.meta)                                            # (H, W, 3) uint8
+        save_png(Path(out_dir) / input_png, shown)
+        if missing:
+            projections = project_image_units(net, x, state.layer, missing, mode, lrn)  # (K, 3, H, W)
+            for u, p in zip(missing, projections):
+                cached[(u.map, u.y, u.x)] = unit_cells(shown, p, u, net.meta, cell)
+            _write_cells(path, tag, {(u.map, u.y, u.x): cached[(u.map, u.y, u.x)] for u in units})
+    return cached
+
+
+def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, load=load_input,
+                progress=None, maps_per_sheet=48, embed=False):
+    """Compute every kept unit's projection and patch; write the figures, index.json and index.html.
+
+    Files in out_dir (all written atomically):
+      maps/<layer>_map<m>.png   one block per map: k projections | k patches (strongest top-left)
+      topk_<layer>.png          the blocks tiled (topk_<layer>_2.png ... past maps_per_sheet maps)
+      inputs/img<i>.png         each image that holds a kept unit, as the network saw it
+      cells/img<i>.npz          the rendered cells of that image's units (a cache: see _cells_of_image)
+      index.json                what was computed and, per map, every cell's unit and position
+      index.html                the page: captions, the figures, each cell linked to its image
+    progress: called with 1 after each image (the images holding kept units).
+    Returns the index dict.
+    """
+    out_dir = Path(out_dir)
+    _check_state_matches(net, state)
+    arch, k, slug = net.arch, state.k, layer_slug(state.layer)
+    units = top_units(state, arch)
+    j_of = {m: j for j, m in enumerate(state.maps.tolist())}
+    proj_cells = [[None] * len(u) for u in units]
+    patch_cells = [[None] * len(u) for u in units]
+    inputs = {}
+    for i, image_units in units_by_image(state, arch).items():
+        inputs[i] = f"inputs/img{i:06d}.png"
+        cells = _cells_of_image(net, state, i, image_units, out_dir, inputs[i], mode, lrn, cell, load)
+        for u in image_units:
+            proj_cells[j_of[u.map]][u.rank], patch_cells[j_of[u.map]][u.rank] = cells[(u.map, u.y, u.x)]
+        if progress is not None:
+            progress(1)
+
+    # one block per map, tiled into sheets of maps_per_sheet maps (one sheet in memory at a time)
+    rows, cols, block_hw, proj_xy, patch_xy = block_geometry(k, cell)
+    entries, sheet_files, maps = [], [], state.maps.tolist()
+    for s0 in range(0, len(maps), maps_per_sheet):
+        blocks = []
+        for j in range(s0, min(s0 + maps_per_sheet, len(maps))):
+            m = maps[j]
+            block = map_block(proj_cells[j], patch_cells[j], k, cell)
+            proj_cells[j] = patch_cells[j] = None
+            png = f"maps/{slug}_map{m:04d}.png"
+            save_png(out_dir / png, block)
+            blocks.append(block)
+            cells = [{"rank": u.rank, "image": u.image, "path": u.path, "input_png": inputs[u.image],
+                      "y": u.y, "x": u.x, "value": u.value, "box": list(u.box), "field": list(u.field),
+                      "projection_cell": [*proj_xy[u.rank], cell, cell], "patch_cell": [*patch_xy[u.rank], cell, cell]}
+                     for u in units[j]]
+            entries.append({"map": m, "png": png, "cells": cells})
+        name = f"topk_{slug}.png" if s0 == 0 else f"topk_{slug}_{s0 // maps_per_sheet + 1}.png"
+        (sheet,) = sheets(blocks, [f"map {m}" for m in maps[s0:s0 + len(blocks)]], per_sheet=len(blocks))
+        save_png(out_dir / name, sheet)
+        sheet_files.append(name)
+
+    rf = receptive_field(arch, state.layer)
+    info = {
+        "model": state.model, "architecture": arch.name, "source_sha256": state.source_sha256,
+        "weights_sha256": state.weights_sha256, "layer": state.layer, "layer_shape": list(state.layer_shape),
+        "maps": state.maps.tolist(), "k": k, "images_scanned": len(state.images),
+        "images_skipped": len(state.skipped), "skipped": state.skipped, "scan_seconds": state.seconds,
+        "projection": {"mode": mode, "lrn": lrn}, "preprocessing": state.preprocessing,
+        "receptive_field": {"size": list(rf.size), "stride": list(rf.stride), "offset": list(rf.offset)},
+        "input_size": list(arch.input_shape[1:]), "cell": cell, "block_size": list(block_hw), "sheets": sheet_files,
+        "layout": f"per map: {rows}x{cols} projections (left) and {rows}x{cols} patches (right), "
+                  f"strongest first in row-major order",
+    }
+    index = {**info, "results": entries}
+    write_json(out_dir / "index.json", index)
+    _write_page(out_dir, index, embed)
+    return index
+
+
+def _write_page(out_dir, index, embed):
+    n, sk = index["images_scanned"], index["images_skipped"]
+    title = f"Top-{index['k']} activations of {index['layer']} ({index['model']})"
+    page = Page(title, out_dir, embed=embed)
+    rf = index["receptive_field"]
+    page.facts({
+        "model": f"{index['model']} (architecture {index['architecture']}; weights sha256 "
+                 f"{index['weights_sha256'][:16]}..., source file sha256 {index['source_sha256'][:16] or 'n/a'})",
+        "layer": f"{index['layer']}, output {'x'.join(map(str, index['layer_shape']))} (maps x height x width)",
+        "feature maps shown": f"{len(index['maps'])}: {_ranges(index['maps'])}",
+        "k (units kept per map)": f"{index['k']}, one unit per image per map (each image's strongest unit "
+                                  f"in the map; ties: first in row-major order, then the earlier image)",
+        "images scanned": f"{n}" + (f" ({sk} skipped: see the list at the end)" if sk else ""),
+        "projection": f"{index['projection']['mode']} (Zeiler & Fergus Sec. 2.1: unpool with switches, rectify, "
+                      f"transposed filters; LRN layers: {index['projection']['lrn']}), each from one unit with "
+                      f"every other activation of the layer set to zero",
+        "preprocessing": _describe_preprocessing(index["preprocessing"]),
+        "patches": f"the unit's receptive field, {rf['size'][0]}x{rf['size'][1]} input pixels at stride "
+                   f"{rf['stride'][0]} (offset {rf['offset'][0]}), clipped at the image border; cells "
+                   f"resized to {index['cell']} px",
+        "rendering": "projection cut to the same box, shown centred on mid-grey (zero), scaled by its own "
+                     "largest magnitude; both in the network's view of the image (after resize and crop)",
+        "scan time": f"{index['scan_seconds']:.1f} s",
+    })
+    page.paragraph(
+        "Each block: the projections of the map's top units into pixel space (left) and the image patches "
+        "they came from (right), strongest top-left, row-major. Click a cell for the image it came from; "
+        "hover for its unit and value.", cls="note")
+    if index["sheets"]:
+        page.heading("All maps", 2)
+        for s in index["sheets"]:
+            page.figure(s, f"{index['layer']}: {len(index['maps'])} maps tiled, each labelled with its index "
+                           f"(sheet {s})", alt=f"top-{index['k']} sheet {s}")
+    page.heading("Per map", 2)
+    for e in index["results"]:
+        links = []
+        rows = []
+        for c in e["cells"]:
+            desc = (f"map {e['map']}, rank {c['rank'] + 1}: {Path(c['path']).name}, unit (y={c['y']}, x={c['x']}), "
+                    f"value {c['value']:.6g}, box rows {c['box'][0]}:{c['box'][1]} cols {c['box'][2]}:{c['box'][3]}")
+            for y, x, h, w in (c["projection_cell"], c["patch_cell"]):
+                links.append(Link((y, y + h, x, x + w), c["input_png"], desc))
+            rows.append([c["rank"] + 1, Cell(Path(c["path"]).name, c["input_png"], c["path"]), c["y"], c["x"],
+                         f"{c['value']:.6g}", f"{c['box'][0]}:{c['box'][1]}, {c['box'][2]}:{c['box'][3]}"])
+        kept = len(e["cells"])
+        page.figure(e["png"], f"Map {e['map']} of {index['layer']}: its {kept} strongest units over {n} images "
+                              f"(values {_value_range(e['cells'])}); left: {index['projection']['mode']} "
+                              f"projections, right: receptive-field patches.",
+                    links=links, anchor=f"map{e['map']}", alt=f"map {e['map']}")
+        page.table(["rank", "image", "y", "x", "value", "box (rows, cols)"], rows)
+    if index["skipped"]:
+        page.heading("Skipped images", 2)
+        page.table(["image", "reason"], [[s["path"], s["reason"]] for s in index["skipped"]])
+    page.write(Path(out_dir) / "index.html")
+
+
+def _value_range(cells):
+    if not cells:
+        return "none"
+    return f"{cells[0]['value']:.4g} down to {cells[-1]['value']:.4g}"
+
+
+def _ranges(maps):
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    out, start = [], None
+    for a, b in zip(maps, maps[1:] + [None]):
+        start = a if start is None else start
+        if b != a + 1:
+            out.append(str(start) if start == a else f"{start}-{a}")
+            start = None
+    return ", ".join(out)
