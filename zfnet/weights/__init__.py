@@ -14,10 +14,10 @@ from zfnet.weights.classes import class_names, load_class_list
 from zfnet.weights.format import load_net, read_meta, save_net
 from zfnet.weights.registry import ModelCard, card_for_sha256, get_card, list_cards
 from zfnet.weights.resolve import (DEFAULT_MODEL, cache_dir, complete_meta, convert_file, converted_path,
-                                   fetch, load_model, weights_root)
+                                   fetch, load_model, model_status, weights_root)
 
 __all__ = [
     "DEFAULT_MODEL", "load_model", "fetch", "convert_file", "complete_meta", "cache_dir", "weights_root",
-    "converted_path", "save_net", "load_net", "read_meta", "class_names", "load_class_list", "ModelCard",
+    "converted_path", "model_status", "save_net", "load_net", "read_meta", "class_names", "load_class_list", "ModelCard",
     "get_card", "list_cards", "card_for_sha256",
 ]

@@ -93,7 +93,7 @@ def _fetch(url, part, entry, progress):
     return {a: h.hexdigest() for a, h in hashes.items()}
 
 
-def download(entry, dest, progress=True):
+def download(entry, dest, progress=True, manual_dir="$ZFNET_WEIGHTS/<model>"):
     """Download `entry` (a FileEntry with urls and checksums) to `dest`, verified. Returns its sha256.
 
     Each URL is tried in turn; the first one that yields a verified file wins. Without any known
@@ -102,7 +102,7 @@ def download(entry, dest, progress=True):
     dest = Path(dest)
     if not entry.urls:
         raise ZFNetError(
-            f"{entry.file} has no download URL; put the file in $ZFNET_WEIGHTS/<model>/ by hand"
+            f"{entry.file} has no download URL; put the file in {manual_dir}/ by hand"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     failures = []
@@ -130,5 +130,5 @@ def download(entry, dest, progress=True):
                 part.unlink()
     raise ZFNetError(
         f"could not download {entry.file}:\n  " + "\n  ".join(failures)
-        + f"\nDownload it by hand and put it in $ZFNET_WEIGHTS/<model>/{entry.file}."
+        + f"\nDownload it by hand and put it in {manual_dir}/{entry.file}."
     )

@@ -33,6 +33,8 @@ from zfnet.net.graph import Architecture, Net
 FORMAT = "1"
 # Header keys that are not entries of net.meta.
 _RESERVED = ("zfnet_format", "zfnet_version", "architecture")
+_META_ORDER = ("model", "architecture", "input_size", "channel_order", "scale", "mean", "std", "resize",
+               "classes", "source_file", "source_sha256", "converter", "converter_version")
 # A safetensors header is JSON of a few KB per tensor; anything near this is not a header.
 _MAX_HEADER = 100 * 2**20
 
@@ -122,7 +124,9 @@ def _decode_meta(path, metadata):
     except ZFNetError as e:
         raise ZFNetError(f"{path}: invalid architecture description: {e}") from None
     meta["architecture"] = arch.name
-    return arch, meta
+    # The header is unordered; give the keys a reading order (known ones first).
+    rank = {k: i for i, k in enumerate(_META_ORDER)}
+    return arch, dict(sorted(meta.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def load_net(path):

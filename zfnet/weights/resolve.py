@@ -67,6 +67,11 @@ def _local_dirs(card):
     return dirs
 
 
+def _manual_dir(card):
+    root = weights_root()
+    return str(root / card.name) if root else f"$ZFNET_WEIGHTS/{card.name}"
+
+
 def _locate(card, entry):
     for d in _local_dirs(card):
         if (d / entry.file).is_file():
@@ -147,7 +152,7 @@ def _obtain_aux(card, name, progress, allow_download):
         return path
     if allow_download and entry.urls:
         path = downloads_dir(card.name) / entry.file
-        download(entry, path, progress)
+        download(entry, path, progress, _manual_dir(card))
         return path
     return None
 
@@ -168,7 +173,7 @@ def _obtain_source(card, source, progress, allow_download):
         return None
     if allow_download and source.urls:
         path = downloads_dir(card.name) / source.file
-        return path, download(source, path, progress)
+        return path, download(source, path, progress, _manual_dir(card))
     return None
 
 
@@ -202,8 +207,10 @@ def _convert_card(card, progress=True):
 
 
 def _cache_is_current(card, meta):
-    """Does the cached conversion still come from a file the card accepts?"""
-    if meta.get("model") != card.name:
+    """Does the cached conversion still come from a file the card accepts, by today's converter?"""
+    from zfnet.convert._common import CONVERTER_VERSION
+
+    if meta.get("model") != card.name or meta.get("converter_version") != CONVERTER_VERSION:
         return False
     sha = meta.get("source_sha256")
     try:
@@ -237,6 +244,22 @@ def _cached_net(card, load):
 
 
 # -- public ---------------------------------------------------------------------------------------
+def model_status(name):
+    """Where model `name` would come from now, cheaply (no hashing, no network):
+    "converted" (in the cache), "local" (a source file in $ZFNET_WEIGHTS or downloads),
+    "download" (a URL is known) or "unavailable"."""
+    card = get_card(name)
+    if converted_path(card.name).is_file():
+        return "converted"
+    for source in card.sources:
+        if _locate(card, source) or (source.archive and _locate(card, card.file(source.archive))):
+            return "local"
+    for source in card.sources:
+        if source.urls or (source.archive and card.file(source.archive).urls):
+            return "download"
+    return "unavailable"
+
+
 def fetch(name=None, progress=True):
     """Make sure model `name`'s converted file is in the cache; return its path."""
     card = get_card(name or DEFAULT_MODEL)
