@@ -1,0 +1,79 @@
+"""``zfnet correspondence``: how consistently masking one part changes the features (Table 1)."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXAMPLE = """\
+example:
+  zfnet correspondence dog1.jpg dog2.jpg dog3.jpg --boxes parts.json --layers fire5/concat,fire9/concat --random 5
+  with parts.json = {"left eye": [[120, 80, 150, 110], [x0, y0, x1, y1], [x0, y0, x1, y1]],
+                     "nose":     [[...], [...], [...]]}
+  (one box per image, in that image's own pixels, x1/y1 excluded)
+  -> out/correspondence.png, .json (Delta per part and layer), .html
+
+Delta_l = sum over image pairs i != j of the Hamming distance between sign(eps_i) and sign(eps_j),
+eps = features(image) - features(masked image), divided by N(N-1) and by the feature length.
+"""
+
+
+def register(subparsers):
+    from zfnet.weights import DEFAULT_MODEL
+    p = subparsers.add_parser(
+        "correspondence", help="correspondence of object parts across images (paper Table 1)",
+        description="Mask the same named part (a box per image, the model's mean colour) in every IMAGE and "
+                    "measure how consistently the features change: Table 1's Delta per layer, for each "
+                    "part and for randomly placed boxes.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="two or more photographs of one kind of object")
+    p.add_argument("--boxes", required=True, metavar="BOXES_JSON",
+                   help='JSON file {"part name": [[x0, y0, x1, y1] per image], ...} in original image pixels')
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    p.add_argument("--layers", default=None,
+                   help="comma-separated layers (default per architecture, e.g. fire5/concat,fire9/concat)")
+    p.add_argument("--random", type=int, default=5, metavar="N",
+                   help="random-box trials (default 5; 0 for none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random boxes (default 0)")
+    p.add_argument("--crop", action="store_true",
+                   help="use the model's centre crop (default: resize the whole image, so every box is seen)")
+    p.add_argument("--out", default="zfnet-correspondence", help="output folder (default ./zfnet-correspondence)")
+    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from zfnet.errors import ZFNetError
+    from zfnet.image import load_image
+    from zfnet.viz.correspondence import correspondence, load_boxes, write_correspondence
+    from zfnet.weights import load_model
+
+    if args.random < 0:
+        raise ZFNetError(f"--random must be >= 0, got {args.random}")
+    t0 = time.perf_counter()
+    parts = load_boxes(args.boxes)
+    images = [load_image(p) for p in args.images]                            # [(H_i, W_i, 3) uint8]
+    names = [Path(p).name for p in args.images]
+    net = load_model(args.model)
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
+    if args.layers is not None and not layers:
+        raise ZFNetError("--layers is empty; give layer names separated by commas")
+    result = correspondence(net, images, parts, layers, random=args.random, seed=args.seed, crop=args.crop,
+                            names=names, progress=True)
+    facts = {"model": net.meta.get("model", args.model), "boxes_file": Path(args.boxes).name,
+             "crop": bool(args.crop), "seed": args.seed, "compute_seconds": round(time.perf_counter() - t0, 2)}
+    paths = write_correspondence(args.out, result, images, names, facts)
+    if args.json:
+        json.dump({**facts, **result.to_json(names)}, sys.stdout)
+        print()
+    else:
+        summary = result.random_summary()
+        print("part".ljust(24) + "".join(f"{l:>22}" for l in result.layers))
+        for part in result.parts:
+            print(part[:24].ljust(24) + "".join(f"{result.table[part][l]:>22.4f}" for l in result.layers))
+        if summary:
+            print(f"random ({len(result.random)})".ljust(24)
+                  + "".join(f"{summary[l][0]:>13.4f} +- {summary[l][1]:.4f}" for l in result.layers))
+        for path in paths:
+            print(path)
+    return 0
