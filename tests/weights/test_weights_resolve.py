@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
 import zfnet.convert
 from zfnet import ZFNetError
@@ -26,7 +27,19 @@ SQUEEZENET_META = {
     "resize": 256, "classes": "imagenet", "converter_version": "1",
 }
 NET_SHA = "e4ab6960ae8cd81505e1c2136921201507e930966c53deaf15862a395b3a3261"
-LIGHT_ZFNET512 = Path(onnx.__file__).parent / "backend/test/data/light/light_zfnet512.onnx"
+
+
+@pytest.fixture
+def unknown_onnx(squeezenet_dir, tmp_path):
+    """A real ONNX file no model card lists: SqueezeNet with one weight changed."""
+    model = onnx.load(str(squeezenet_dir / "squeezenet1_0.onnx"))
+    init = model.graph.initializer[0]
+    w = numpy_helper.to_array(init).copy()
+    w.flat[0] += 1.0
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    path = tmp_path / "tuned.onnx"
+    onnx.save(model, str(path))
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -162,22 +175,26 @@ def test_unknown_names_and_missing_paths():
         load_model("missing/model.onnx")
 
 
-def test_unrecognised_file_needs_its_preprocessing():
-    """A real ONNX file no card lists (onnx's all-0.02 ZFNet-512 test graph)."""
-    with pytest.raises(ZFNetError, match="does not say how its input images are prepared.*--model-card"):
-        convert_file(LIGHT_ZFNET512)
-    net = convert_file(LIGHT_ZFNET512, card="zfnet512")
-    assert net.meta["model"] == "zfnet512" and net.meta["channel_order"] == "BGR"
-    net = convert_file(LIGHT_ZFNET512, preprocessing={"channel_order": "RGB", "scale": 1,
-                                                      "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
-    assert net.meta["model"] == "zfnet512" and net.meta["input_size"] == [224, 224]
-    assert net.meta["resize"] == 256 and net.meta["classes"] == "imagenet"
+def test_unrecognised_file_needs_its_preprocessing(unknown_onnx):
+    with pytest.raises(ZFNetError, match="tuned.onnx: the file does not say how its input images are "
+                                         "prepared.*--model-card"):
+        convert_file(unknown_onnx)
+    net = convert_file(unknown_onnx, card="squeezenet1_0")     # a card forced by name
+    assert net.meta["model"] == "squeezenet1_0" and net.meta["channel_order"] == "BGR"
+    assert net.meta["input_size"] == [227, 227] and net.meta["source_file"] == "tuned.onnx"
+    net = convert_file(unknown_onnx, card="zfnet512")          # another architecture's card: its convention only
+    assert net.meta["model"] == "squeezenet1_0" and net.meta["channel_order"] == "BGR"
+    assert net.meta["input_size"] == [224, 224] and net.meta["source_file"] == "tuned.onnx"
+    net = convert_file(unknown_onnx, preprocessing={"channel_order": "RGB", "scale": 1,
+                                                    "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
+    assert net.meta["model"] == "squeezenet1_0" and net.meta["input_size"] == [227, 227]
+    assert net.meta["resize"] == 259 and net.meta["classes"] == "imagenet"
 
 
-def test_input_size_must_fit_the_architecture():
-    net = convert_file(LIGHT_ZFNET512, card="zfnet512")
-    with pytest.raises(ZFNetError, match="input size 100x100 does not fit architecture 'zfnet512'"):
-        complete_meta(net, overrides={"input_size": [100, 100]})
+def test_input_size_must_fit_the_architecture(unknown_onnx):
+    net = convert_file(unknown_onnx, card="squeezenet1_0")
+    with pytest.raises(ZFNetError, match="input size 10x10 does not fit architecture 'squeezenet1_0'"):
+        complete_meta(net, overrides={"input_size": [10, 10]})
 
 
 def test_class_list_from_zfnet_weights(weights_with, monkeypatch):

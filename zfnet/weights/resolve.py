@@ -83,14 +83,15 @@ def _locate(card, entry):
 def complete_meta(net, card=None, overrides=None):
     """Fill ``net.meta`` with everything zfnet.image needs, from the card, then `overrides`.
 
-    Keys the card fixes (channel_order, scale, mean, std, input_size, resize, classes, model)
-    replace what a converter guessed from the file format. Left-over gaps get defaults only where
+    Keys the card fixes (channel_order, scale, mean, std, input_size, resize, classes; model when
+    the architectures agree) replace what a converter guessed from the file format. Left-over gaps get defaults only where
     they are unambiguous (input size from the architecture, resize = input / 0.875, std 1 when the
     rest is given); an unknown channel order, scale or mean is a ZFNetError saying how to give it.
     """
     meta = net.meta
     if card is not None:
-        meta["model"] = card.name
+        if card.architecture == net.arch.name:
+            meta["model"] = card.name  # else the card only lends its input convention
         meta["classes"] = card.classes
         meta.update({k: v for k, v in card.preprocessing.items() if v is not None})
     meta.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -201,7 +202,7 @@ def _convert_card(card, progress=True):
     if source.prototxt:
         prototxt = _obtain_aux(card, source.prototxt, progress, allow_download=True)
     net = convert(path, prototxt=prototxt, architecture=source.architecture)
-    net.meta.update(source_file=source.file, source_sha256=sha)
+    net.meta.update(model=card.name, source_file=source.file, source_sha256=sha)
     complete_meta(net, card)
     return net
 
