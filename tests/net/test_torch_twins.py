@@ -162,6 +162,9 @@ class AlexNetTwin(Twin):
             x = self.record(o, f"relu{i}", F.relu(x))
             if i in (1, 2, 5):
                 x = self.record(o, f"pool{i}", self.pool(x))
+        # torchvision's AdaptiveAvgPool2d((6, 6)): the identity on pool5's 6x6 maps at 224 input,
+        # which is why zfnet's spec leaves it out. Applied here, so the twin is torchvision's model.
+        x = F.adaptive_avg_pool2d(x, (6, 6))
         self.classifier(o, x, drop_first=True)
         return o
 
