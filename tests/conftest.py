@@ -53,15 +53,18 @@ def reference_outputs(squeezenet_dir):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _local_weights(weights_dir):
-    """The library finds weights through ZFNET_WEIGHTS (no network here), as offline users do."""
-    old = os.environ.get("ZFNET_WEIGHTS")
+def _local_weights(weights_dir, tmp_path_factory):
+    """The library finds weights through ZFNET_WEIGHTS (no network here), as offline users do,
+    and caches conversions in a fresh folder, never in the user's ~/.cache/zfnet."""
+    saved = {k: os.environ.get(k) for k in ("ZFNET_WEIGHTS", "ZFNET_CACHE")}
     os.environ["ZFNET_WEIGHTS"] = str(weights_dir)
+    os.environ["ZFNET_CACHE"] = str(tmp_path_factory.mktemp("zfnet_cache"))
     yield
-    if old is None:
-        os.environ.pop("ZFNET_WEIGHTS", None)
-    else:
-        os.environ["ZFNET_WEIGHTS"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture

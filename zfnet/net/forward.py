@@ -2,7 +2,7 @@
 
     result = forward(net, x, keep="all")      # x: (N, C, H, W) float32, preprocessed
     result.outputs["conv5"]                    # (N, F, H', W')
-    result.switches["pool5"]                   # (N, F, H', W') int32 flat indices into pool5's input plane
+    result.switches["pool5"]                   # (N, F, H', W') int64 flat indices into pool5's input plane
     result.output                              # the last layer's output, e.g. (N, 1000) probabilities
 
 Every max-pool's switches are always recorded (the deconvnet needs them); activations are kept
@@ -22,7 +22,7 @@ from zfnet.net.graph import INPUT
 @dataclass
 class ForwardResult:
     outputs: dict = field(default_factory=dict)    # {tensor name: (N, ...) array} for kept names
-    switches: dict = field(default_factory=dict)   # {maxpool name: (N, C, H', W') int32}
+    switches: dict = field(default_factory=dict)   # {maxpool name: (N, C, H', W') int64}
     output_name: str = ""
 
     @property
