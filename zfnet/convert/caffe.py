@@ -166,8 +166,8 @@ def read_caffemodel(path):
     try:
         net = decode(data, "NetParameter", SCHEMA)
     except ProtobufError as e:
-        raise ZFNetError(f"{path}: not a readable Caffe model ({e}); the file is damaged or is not "
-                         f"a binary .caffemodel") from None
+        raise ZFNetError(f"{path}: not a readable Caffe model ({e}); the file is damaged (download "
+                         f"it again) or is not a binary .caffemodel") from None
     if not net.get("layer") and not net.get("layers"):
         raise ZFNetError(f"{path}: no layers found; this is not a Caffe .caffemodel (or it is damaged)")
     return path, data, net
