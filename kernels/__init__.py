@@ -32,6 +32,13 @@ from .avg_pool2d import avg_pool2d
 from .max_unpool2d import max_unpool2d
 from .relu import relu
 from .softmax import softmax
+from ._threads import one_at_a_time
+
+# Safe to call from several Python threads: one op at a time (see _threads.py for why).
+conv2d, conv_transpose2d, linear, lrn, lrn_backward, max_pool2d, avg_pool2d, max_unpool2d, relu, softmax = map(
+    one_at_a_time,
+    (conv2d, conv_transpose2d, linear, lrn, lrn_backward, max_pool2d, avg_pool2d, max_unpool2d, relu, softmax),
+)
 
 __all__ = [
     "BACKENDS", "ZFNetError", "get_backend", "set_backend", "use_backend",

@@ -11,10 +11,12 @@ which would also slow down PyTorch in the same process) can be chosen at run tim
 So, unless the user has chosen a threading layer (NUMBA_THREADING_LAYER, or
 numba.config.THREADING_LAYER before importing zfnet), zfnet picks `workqueue`. This must happen
 before the first parallel kernel runs; if one already ran, Numba's pool is fixed and we leave it.
-workqueue does not support nested parallel kernels or launching parallel kernels from several
-threads at once with the GIL released; zfnet's kernels do neither (they hold the GIL).
+workqueue does not support nested parallel kernels or parallel kernels launched from several
+threads at once; zfnet's kernels never nest, and `one_at_a_time` (below) serialises the public ops.
 """
+import functools
 import os
+import threading
 
 import numba
 
@@ -30,3 +32,19 @@ def choose_threading_layer():
 
 
 choose_threading_layer()
+
+
+# workqueue's one limit matters anyway: Numba releases the GIL while a parallel loop runs (and BLAS
+# does during a GEMM), so two Python threads calling kernels at the same time WOULD launch parallel
+# loops concurrently, and workqueue then aborts the whole process. Every public op is therefore
+# run one at a time across threads. Each op already uses every core, so nothing is lost.
+_one_op = threading.RLock()
+
+
+def one_at_a_time(op):
+    """`op` wrapped to hold the kernels' process-wide lock while it runs (re-entrant)."""
+    @functools.wraps(op)
+    def locked(*args, **kwargs):
+        with _one_op:
+            return op(*args, **kwargs)
+    return locked
