@@ -179,7 +179,7 @@ def test_interrupt_keeps_state(collection, tmp_path):
     def stop_after_two(n, total):
         assert total == len(collection)
         done.append(n)
-        if len(done) == 2:
+        if len(done) == 3:           # progress(0, total) first, then once per batch
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

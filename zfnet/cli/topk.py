@@ -43,6 +43,9 @@ def register(subparsers):
     p.add_argument("--lrn", default="identity", choices=LRN_RULES,
                    help="how projections pass LRN layers (default identity, as usual for the deconvnet)")
     p.add_argument("--cell", type=int, default=80, help="pixels per cell side in the figures (default 80)")
+    p.add_argument("--percentile", type=float, default=99.5,
+                   help="scale each projection so this percentile of its magnitudes is full contrast "
+                        "(default 99.5; 100: its maximum)")
     p.add_argument("--no-crop", action="store_true",
                    help="resize whole images to the input size instead of the model's resize + centre crop")
     p.add_argument("--restart", action="store_true", help="discard a saved scan in OUT and scan from scratch")
@@ -79,6 +82,8 @@ def run(args):
         raise ZFNetError(f"--k must be at least 1, got {args.k}")
     if args.batch < 1:
         raise ZFNetError(f"--batch must be at least 1, got {args.batch}")
+    if not 50 <= args.percentile <= 100:
+        raise ZFNetError(f"--percentile must be between 50 and 100, got {args.percentile}")
     if not 8 <= args.cell <= 512:
         raise ZFNetError(f"--cell must be between 8 and 512 pixels, got {args.cell}")
     images = topk.collect_images(args.images)
@@ -110,6 +115,7 @@ def run(args):
         try:
             update(0, n_images)
             topk.render_topk(net, state, out, mode=args.mode, lrn=args.lrn, cell=args.cell,
+                             percentile=None if args.percentile == 100 else args.percentile,
                              progress=update, embed=args.embed)
         finally:
             close()

@@ -135,10 +135,11 @@ def filter_stats(net, layer=None):
 
 
 # -- the patches that excite one filter most ------------------------------------------------------
-def top_patches(net, state, cell=56, load=None):
+def top_patches(net, state, filter=None, cell=56, load=None):
     """The receptive-field patches of a filter's kept units (a top-k scan of its conv layer).
 
-    state: a zfnet.viz.scan.ScanState of a layer-1 conv with one chosen map (the filter).
+    state: a zfnet.viz.scan.ScanState of a layer-1 conv; filter: which of its chosen maps
+    (may be left out when the scan has one map only).
     Returns [(TopUnit, patch cell (cell, cell, 3) uint8, input (H, W, 3) uint8)], strongest first:
     each patch is the input box the unit's filter was applied to (clipped at the border, placed
     in its full field), enlarged with nearest neighbour so its pixels stay visible.
@@ -147,11 +148,16 @@ def top_patches(net, state, cell=56, load=None):
     from zfnet.viz.scan import load_input
     from zfnet.viz.topk import _check_unchanged, _frame, top_units
     load = load or load_input
-    if len(state.maps) != 1:
-        raise ZFNetError(f"top_patches takes the scan of one filter, got {len(state.maps)} maps")
+    maps = state.maps.tolist()
+    if filter is None:
+        if len(maps) != 1:
+            raise ZFNetError(f"the scan kept {len(maps)} filters ({maps[:5]}...); say which one with filter=")
+        filter = maps[0]
+    if filter not in maps:
+        raise ZFNetError(f"filter {filter} was not part of the scan (it kept filters {maps})")
     crop = bool(state.preprocessing.get("crop", True))
     out = []
-    for u in top_units(state, net.arch)[0]:
+    for u in top_units(state, net.arch)[maps.index(filter)]:
         _check_unchanged(state, u.image)
         shown = to_display(load(u.path, net.meta, crop), net.meta)                     # (H, W, 3)
         y0, y1, x0, x1 = u.box

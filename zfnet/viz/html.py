@@ -100,7 +100,7 @@ class Page:
         return p if p.is_absolute() else self.out_dir / p
 
     def src(self, path):
-        """The value for an ``src``/``href`` attribute: a relative link, or a data: URI if embedding."""
+        """The value for an image's ``src``: a relative link, or a data: URI if embedding."""
         p = self._abs(path)
         if not p.is_file():
             raise ZFNetError(f"page {self.title!r}: image {p} does not exist (write images before the page)")
@@ -115,8 +115,21 @@ class Page:
         return Path(rel).as_posix()
 
     def href(self, target):
-        """A link target: '#anchor' as is, else a file beside the page (relative link, or embedded)."""
-        return target if target.startswith("#") else self.src(target)
+        """A link target: '#anchor' as is, else a relative link to a file in the page's folder.
+
+        Links are never embedded, even with embed=True (a full image behind every cell would
+        multiply the page's size): an embedded page shows all its figures on its own, and its
+        links work while the files stay beside it.
+        """
+        if target.startswith("#"):
+            return target
+        p = self._abs(target)
+        if not p.is_file():
+            raise ZFNetError(f"page {self.title!r}: link target {p} does not exist")
+        rel = os.path.relpath(p.resolve(), self.out_dir)
+        if rel.startswith(".."):
+            raise ZFNetError(f"page {self.title!r}: link target {p} is outside the page's folder {self.out_dir}")
+        return Path(rel).as_posix()
 
     # -- content -----------------------------------------------------------------------------
     def heading(self, text, level=2, anchor=None):

@@ -399,7 +399,8 @@ def scan(net, images, layer, maps="all", k=9, state_path=None, batch_size=16, re
     net: a Net with complete preprocessing meta; images: paths (see collect_images) in order;
     maps: "all" | "N" | "i,j,.." | list of ints (see parse_maps); state_path: where the state is
     saved after every batch (None: not saved, not resumable); restart: ignore a saved state.
-    progress: called with the number of images finished after every batch (e.g. tqdm.update).
+    progress: called as progress(n, total) after every batch: n images finished (scanned or
+        skipped) out of the `total` this run has to do (e.g. to drive a tqdm bar).
     load(path, meta, crop) -> (3, H, W) float32: the image loader (default zfnet.image's).
     Returns a ScanResult whose ``state.topk`` holds (M, k) arrays, strongest first.
     """
@@ -428,6 +429,8 @@ def scan(net, images, layer, maps="all", k=9, state_path=None, batch_size=16, re
     skipped_now, scanned_now = [], 0
     t0 = time.perf_counter()
     seconds_before = state.seconds
+    if progress is not None:
+        progress(0, len(todo))
     # Load the next batch in a background thread while the current one runs through the network.
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_load_batch, batches[0], net.meta, crop, load) if batches else None
@@ -451,7 +454,7 @@ def scan(net, images, layer, maps="all", k=9, state_path=None, batch_size=16, re
             if state_path is not None:
                 state.save(state_path)
             if progress is not None:
-                progress(len(loaded))
+                progress(len(loaded), len(todo))
     if state_path is not None and not batches:
         state.save(state_path)
     return ScanResult(state, scanned_now, skipped_now, time.perf_counter() - t0, resumed, not_in_collection)

@@ -48,6 +48,9 @@ __all__ = ["scan", "collect_images", "parse_maps", "image_maxima", "TopK", "Scan
            "map_block", "render_topk", "topk_json", "layer_slug"]
 
 UNITS_PER_CALL = 32   # projections computed per call to project (bounds the (K, 3, H, W) buffer)
+# Projections are scaled so that this percentile of |p| in the box is full contrast: with the
+# maximum, a handful of strong pixels leave the rest of a deep unit's projection invisible.
+PERCENTILE = 99.5
 
 
 @dataclass(frozen=True)
@@ -167,15 +170,17 @@ def _frame(img, unit, hw):
     return grid.place(img, (fh, fw), (oy, ox))
 
 
-def unit_cells(x_display, projection, unit, meta, cell):
+def unit_cells(x_display, projection, unit, meta, cell, percentile=PERCENTILE):
     """(projection cell, patch cell), each (cell, cell, 3) uint8, for one unit.
 
     x_display: (H, W, 3) uint8, the input as the network saw it; projection: (3, H, W).
+    percentile: the projection is scaled so this percentile of its magnitudes (in the box) is
+    full contrast (None: its maximum).
     """
     from zfnet.deconv import cut, render
     y0, y1, x0, x1 = unit.box
     hw = x_display.shape[:2]
-    proj = render(np.ascontiguousarray(projection[:, y0:y1, x0:x1]), meta)           # (h, w, 3)
+    proj = render(np.ascontiguousarray(projection[:, y0:y1, x0:x1]), meta, percentile)  # (h, w, 3)
     patch = cut(x_display, unit.box)                                                  # (h, w, 3)
     return (grid.fit(_frame(proj, unit, hw), cell), grid.fit(_frame(patch, unit, hw), cell))
 
@@ -245,12 +250,13 @@ def _describe_preprocessing(pre):
 CELL_CACHE = "cells"
 
 
-def _cell_tag(state, i, mode, lrn, cell):
+def _cell_tag(state, i, mode, lrn, cell, percentile):
     """What a cached cell depends on: the image file, the weights, the layer and the rendering."""
     rec = state.images[i]
     return json.dumps({"path": rec["path"], "size": rec["size"], "mtime_ns": rec["mtime_ns"],
                        "weights_sha256": state.weights_sha256, "layer": state.layer, "mode": mode,
-                       "lrn": lrn, "cell": cell, "preprocessing": state.preprocessing}, sort_keys=True)
+                       "lrn": lrn, "cell": cell, "percentile": percentile,
+                       "preprocessing": state.preprocessing}, sort_keys=True)
 
 
 def _read_cells(path, tag):
@@ -267,11 +273,11 @@ def _read_cells(path, tag):
 def _write_cells(path, tag, cells):
     keys = sorted(cells)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, tag=np.array(tag), keys=np.array(keys, np.int64).reshape(-1, 3),
+        np.savez_compressed(f, tag=np.array(tag), keys=np.array(keys, np.int64).reshape(-1, 3),
                  proj=np.stack([cells[key][0] for key in keys]), patch=np.stack([cells[key][1] for key in keys]))
 
 
-def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, load):
+def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, percentile, load):
     """The (projection, patch) cells of one image's kept units, from the cache where possible.
 
     The cache (out_dir/cells/img<i>.npz) makes rendering resumable after a crash, and makes a
@@ -279,7 +285,7 @@ def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, l
     """
     from zfnet.image import to_display
     path = Path(out_dir) / CELL_CACHE / f"img{i:06d}.npz"
-    tag = _cell_tag(state, i, mode, lrn, cell)
+    tag = _cell_tag(state, i, mode, lrn, cell, percentile)
     cached = _read_cells(path, tag)
     missing = [u for u in units if (u.map, u.y, u.x) not in cached]
     if missing or not (Path(out_dir) / input_png).exists():
@@ -291,13 +297,13 @@ def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, l
         if missing:
             projections = project_image_units(net, x, state.layer, missing, mode, lrn)  # (K, 3, H, W)
             for u, p in zip(missing, projections):
-                cached[(u.map, u.y, u.x)] = unit_cells(shown, p, u, net.meta, cell)
+                cached[(u.map, u.y, u.x)] = unit_cells(shown, p, u, net.meta, cell, percentile)
             _write_cells(path, tag, {(u.map, u.y, u.x): cached[(u.map, u.y, u.x)] for u in units})
     return cached
 
 
-def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, load=load_input,
-                progress=None, maps_per_sheet=48, embed=False):
+def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, percentile=PERCENTILE,
+                load=load_input, progress=None, maps_per_sheet=48, embed=False):
     """Compute every kept unit's projection and patch; write the figures, index.json and index.html.
 
     Files in out_dir (all written atomically):
@@ -320,7 +326,7 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
     inputs = {}
     for i, image_units in units_by_image(state, arch).items():
         inputs[i] = f"inputs/img{i:06d}.png"
-        cells = _cells_of_image(net, state, i, image_units, out_dir, inputs[i], mode, lrn, cell, load)
+        cells = _cells_of_image(net, state, i, image_units, out_dir, inputs[i], mode, lrn, cell, percentile, load)
         for u in image_units:
             proj_cells[j_of[u.map]][u.rank], patch_cells[j_of[u.map]][u.rank] = cells[(u.map, u.y, u.x)]
         if progress is not None:
@@ -356,7 +362,7 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
         "images_skipped": len(state.skipped), "skipped": state.skipped, "scan_seconds": state.seconds,
         "projection": {"mode": mode, "lrn": lrn}, "preprocessing": state.preprocessing,
         "receptive_field": {"size": list(rf.size), "stride": list(rf.stride), "offset": list(rf.offset)},
-        "input_size": list(arch.input_shape[1:]), "cell": cell, "block_size": list(block_hw), "sheets": sheet_files,
+        "input_size": list(arch.input_shape[1:]), "cell": cell, "percentile": percentile, "block_size": list(block_hw), "sheets": sheet_files,
         "layout": f"per map: {rows}x{cols} projections (left) and {rows}x{cols} patches (right), "
                   f"strongest first in row-major order",
     }
@@ -386,8 +392,10 @@ def _write_page(out_dir, index, embed):
         "patches": f"the unit's receptive field, {rf['size'][0]}x{rf['size'][1]} input pixels at stride "
                    f"{rf['stride'][0]} (offset {rf['offset'][0]}), clipped at the image border; cells "
                    f"resized to {index['cell']} px",
-        "rendering": "projection cut to the same box, shown centred on mid-grey (zero), scaled by its own "
-                     "largest magnitude; both in the network's view of the image (after resize and crop)",
+        "rendering": "projection cut to the same box, shown centred on mid-grey (zero), scaled so that "
+                     + (f"the {index['percentile']}th percentile of its magnitudes in the box is full contrast"
+                        if index["percentile"] is not None else "its largest magnitude is full contrast")
+                     + "; patch and projection both in the network's view of the image (after resize and crop)",
         "scan time": f"{index['scan_seconds']:.1f} s",
     })
     page.paragraph(
