@@ -2,7 +2,6 @@
 names, forward passes against torch.nn twins of the torchvision models, the restricted
 unpickler (a pickle that tries to run code must be refused and must not run), damaged files."""
 import collections
-import io
 import os
 import pickle
 import zipfile
@@ -298,7 +297,7 @@ def test_corrupted_storage_is_caught(tmp_path, squeezenet_pth):
 
 
 def test_wrong_architecture_and_unknown_keys(tmp_path, squeezenet_pth):
-    with pytest.raises(ZFNetError, match=r"sq\.pth: is not a alexnet state dict.*It looks like 'squeezenet1_0'"):
+    with pytest.raises(ZFNetError, match=r"sq\.pth: is not a state dict for alexnet.*It looks like 'squeezenet1_0'"):
         convert(squeezenet_pth, architecture="alexnet")
     state = seeded(squeezenet1_0).state_dict()
     state["features.3.extra.weight"] = torch.zeros(3)

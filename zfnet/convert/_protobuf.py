@@ -39,7 +39,7 @@ WIRE_VARINT, WIRE_FIXED64, WIRE_LEN, WIRE_FIXED32 = 0, 1, 2, 5
 _VARINT_KINDS = {"int", "uint", "bool", "enum"}
 _FIXED32_KINDS = {"float"}
 _FIXED64_KINDS = {"double"}
-_LEN_KINDS = {"string", "bytes", "message"}
+_LEN_KINDS = {"string", "bytes", "view", "message"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +120,8 @@ class Field:
     """One field of a message: its ``name``, ``kind`` and whether it is ``repeated``.
 
     kind: "int" (int32/int64), "uint", "bool", "enum", "float", "double", "string", "bytes",
-    or "message" (then ``message`` names the sub-message type). ``enum``: {number: name}.
+    "view" (bytes as a memoryview into the data, for large payloads), or "message" (then
+    ``message`` names the sub-message type). ``enum``: {number: name}.
     """
     __slots__ = ("name", "kind", "repeated", "message", "enum")
 
@@ -175,6 +176,8 @@ def _decode_value(f, wire, value, schema, where):
             return [decode(value, f.message, schema, path=where + " > ")]
         if kind == "bytes":
             return [bytes(value)]
+        if kind == "view":
+            return [value]                            # large payloads: no copy here
         try:
             return [bytes(value).decode("utf-8")]
         except UnicodeDecodeError:

@@ -73,7 +73,7 @@ SCHEMA = {
     "TensorProto": {
         1: R("dims", "int"), 2: F("data_type", "int"), 4: R("float_data", "float"),
         5: R("int32_data", "int"), 7: R("int64_data", "int"), 8: F("name", "string"),
-        9: F("raw_data", "bytes"), 10: R("double_data", "double"), 11: R("uint64_data", "uint"),
+        9: F("raw_data", "view"), 10: R("double_data", "double"), 11: R("uint64_data", "uint"),
         14: F("data_location", "int"),
     },
     "ValueInfoProto": {1: F("name", "string"), 2: F("type", "message", "TypeProto")},
@@ -147,7 +147,7 @@ def tensor_to_array(t, path, where):
             a = np.asarray(values).astype(dtype)
     if code == 16:                                    # bfloat16 -> float32, exactly
         a = (a.astype(np.uint32) << 16).view(np.float32)
-    return a.astype(a.dtype.newbyteorder("=")).reshape(dims)
+    return a.astype(a.dtype.newbyteorder("=")).reshape(dims)      # one copy, owned and writable
 
 
 def _attributes(node, path):
@@ -456,7 +456,7 @@ def _pair(values, default, what, w, node):
 def _conv(w, node, attrs):
     x = w._activation(node, 0)
     c, h, wd = _spatial(w, node, x)
-    weight = w._const(node, 1, "weight").astype(np.float32)
+    weight = np.asarray(w._const(node, 1, "weight"), dtype=np.float32)
     bias = w._const(node, 2, "bias", optional=True)
     if weight.ndim != 4:
         raise w.fail(f"Conv {node.get('name', '')!r}: weight of shape {weight.shape} is not 4-D")

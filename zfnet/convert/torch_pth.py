@@ -39,7 +39,6 @@ import io
 import pickle
 import struct
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
@@ -456,7 +455,7 @@ def _explain_mismatch(path, architecture, arch, keys):
     guess = detect_architecture(keys)
     hint = f" It looks like {guess!r}." if guess else ""
     raise ZFNetError(
-        f"{path}: is not a {architecture} state dict: "
+        f"{path}: is not a state dict for {architecture}: "
         + (f"unexpected keys {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}; " if unexpected else "")
         + (f"missing {missing[:6]}{' ...' if len(missing) > 6 else ''}" if missing else "")
         + hint)
