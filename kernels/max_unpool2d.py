@@ -49,12 +49,15 @@ def max_unpool2d_reference(y, switches, out_hw):
 def max_unpool2d_cpu(y, switches, h, w):
     """Numba kernel: one (n, c) plane per parallel iteration, so each output has one writer."""
     n, c, ho, wo = y.shape
-    x = np.zeros((n, c, h * w), dtype=np.float32)                   # (N, C, H*W) flat planes
+    x = np.empty((n, c, h * w), dtype=np.float32)                   # (N, C, H*W) flat planes
     for p in prange(n * c):
         b, ch = p // c, p % c
+        # Zero the plane in the thread that fills it (parallel, and still in cache for the adds).
+        plane = x[b, ch]
+        plane[:] = 0.0
         for i in range(ho):
             for j in range(wo):
-                x[b, ch, switches[b, ch, i, j]] += y[b, ch, i, j]
+                plane[switches[b, ch, i, j]] += y[b, ch, i, j]
     return x.reshape((n, c, h, w))                                   # (N, C, H, W)
 
 
