@@ -303,7 +303,7 @@ def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, p
 
 
 def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, percentile=PERCENTILE,
-                load=load_input, progress=None, maps_per_sheet=48, embed=False):
+                load=load_input, progress=None, maps_per_sheet=48, sheet_columns=4, embed=False):
     """Compute every kept unit's projection and patch; write the figures, index.json and index.html.
 
     Files in out_dir (all written atomically):
@@ -350,7 +350,8 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
                      for u in units[j]]
             entries.append({"map": m, "png": png, "cells": cells})
         name = f"topk_{slug}.png" if s0 == 0 else f"topk_{slug}_{s0 // maps_per_sheet + 1}.png"
-        (sheet,) = sheets(blocks, [f"map {m}" for m in maps[s0:s0 + len(blocks)]], per_sheet=len(blocks))
+        (sheet,) = sheets(blocks, [f"map {m}" for m in maps[s0:s0 + len(blocks)]], per_sheet=len(blocks),
+                          ncols=sheet_columns)
         save_png(out_dir / name, sheet)
         sheet_files.append(name)
 
