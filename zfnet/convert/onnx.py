@@ -193,7 +193,7 @@ def _meaningful(name, op_type):
     """A node or tensor name worth keeping: not n12, node_3, Conv_0, /Flatten_output_0, ..."""
     if not name or _GENERIC.match(name):
         return None
-    if re.fullmatch(rf"{op_type}_?\d*", name, re.IGNORECASE):
+    if re.fullmatch(rf"{re.escape(op_type)}_?\d*", name, re.IGNORECASE):
         return None
     m = re.fullmatch(r"/(?:.*/)?([^/]+)/[A-Za-z]+(?:_\d+)?(?:_output_\d+)?", name)
     if m:                                              # torch.onnx: /features/features.0/Conv
@@ -425,7 +425,7 @@ class _Walk:
         return self.builder.unique(name)
 
 
-def _pads(w, node, attrs, kernel):
+def _pads(w, node, attrs):
     """ONNX pads [top, left, bottom, right] -> (begin (ph, pw), end (ph, pw)); auto_pad refused."""
     auto = attrs.get("auto_pad", "NOTSET")
     if auto not in ("NOTSET", "VALID", ""):
@@ -467,7 +467,7 @@ def _conv(w, node, attrs):
                      f"weight {weight.shape}")
     if any(d != 1 for d in attrs.get("dilations", [1, 1])):
         raise w.fail(f"Conv {node.get('name', '')!r}: dilations {attrs['dilations']} are not supported")
-    begin, end = _pads(w, node, attrs, kernel)
+    begin, end = _pads(w, node, attrs)
     if begin != end:
         raise w.fail(f"Conv {node.get('name', '')!r}: asymmetric pads {attrs.get('pads')} are not supported")
     stride = _pair(attrs.get("strides"), (1, 1), "strides", w, node)
@@ -489,7 +489,7 @@ def _pool(w, node, attrs, op):
     stride = _pair(attrs.get("strides"), (1, 1), "strides", w, node)
     if any(d != 1 for d in attrs.get("dilations", [1, 1])):
         raise w.fail(f"{node.get('op_type')} {node.get('name', '')!r}: dilations are not supported")
-    begin, end = _pads(w, node, attrs, kernel)
+    begin, end = _pads(w, node, attrs)
     ceil = bool(attrs.get("ceil_mode", 0))
     if begin != end:
         # Caffe2's export of Caffe's round-up rule: end pad = begin pad + stride - 1, floor mode.
