@@ -65,7 +65,7 @@ def run(args):
     files = _image_files(args.images, args.max_images)
     nets = load_checkpoints(args.checkpoints)
     x = load_batch(files, nets[0].meta)                                      # (N, 3, H, W)
-    labels = [Path(p).name for p in args.checkpoints]
+    labels = [Path(p).stem for p in args.checkpoints]
     result = feature_evolution(nets, x, args.layer, maps, args.count, labels, progress=True)
     names = [p.name for p in files]
     facts = {"architecture": nets[0].arch.name, "images_folder": str(args.images),

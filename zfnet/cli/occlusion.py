@@ -38,12 +38,10 @@ def register(subparsers):
 
 
 def run(args):
-    from zfnet.deconv import render
     from zfnet.errors import ZFNetError
     from zfnet.image import load_image, preprocess, to_display
-    from zfnet.net.receptive import unit_box
     from zfnet.viz.classes import class_labels, resolve_class
-    from zfnet.viz.occlusion import occlusion_maps, occlusion_projections, write_occlusion
+    from zfnet.viz.occlusion import occlusion_maps, projection_panels, write_occlusion
     from zfnet.weights import load_model
 
     if args.batch < 1:
@@ -54,9 +52,7 @@ def run(args):
     target = resolve_class(net, args.cls, labels) if args.cls is not None else None
     x = preprocess(load_image(args.image), net.meta)                          # (3, H, W)
     result = occlusion_maps(net, x, args.layer, target, args.size, args.stride, args.batch, progress=True)
-    inputs, units, projections = occlusion_projections(net, x, result)
-    rendered = [render(p, net.meta, percentile=99.5) for p in projections]
-    boxes = [unit_box(net.arch, result.layer, u.y, u.x, x.shape[1:]) for u in units]
+    rendered, boxes = projection_panels(net, x, result)
     facts = {"model": net.meta.get("model", args.model), "image": Path(args.image).name,
              "compute_seconds": round(time.perf_counter() - t0, 2)}
     paths = write_occlusion(args.out, result, to_display(x, net.meta), rendered, labels, facts, boxes)

@@ -53,15 +53,21 @@ DEFAULT_LAYERS = {
 
 
 def default_layers(arch):
-    """(mid, high) layers for Table 1; see DEFAULT_LAYERS. Others: the last max-pool and the
-    input of the last layer with weights."""
+    """(mid, high) layers for Table 1; see DEFAULT_LAYERS. Others: the last max-pool (else the
+    first ReLU), and the input of the last layer with weights, or the last ReLU if that input is
+    not above the first."""
     if arch.name in DEFAULT_LAYERS:
         return DEFAULT_LAYERS[arch.name]
     pools = [layer.name for layer in arch.layers if layer.op == "maxpool"]
+    relus = [layer.name for layer in arch.layers if layer.op == "relu"]
     weighted = [layer for layer in arch.layers if layer.op in ("conv", "linear")]
-    if not pools or not weighted:
+    if not (pools or relus) or not weighted:
         raise ZFNetError(f"architecture {arch.name!r}: no default layers; pass layers explicitly")
-    return pools[-1], weighted[-1].inputs[0]
+    mid = pools[-1] if pools else relus[0]
+    high = weighted[-1].inputs[0]
+    if high == "data" or arch.index(high) <= arch.index(mid):
+        high = relus[-1] if relus and arch.index(relus[-1]) > arch.index(mid) else mid
+    return mid, high
 
 
 # -- the measure ---------------------------------------------------------------------------------

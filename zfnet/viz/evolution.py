@@ -152,21 +152,23 @@ def feature_evolution(nets, x, layer, maps=None, count=8, labels=None, mode="dec
 
 
 # -- rendering -----------------------------------------------------------------------------------
-def cell_images(result, meta, cell=96):
-    """Every cell as pixels: the rendered projection cut to the unit's receptive field and fitted
-    into a cell x cell square. -> [M][T] (cell, cell, 3) uint8."""
+def cell_images(result, meta, cell=96, percentile=99.5):
+    """Every cell as pixels: the rendered projection (zfnet.deconv.render, scaled by its own
+    `percentile`-th magnitude percentile so faint early projections stay visible), cut to the unit's
+    receptive field and fitted into a cell x cell square. -> [M][T] (cell, cell, 3) uint8."""
     from zfnet.deconv import cut, render
     from zfnet.viz.grid import fit
-    return [[fit(cut(render(result.projections[i, t], meta), result.boxes[i][t]), cell)
+    return [[fit(cut(render(result.projections[i, t], meta, percentile=percentile), result.boxes[i][t]), cell)
              for t in range(len(result.checkpoints))] for i in range(len(result.maps))]
 
 
-def render_evolution(result, meta, cell=96):
+def render_evolution(result, meta, cell=96, percentile=99.5):
     """Fig. 4 as one matplotlib Figure: rows = feature maps, columns = checkpoints."""
     from zfnet.viz.plotting import new_figure
-    images = cell_images(result, meta, cell)
+    images = cell_images(result, meta, cell, percentile)
     m, t = len(result.maps), len(result.checkpoints)
-    fig = new_figure(max(1.45 * t + 0.9, 3.6), 1.5 * m + 0.9)
+    width, height = max(1.45 * t + 0.9, 3.6), 1.5 * m + 1.1
+    fig = new_figure(width, height)
     axes = fig.subplots(m, t, squeeze=False)
     for i in range(m):
         for j in range(t):
@@ -181,8 +183,8 @@ def render_evolution(result, meta, cell=96):
                 ax.set_ylabel(f"map {result.maps[i]}", fontsize=7)
     fig.suptitle(f"Feature evolution of {result.layer}\nstrongest projection per map (rows) and "
                  f"checkpoint (columns)\nnumber = its activation", fontsize=7)
-    fig.subplots_adjust(left=0.6 / (1.45 * t + 0.9) + 0.02, right=0.99, top=1 - 0.75 / (1.5 * m + 0.9),
-                        bottom=0.02, wspace=0.08, hspace=0.3)
+    fig.subplots_adjust(left=0.6 / width + 0.02, right=0.99, top=1 - 0.85 / height, bottom=0.02,
+                        wspace=0.08, hspace=0.3)
     return fig
 
 
@@ -205,7 +207,7 @@ def write_evolution(out_dir, result, meta, image_names, facts, stem="evolution")
     page.paragraph(
         "For every checkpoint (column) and feature map (row): the unit with the largest activation "
         "over all the images, projected to the pixels with the deconvnet and cut to its receptive "
-        "field. The number under each cell is that activation (0: the map is dead at that checkpoint "
+        "field (each cell scaled by its own 99.5th percentile of magnitude). The number under each cell is that activation (0: the map is dead at that checkpoint "
         "on these images, and the cell is flat grey).")
     page.figure(png.name, "Feature evolution (Zeiler & Fergus Fig. 4)")
     rows = [[f"map {m}"] + [f"{image_names[u[0]]} ({u[1]}, {u[2]}): {u[3]:.4g}" for u in us]

@@ -58,16 +58,21 @@ DEFAULT_LAYERS = {
 def default_layers(arch):
     """(low, high) layer names for the distance curves; see DEFAULT_LAYERS.
 
-    Other architectures: the first max-pool (or first ReLU) and the input of the last layer with
-    weights (the penultimate representation).
+    Other architectures: the first max-pool (else the first ReLU), and the input of the last layer
+    with weights (the penultimate representation), or the last ReLU if that input is not above it.
     """
     if arch.name in DEFAULT_LAYERS:
         return DEFAULT_LAYERS[arch.name]
-    pools = [layer.name for layer in arch.layers if layer.op in ("maxpool", "relu")]
+    pools = [layer.name for layer in arch.layers if layer.op == "maxpool"]
+    relus = [layer.name for layer in arch.layers if layer.op == "relu"]
     weighted = [layer for layer in arch.layers if layer.op in ("conv", "linear")]
-    if not pools or not weighted:
+    if not (pools or relus) or not weighted:
         raise ZFNetError(f"architecture {arch.name!r}: no default layers; pass layers explicitly")
-    return pools[0], weighted[-1].inputs[0]
+    low = (pools or relus)[0]
+    high = weighted[-1].inputs[0]
+    if high == "data" or arch.index(high) <= arch.index(low):
+        high = relus[-1] if relus and arch.index(relus[-1]) > arch.index(low) else low
+    return low, high
 
 
 # -- the transforms ------------------------------------------------------------------------------

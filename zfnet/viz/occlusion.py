@@ -248,6 +248,20 @@ def occlusion_projections(net, x, result, cells=None, mode="deconvnet"):
     return inputs, units, project(net, inputs, result.layer, units, mode=mode, forward_result=fwd)
 
 
+def projection_panels(net, x, result, percentile=99.5, mode="deconvnet"):
+    """Panel (c) as pixels: ([(H, W, 3) uint8] projections, [(y0, y1, x0, x1)] receptive fields).
+
+    Each projection is rendered by zfnet.deconv.render, scaled by its own `percentile`-th
+    magnitude percentile (a few strong pixels saturate instead of leaving the rest invisible).
+    """
+    from zfnet.deconv import render
+    from zfnet.net.receptive import unit_box
+    _, units, projections = occlusion_projections(net, x, result, mode=mode)
+    rendered = [render(p, net.meta, percentile=percentile) for p in projections]
+    boxes = [unit_box(net.arch, result.layer, u.y, u.x, x.shape[1:]) for u in units]
+    return rendered, boxes
+
+
 # -- rendering -----------------------------------------------------------------------------------
 def render_occlusion(result, image, projections=None, labels=None, unit_boxes=None, legend_max=10):
     """Fig. 7 as one matplotlib Figure (Agg).
@@ -267,7 +281,7 @@ def render_occlusion(result, image, projections=None, labels=None, unit_boxes=No
     h, w = result.input_hw
     cells = result.example_cells()
     name = (lambda k: short_label(labels[k])) if labels else (lambda k: f"class {k}")
-    fig = new_figure(16, 7.6)
+    fig = new_figure(16, 7.2)
     gs = fig.add_gridspec(2, 5, width_ratios=[1, 1, 1, 1, 0.8], hspace=0.3, wspace=0.3,
                           left=0.03, right=0.99, top=0.93, bottom=0.04)
 
@@ -377,7 +391,7 @@ def write_occlusion(out_dir, result, image, projections, labels, facts, unit_box
         "preprocessed input; its top-left corner runs over multiples of the stride, wholly inside the "
         "image. (b) total activation of the feature map with the largest total activation on the "
         "unoccluded image; (c) that map's strongest unit projected to the pixels by the deconvnet "
-        "(dashed: its receptive field), unoccluded and with the square (white) at the positions of lowest, "
+        "(dashed: its receptive field; each scaled by its own 99.5th percentile of magnitude), unoccluded and with the square (white) at the positions of lowest, "
         "median and highest total activation; (d) probability "
         "of class C; (e) most probable class. Every map cell is drawn centred on its square.")
     page.figure(png.name, "Occlusion sensitivity (Zeiler & Fergus Fig. 7)")
