@@ -3,8 +3,9 @@
     python benchmarks/conv_layers.py [--batch 1] [--repeat 20] [--threads 2] [--transpose]
 
 Prints, per layer: our time and torch's (minimum over `repeat` interleaved runs, ms), the ratio
-ours/torch (< 1 is faster), GFLOP/s (2*N*F*H'*W'*C/G*KH*KW / time) and that as a fraction of the
-machine's numpy sgemm GFLOP/s measured on a 2048^3 product just before.
+ours/torch (< 1 is faster), the time of the bare numpy sgemm(s) our CPU path calls for that layer
+(the rest of our time is im2col/col2im and the bias), GFLOP/s (2*N*F*H'*W'*C/G*KH*KW / time) and
+that as a fraction of the machine's numpy sgemm GFLOP/s measured on a 2048^3 product just before.
 """
 import argparse
 import os
@@ -58,11 +59,9 @@ def main():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2048, 2048), dtype=np.float32)
     c = np.empty_like(a)
-    sgemm = 2 * 2048**3 / best_of(lambda: np.matmul(a, a, out=c), 10) / 1e9
-    print(f"numpy sgemm 2048^3: {sgemm:.1f} GFLOP/s; torch threads {torch.get_num_threads()}, "
-          f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, batch {args.batch}, "
-          f"{'conv_transpose2d' if args.transpose else 'conv2d'}")
-    print(f"{'layer':22s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'%sgemm':>7s}")
+    sgemm_time = lambda: best_of(lambda: np.matmul(a, a, out=c), 20)
+    t_sgemm = sgemm_time()
+    rows = []
     for name, C, H, W, F, K, s, p, G in LAYERS:
         if args.only not in name:
             continue
@@ -80,15 +79,31 @@ def main():
         else:
             ours = lambda: conv2d(x, w, b, s, p, G)
             theirs = lambda: torch.nn.functional.conv2d(tx, tw, tb, s, p, 1, G)
+        # the bare GEMM(s) of our CPU path: per group (F/G, C/G*KH*KW) @ (C/G*KH*KW, N*H'*W'),
+        # or for the transpose (C/G*KH*KW, F/G) @ (F/G, N*H'*W')
+        Kg, Fg, P = C // G * K * K, F // G, N * Ho * Wo
+        a_g = rng.standard_normal((G, Kg, Fg) if args.transpose else (G, Fg, Kg), dtype=np.float32)
+        b_g = rng.standard_normal((G, Fg if args.transpose else Kg, P), dtype=np.float32)
+        c_g = np.empty((G, a_g.shape[1], P), np.float32)
+        gemm = lambda: [np.matmul(a_g[g], b_g[g], out=c_g[g]) for g in range(G)]
         ours(), theirs()  # compile / warm up
-        t_ours, t_torch = 1e9, 1e9
+        t_ours, t_torch, t_gemm = 1e9, 1e9, 1e9
         with torch.no_grad():
-            for _ in range(args.repeat):  # interleaved, so both see the same machine load
-                t_ours = min(t_ours, best_of(ours, 1))
-                t_torch = min(t_torch, best_of(theirs, 1))
-        flops = 2 * N * F * Ho * Wo * (C // G) * K * K
+            for _ in range(args.repeat):  # interleaved, so all see the same machine load
+                t_ours = min(t_ours, best_of(ours, 2))
+                t_torch = min(t_torch, best_of(theirs, 2))
+                t_gemm = min(t_gemm, best_of(gemm, 2))
+        rows.append((name, t_ours, t_torch, t_gemm, 2 * N * F * Ho * Wo * (C // G) * K * K))
+    # the machine's sgemm rate: the best of a measurement before and one after (other load varies)
+    sgemm = 2 * 2048**3 / min(t_sgemm, sgemm_time()) / 1e9
+    print(f"numpy sgemm 2048^3: {sgemm:.1f} GFLOP/s; torch threads {torch.get_num_threads()}, "
+          f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, batch {args.batch}, "
+          f"{'conv_transpose2d' if args.transpose else 'conv2d'}")
+    print(f"{'layer':22s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'gemm ms':>8s} {'GFLOP/s':>8s} {'%sgemm':>7s}")
+    for name, t_ours, t_torch, t_gemm, flops in rows:
         gf = flops / t_ours / 1e9
-        print(f"{name:22s} {t_ours * 1e3:9.3f} {t_torch * 1e3:9.3f} {t_ours / t_torch:6.2f} {gf:8.1f} {gf / sgemm:7.0%}")
+        print(f"{name:22s} {t_ours * 1e3:9.3f} {t_torch * 1e3:9.3f} {t_ours / t_torch:6.2f} {t_gemm * 1e3:8.3f} "
+              f"{gf:8.1f} {gf / sgemm:7.0%}")
 
 
 if __name__ == "__main__":
