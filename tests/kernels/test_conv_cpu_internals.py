@@ -1,0 +1,87 @@
+"""The CPU conv path's machinery: reused work buffers, and the choice of Numba's thread pool.
+
+conv2d and conv_transpose2d keep their im2col buffers between calls (one set per thread), so a
+call must never read what an earlier call left there: every padding tap must be written as a zero
+and every output row cleared before it is summed into.
+"""
+import importlib
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from zfnet.kernels import conv2d, conv_transpose2d
+
+conv2d_mod = importlib.import_module("zfnet.kernels.conv2d")
+convT_mod = importlib.import_module("zfnet.kernels.conv_transpose2d")
+
+
+def _poison_work_buffers():
+    # big enough for every call below, so they reuse these arrays instead of growing new ones
+    for slot in ("cols", "out"):
+        conv2d_mod.work_buffer(slot, 1 << 20)[:] = np.nan
+
+
+def _assert_close(got, want):
+    assert np.isfinite(got).all(), "garbage from an earlier call's work buffer reached the result"
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("n, stride, padding, cols_bytes", [
+    (1, 1, 2, None),            # one image: GEMM straight into y
+    (3, 2, 3, None),            # a stacked batch: GEMM into the "out" buffer, then unstacked
+    (5, (2, 1), (1, 3), 4000),  # several chunks of 1-2 images
+])
+def test_stale_work_buffers_never_reach_the_result(rng, monkeypatch, n, stride, padding, cols_bytes):
+    if cols_bytes is not None:
+        monkeypatch.setattr(conv2d_mod, "COLS_BYTES", cols_bytes)
+        monkeypatch.setattr(convT_mod, "COLS_BYTES", cols_bytes)
+    x = rng.standard_normal((n, 4, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+
+    want = conv2d(x, w, b, stride, padding, backend="reference")
+    _poison_work_buffers()
+    _assert_close(conv2d(x, w, b, stride, padding, backend="cpu"), want)
+
+    y = rng.standard_normal(want.shape).astype(np.float32)
+    want = conv_transpose2d(y, w, stride, padding, output_size=(7, 6), backend="reference")
+    _poison_work_buffers()
+    _assert_close(conv_transpose2d(y, w, stride, padding, output_size=(7, 6), backend="cpu"), want)
+
+
+def test_work_buffers_are_reused_within_a_thread_and_separate_across_threads():
+    a = conv2d_mod.work_buffer("cols", 1000)
+    assert np.shares_memory(a, conv2d_mod.work_buffer("cols", 10))     # reused, not reallocated
+    assert not np.shares_memory(a, conv2d_mod.work_buffer("out", 10))  # slots are independent
+    other = []
+    t = threading.Thread(target=lambda: other.append(conv2d_mod.work_buffer("cols", 1000)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(a, other[0])
+
+
+CHILD = """
+import numba, numpy as np
+from zfnet.kernels import conv2d
+conv2d(np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32), None, 1, 1)
+print(numba.threading_layer())
+"""
+
+
+def _threading_layer_in_child(**env):
+    environ = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    proc = subprocess.run([sys.executable, "-c", CHILD], env={**environ, **env},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()[-1]
+
+
+def test_numba_pool_is_not_libgomp_unless_the_user_asks():
+    # libgomp's busy-waiting workers steal the cores of the GEMM that follows each kernel
+    assert _threading_layer_in_child() == "workqueue"
+    # an explicit choice by the user wins
+    assert _threading_layer_in_child(NUMBA_THREADING_LAYER="omp") == "omp"
