@@ -1,4 +1,4 @@
-"""Correspondence analysis (Zeiler & Fergus, Section 5, Fig. 8, Table 1).
+"""Correspondence analysis (Zeiler & Fergus, Section 4.3, Fig. 8, Table 1).
 
 The same part of an object (a left eye, the nose, ...) is masked in N images of one kind. For image
 i and layer l the feature change is

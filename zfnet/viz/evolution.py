@@ -1,4 +1,4 @@
-"""Feature evolution during training (Zeiler & Fergus, Section 4.1, Fig. 4).
+"""Feature evolution during training (Zeiler & Fergus, Section 4, "Feature Evolution during Training", Fig. 4).
 
 For a set of images and a series of checkpoints of one network, each chosen feature map m of
 layer L is shown at every checkpoint t by its strongest unit over all the images,

@@ -1,4 +1,4 @@
-"""Invariance to translation, scale and rotation (Zeiler & Fergus, Section 4.4, Fig. 5).
+"""Invariance to translation, scale and rotation (Zeiler & Fergus, Section 4, "Feature Invariance", Fig. 5).
 
 The image is transformed by an amount t, and for each t we record
 
@@ -181,6 +181,8 @@ def invariance_curves(net, x, layers=None, target=None, sweeps=None, batch_size=
     from zfnet.kernels._checks import check_array
     from tqdm import tqdm
     check_array(x, "x", 3)
+    if int(batch_size) < 1:
+        raise ZFNetError(f"batch_size must be >= 1, got {batch_size}")
     from zfnet.viz.occlusion import check_classifier
     check_classifier(net)
     layers = tuple(layers or default_layers(net.arch))

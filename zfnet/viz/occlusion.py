@@ -179,6 +179,8 @@ def occlusion_maps(net, x, layer=None, target=None, size=48, stride=8, batch_siz
     """
     from zfnet.kernels._checks import check_array
     check_array(x, "x", 3)
+    if int(batch_size) < 1:
+        raise ZFNetError(f"batch_size must be >= 1, got {batch_size}")
     layer = layer or default_layer(net.arch)
     net.arch.layer(layer)                       # unknown layer -> ZFNetError listing the layers
     if len(net.arch.shapes[layer]) != 3:
