@@ -106,6 +106,13 @@ def test_render_topk_writes_blocks_sheets_index_and_page(scanned):
     assert (128, 128, 128) in colours and colours <= {(128, 128, 128), grid.EMPTY}   # (0, 0): partly off the image
     for s in index["sheets"]:
         assert np.asarray(Image.open(out / s)).shape[1] > block_hw[1]
+    # a later render of fewer maps leaves no figure of the earlier one behind
+    state.topk = T.TopK(state.topk.maps[:2], state.k, state.topk.value[:2], state.topk.image[:2],
+                        state.topk.y[:2], state.topk.x[:2])
+    index2 = T.render_topk(net, state, out, cell=20, maps_per_sheet=3)
+    assert sorted(p.name for p in out.glob("topk_*.png")) == ["topk_relu2.png"] == index2["sheets"]
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["relu2_map0000.png", "relu2_map0001.png"]
+    state.topk = T.load_state(out).topk
     on_disk = json.loads((out / "index.json").read_text())
     assert on_disk["images_scanned"] == 12 and on_disk["k"] == 4 and on_disk["layer"] == "relu2"
     html = (out / "index.html").read_text()
@@ -115,7 +122,7 @@ def test_render_topk_writes_blocks_sheets_index_and_page(scanned):
 def test_render_is_cached_resumable_and_reprojects_only_new_units(scanned, monkeypatch, rng):
     net, state, paths, out = scanned
     calls = []
-    real = T.project_image_units
+    real = T.iter_projections
 
     def counting(net_, x, layer, units, mode, lrn):
         calls.append(len(units))
@@ -124,7 +131,7 @@ def test_render_is_cached_resumable_and_reprojects_only_new_units(scanned, monke
         return real(net_, x, layer, units, mode, lrn)
 
     counting.crash = True
-    monkeypatch.setattr(T, "project_image_units", counting)
+    monkeypatch.setattr(T, "iter_projections", counting)
     with pytest.raises(RuntimeError):
         T.render_topk(net, state, out, cell=20)
     assert not (out / "index.html").exists()                  # nothing pretends to be finished
@@ -171,3 +178,25 @@ def test_topk_json_lists_entries_strongest_first(scanned):
         assert [x["value"] for x in e] == sorted((x["value"] for x in e), reverse=True)
         assert [(paths.index(x["image"]), x["y"], x["x"], x["value"]) for x in e] == state.topk.entries(j)
         assert set(e[0]) == {"image", "y", "x", "value"}
+
+
+@pytest.mark.filterwarnings("ignore::zfnet.deconv.DeadMapWarning")
+def test_iter_projections_keeps_order_in_chunks_and_checks_values(scanned, monkeypatch):
+    net, state, paths, _ = scanned
+    monkeypatch.setattr(T, "UNITS_PER_CALL", 3)
+    by_image = T.units_by_image(state, net.arch)
+    i = max(by_image, key=lambda i: len(by_image[i]))
+    units = by_image[i]
+    assert len(units) > 3 and any(u.value == 0 for u in units)   # chunks, and zero units in between
+    x = preprocess(load_image(state.image_path(i)), net.meta)[None]
+    got = list(T.iter_projections(net, x, "relu2", units))
+    assert [u for u, _ in got] == units
+    want = project(net, x, "relu2", [Unit(0, u.map, u.y, u.x) for u in units])
+    for (u, p), q in zip(got, want):
+        np.testing.assert_array_equal(p, q)
+        assert (u.value == 0) == (not p.any())
+    assert np.array_equal(T.project_image_units(net, x, "relu2", units), want)
+    wrong = [T.TopUnit(u.map, u.rank, u.image, u.path, u.y, u.x, u.value + 1.0, u.box, u.field)
+             for u in units if u.value > 0][:1]
+    with pytest.raises(ZFNetError, match="changed since the scan"):
+        list(T.iter_projections(net, x, "relu2", wrong))

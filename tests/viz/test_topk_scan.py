@@ -251,3 +251,6 @@ def test_scan_argument_errors(collection):
         scan(net, collection, "relu2", "all", batch_size=0)
     with pytest.raises(ZFNetError, match="do not exist"):
         scan(net, collection, "relu2", "1,8")
+    net.meta.pop("mean")
+    with pytest.raises(ZFNetError, match="lacks mean"):     # not: every image skipped for the same reason
+        scan(net, collection, "relu2", "all")

@@ -409,6 +409,12 @@ def scan(net, images, layer, maps="all", k=9, state_path=None, batch_size=16, re
         raise ZFNetError(f"batch size must be a positive integer, got {batch_size!r}")
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ZFNetError(f"k must be a positive integer, got {k!r}")
+    need = [key for key in PREPROCESSING_KEYS if net.meta.get(key) is None and (crop or key != "resize")]
+    if need and load is load_input:
+        raise ZFNetError(
+            f"the network's metadata lacks {', '.join(need)}, so images cannot be prepared for it; load it "
+            f"with zfnet.weights.load_model (which reads its model card) or set net.meta"
+        )
     fresh = _new_state(net, layer, parse_maps(maps, c), int(k), crop)
     state, resumed = fresh, False
     if state_path is not None and Path(state_path).exists() and not restart:

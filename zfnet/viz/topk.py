@@ -44,7 +44,8 @@ from zfnet.viz.scan import (STATE_FILE, ScanResult, ScanState, TopK, collect_ima
                             layer_maps, load_input, load_state, parse_maps, scan)
 
 __all__ = ["scan", "collect_images", "parse_maps", "image_maxima", "TopK", "ScanState", "ScanResult",
-           "STATE_FILE", "load_state", "TopUnit", "top_units", "project_topk", "unit_cells",
+           "STATE_FILE", "load_state", "TopUnit", "top_units", "iter_projections", "project_image_units",
+           "project_topk", "unit_cells",
            "map_block", "render_topk", "topk_json", "layer_slug"]
 
 UNITS_PER_CALL = 32   # projections computed per call to project (bounds the (K, 3, H, W) buffer)
@@ -72,11 +73,6 @@ def layer_slug(layer):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", layer).strip("_") or "layer"
 
 
-def _input_hw(state):
-    size = state.preprocessing.get("input_size")
-    return tuple(size) if size else None
-
-
 def top_units(state, arch):
     """Per chosen map, its kept units strongest first: [[TopUnit, ...], ...] (M lists)."""
     hw = arch.input_shape[1:]
@@ -101,32 +97,45 @@ def _check_state_matches(net, state):
         )
 
 
-def project_image_units(net, x, layer, units, mode="deconvnet", lrn="identity"):
-    """Projections (K, 3, H, W) of units (TopUnits of one image) from one forward pass.
+def iter_projections(net, x, layer, units, mode="deconvnet", lrn="identity"):
+    """Yield (unit, projection (3, H, W)) for units (TopUnits of one image), in order.
 
-    x: (1, 3, H, W). A unit whose value is 0 projects to zeros (the deconvnet is positively
-    homogeneous in its seed), so it is not walked. The forward pass must reproduce the scan's
-    values (up to summation order): otherwise the image or the computation changed since.
+    x: (1, 3, H, W). One forward pass serves every unit; the walks down run UNITS_PER_CALL at a
+    time, so at most that many projections are held. A unit whose value is 0 projects to zeros
+    (the deconvnet is positively homogeneous in its seed) and is not walked. The forward pass
+    must reproduce the scan's values (up to summation order): otherwise the image or the
+    computation changed since the scan.
     """
     from zfnet.deconv import Unit, project
-    out = np.zeros((len(units), 3) + x.shape[2:], np.float32)                        # (K, 3, H, W)
-    walk = [k for k, u in enumerate(units) if u.value != 0.0]
-    if not walk:
-        return out
-    fwd = forward(net, x, keep="all", upto=layer)
-    a = fwd.outputs[layer]                                                            # (1, C, H', W')
-    for k in walk:
-        u = units[k]
-        if abs(float(a[0, u.map, u.y, u.x]) - u.value) > 1e-3 * max(1.0, abs(u.value)):
+    zero = np.zeros((3,) + x.shape[2:], np.float32)
+    walk = [u for u in units if u.value != 0.0]
+    fwd = forward(net, x, keep="all", upto=layer) if walk else None
+    for u in walk:
+        a = fwd.outputs[layer][0, u.map, u.y, u.x]
+        if abs(float(a) - u.value) > 1e-3 * max(1.0, abs(u.value)):
             raise ZFNetError(
-                f"{u.path}: unit ({u.map}, {u.y}, {u.x}) of {layer} is now {a[0, u.map, u.y, u.x]:.6g}, "
-                f"the scan saw {u.value:.6g}; the image or the computation changed since the scan: "
-                f"rescan with --restart"
+                f"{u.path}: unit ({u.map}, {u.y}, {u.x}) of {layer} is now {a:.6g}, the scan saw "
+                f"{u.value:.6g}; the image or the computation changed since the scan: rescan with --restart"
             )
+    done = {}
     for c in range(0, len(walk), UNITS_PER_CALL):
-        ks = walk[c:c + UNITS_PER_CALL]
-        out[ks] = project(net, x, layer, [Unit(0, units[k].map, units[k].y, units[k].x) for k in ks],
-                          mode=mode, lrn=lrn, crop=True, forward_result=fwd)       # (K', 3, H, W)
+        chunk = walk[c:c + UNITS_PER_CALL]
+        p = project(net, x, layer, [Unit(0, u.map, u.y, u.x) for u in chunk], mode=mode, lrn=lrn,
+                    crop=True, forward_result=fwd)                                    # (K', 3, H, W)
+        done.update((id(u), p[k]) for k, u in enumerate(chunk))
+        # hand out, in order, everything that is ready (zero units need no walk)
+        while units and (units[0].value == 0.0 or id(units[0]) in done):
+            u, units = units[0], units[1:]
+            yield u, done.pop(id(u), zero)
+    for u in units:
+        yield u, done.pop(id(u), zero)
+
+
+def project_image_units(net, x, layer, units, mode="deconvnet", lrn="identity"):
+    """Projections (K, 3, H, W) of units (TopUnits of one image) from one forward pass."""
+    out = np.zeros((len(units), 3) + x.shape[2:], np.float32)                        # (K, 3, H, W)
+    for k, (_, p) in enumerate(iter_projections(net, x, layer, list(units), mode, lrn)):
+        out[k] = p
     return out
 
 
@@ -295,8 +304,7 @@ def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, p
         shown = to_display(x[0], net.meta)                                            # (H, W, 3) uint8
         save_png(Path(out_dir) / input_png, shown)
         if missing:
-            projections = project_image_units(net, x, state.layer, missing, mode, lrn)  # (K, 3, H, W)
-            for u, p in zip(missing, projections):
+            for u, p in iter_projections(net, x, state.layer, missing, mode, lrn):      # p: (3, H, W)
                 cached[(u.map, u.y, u.x)] = unit_cells(shown, p, u, net.meta, cell, percentile)
             _write_cells(path, tag, {(u.map, u.y, u.x): cached[(u.map, u.y, u.x)] for u in units})
     return cached
@@ -355,6 +363,8 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
         save_png(out_dir / name, sheet)
         sheet_files.append(name)
 
+    _remove_stale(out_dir, slug, sheet_files, {e["png"] for e in entries})
+
     rf = receptive_field(arch, state.layer)
     info = {
         "model": state.model, "architecture": arch.name, "source_sha256": state.source_sha256,
@@ -371,6 +381,17 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
     write_json(out_dir / "index.json", index)
     _write_page(out_dir, index, embed)
     return index
+
+
+def _remove_stale(out_dir, slug, sheet_files, block_files):
+    """Delete figures of this layer that an earlier render wrote and this one did not (more
+    sheets, or maps no longer chosen), so the folder shows one consistent result."""
+    for f in out_dir.glob(f"topk_{slug}_*.png"):
+        if re.fullmatch(rf"topk_{re.escape(slug)}_\d+\.png", f.name) and f.name not in sheet_files:
+            f.unlink()
+    for f in (out_dir / "maps").glob(f"{slug}_map*.png"):
+        if re.fullmatch(rf"{re.escape(slug)}_map\d+\.png", f.name) and f"maps/{f.name}" not in block_files:
+            f.unlink()
 
 
 def _write_page(out_dir, index, embed):
