@@ -36,10 +36,19 @@ def box_shape(box):
     return box[1] - box[0], box[3] - box[2]
 
 
+def is_empty(box):
+    """True for a box with no rows or no columns (a unit whose window lies in the padding)."""
+    return box is not None and (box[1] <= box[0] or box[3] <= box[2])
+
+
 def union(a, b):
-    """The smallest box holding both (None for flat tensors)."""
+    """The smallest box holding both (None for flat tensors); an empty box adds nothing."""
     if a is None or b is None:
         return None
+    if is_empty(a):
+        return b
+    if is_empty(b):
+        return a
     return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
 
 
@@ -97,13 +106,21 @@ def unit_plan(arch, start, y, x, lrn="identity"):
     Walks down in reverse topological order; a tensor read by several layers gets the union of
     what they need. Returns {tensor name: (y0, y1, x0, x1)}; plan["data"] is the unit's box in
     input pixels (equal to zfnet.net.receptive.unit_box, within-channel LRN aside: see there).
+
+    A window that lies entirely in the padding (SqueezeNet's conv10 border units: 1x1 kernel,
+    pad 1) reads no input at all: such a tensor gets no box, the walk stops there, and a unit
+    whose every path ends so has no "data" box (its projection is zero).
     """
     shapes = arch.shapes
     plan = {start: (y, y + 1, x, x + 1)}
     for layer in ancestors(arch, start):
+        if layer.name not in plan:
+            continue                    # nothing reaches this layer: its readers saw only padding
         box = plan[layer.name]
         for name in layer.inputs:
             b = input_box(layer, box, shapes[name], lrn)
+            if is_empty(b):
+                continue
             plan[name] = union(plan[name], b) if name in plan else b
     return plan
 

@@ -63,15 +63,18 @@ def walk(ctx, arch, start, seed):
 
     Layers are visited in reverse topological order, so a tensor's signal is complete (every
     reader has sent its share) before its own layer's rule runs. Returns the signal on
-    ctx.plan["data"]: (K, 3, h, w).
+    ctx.plan["data"]: (K, 3, h, w), or None when no signal reaches the input (a unit that
+    only sees padding).
     """
     signals = {start: seed}
     for layer in ancestors(arch, start):
-        g = signals.pop(layer.name)
+        g = signals.pop(layer.name, None)
+        if g is None or any(name not in ctx.plan for name in layer.inputs):
+            continue                    # nothing arrived here, or it reads only padding below
         for name, g_in in zip(layer.inputs, backward(layer, g, ctx)):
             # a tensor read by several layers receives the sum of their signals
             signals[name] = g_in if name not in signals else signals[name] + g_in
-    return signals[INPUT]
+    return signals.get(INPUT)
 
 
 def _seed(act, units, box):
@@ -144,8 +147,9 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
         u = units[k]
         plan = unit_plan(arch, start, u.y, u.x, lrn)
         signal = walk(context(plan, [u.image]), arch, start, _seed(act, [u], plan[start]))
-        box = plan[INPUT]
-        out[k] = paste(signal, box[0], box[2], full_box(arch.input_shape))[0]
+        if signal is not None:
+            box = plan[INPUT]
+            out[k] = paste(signal, box[0], box[2], full_box(arch.input_shape))[0]
 
     # whole maps, flat units (and every unit with crop=False): whole planes, CHUNK seeds at a time
     plan = dense_plan(arch, start)
