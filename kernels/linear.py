@@ -5,8 +5,10 @@
 Shapes:  x (N, I), w (O, I), b (O,) or None  ->  y (N, O).
 A (N, C, H, W) feature map is flattened to (N, C*H*W) by the caller (the Flatten layer) first.
 
-The CPU path is one BLAS sgemm (np.matmul on the transposed view of w, no copy) and a parallel
-Numba pass that adds the bias.
+The CPU path is one BLAS sgemm computing y^T = w @ x^T (O, N), and a parallel Numba pass that
+transposes it into y and adds the bias. Computing y = x @ w^T directly is the same product, but
+OpenBLAS runs that short-and-wide form 2-10x slower for a batch (measured on ZFNet's fc6,
+N = 16: 280 ms against 62 ms); for N = 1 y^T already has y's memory layout and no copy is made.
 """
 import numpy as np
 from numba import njit, prange
@@ -49,10 +51,26 @@ def _add_bias_rows(y, b):
             y[n, o] += b[o]
 
 
+@njit(parallel=True, cache=True)
+def _transpose_add_bias(yT, b, y):
+    """y[n, o] = yT[o, n] + b[o]; yT (O, N) -> y (N, O). Parallel over n."""
+    O, N = yT.shape
+    for n in prange(N):
+        for o in range(O):
+            y[n, o] = yT[o, n] + b[o]
+
+
 def _linear_cpu(x, w, b):
-    y = np.matmul(x, w.T)                                                        # (N, O)
-    if b is not None:
-        _add_bias_rows(y, b)
+    N, O = x.shape[0], w.shape[0]
+    yT = np.matmul(w, x.T)                                                       # (O, N)
+    if N == 1:
+        # (O, 1) and (1, O) are the same memory
+        y = yT.reshape(1, O)                                                     # (N, O)
+        if b is not None:
+            _add_bias_rows(y, b)
+        return y
+    y = np.empty((N, O), np.float32)                                             # (N, O)
+    _transpose_add_bias(yT, np.zeros(O, np.float32) if b is None else b, y)
     return y
 
 
