@@ -46,6 +46,7 @@ STATE_FORMAT = "zfnet-topk-scan"
 STATE_VERSION = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 PREPROCESSING_KEYS = ("input_size", "channel_order", "scale", "mean", "std", "resize")
+LOADERS = min(4, os.cpu_count() or 1)   # threads decoding images ahead of the forward pass
 
 
 # -- the collection --------------------------------------------------------------------------
@@ -345,18 +346,13 @@ def load_input(path, meta, crop=True):
     return preprocess(load_image(path), meta, crop=crop)
 
 
-def _load_batch(paths, meta, crop, load):
-    """[(path, stamp, x or None, reason or None)] for a batch; never raises for a bad image."""
-    errors = _image_errors()
-    out = []
-    for p in paths:
-        stamp = file_stamp(p)
-        try:
-            x = load(p, meta, crop)
-            out.append((p, stamp, np.ascontiguousarray(x, dtype=np.float32), None))
-        except errors as e:
-            out.append((p, stamp, None, _reason(p, e)))
-    return out
+def _load_one(path, meta, crop, load):
+    """(path, stamp, x (3, H, W) or None, reason or None); never raises for a bad image."""
+    stamp = file_stamp(path)
+    try:
+        return path, stamp, np.ascontiguousarray(load(path, meta, crop), dtype=np.float32), None
+    except _image_errors() as e:
+        return path, stamp, None, _reason(path, e)
 
 
 def _reason(path, e):
@@ -437,12 +433,15 @@ def scan(net, images, layer, maps="all", k=9, state_path=None, batch_size=16, re
     seconds_before = state.seconds
     if progress is not None:
         progress(0, len(todo))
-    # Load the next batch in a background thread while the current one runs through the network.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_load_batch, batches[0], net.meta, crop, load) if batches else None
+    # The next batch is decoded by background threads (Pillow releases the GIL while decoding)
+    # while the current one runs through the network.
+    with ThreadPoolExecutor(max_workers=LOADERS) as pool:
+        def submit(b):
+            return [pool.submit(_load_one, p, net.meta, crop, load) for p in batches[b]] if b < len(batches) else []
+        pending = submit(0)
         for b in range(len(batches)):
-            loaded = pending.result()
-            pending = pool.submit(_load_batch, batches[b + 1], net.meta, crop, load) if b + 1 < len(batches) else None
+            loaded = [f.result() for f in pending]
+            pending = submit(b + 1)
             good = [(p, st, x) for p, st, x, _ in loaded if x is not None]
             for p, st, _, reason in loaded:
                 if reason is not None:
