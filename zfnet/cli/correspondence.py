@@ -2,6 +2,7 @@
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ example:
   with parts.json = {"left eye": [[120, 80, 150, 110], [x0, y0, x1, y1], [x0, y0, x1, y1]],
                      "nose":     [[...], [...], [...]]}
   (one box per image, in that image's own pixels, x1/y1 excluded)
-  -> out/correspondence.png, .json (Delta per part and layer), .html
+  -> zfnet-correspondence/correspondence.png, .json (Delta per part and layer), .html
 
 Delta_l = sum over image pairs i != j of the Hamming distance between sign(eps_i) and sign(eps_j),
 eps = features(image) - features(masked image), divided by N(N-1) and by the feature length.
@@ -22,9 +23,10 @@ def register(subparsers):
     from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "correspondence", help="correspondence of object parts across images (paper Table 1)",
-        description="Mask the same named part (a box per image, the model's mean colour) in every IMAGE and "
-                    "measure how consistently the features change: Table 1's Delta per layer, for each "
-                    "part and for randomly placed boxes.",
+        description=textwrap.fill(
+            "Mask the same named part (a box per image, the model's mean colour) in every IMAGE and "
+            "measure how consistently the features change: Table 1's Delta per layer, for each "
+            "part and for randomly placed boxes.", 88),
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="two or more photographs of one kind of object")
     p.add_argument("--boxes", required=True, metavar="BOXES_JSON",
@@ -37,7 +39,7 @@ def register(subparsers):
     p.add_argument("--seed", type=int, default=0, help="seed of the random boxes (default 0)")
     p.add_argument("--crop", action="store_true",
                    help="use the model's centre crop (default: resize the whole image, so every box is seen)")
-    p.add_argument("--out", default="zfnet-correspondence", help="output folder (default ./zfnet-correspondence)")
+    p.add_argument("--out", default="zfnet-correspondence", metavar="DIR", help="output folder (default ./zfnet-correspondence)")
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
     p.set_defaults(func=run)
 

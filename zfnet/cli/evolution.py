@@ -2,6 +2,7 @@
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,8 +22,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def register(subparsers):
     p = subparsers.add_parser(
         "evolution", help="feature evolution across training checkpoints (paper Fig. 4)",
-        description="For each feature map of LAYER, find its strongest unit over the images at every "
-                    "CHECKPOINT and project it with the deconvnet; one grid, checkpoints as columns.",
+        description=textwrap.fill(
+            "For each feature map of LAYER, find its strongest unit over the images at every "
+            "CHECKPOINT and project it with the deconvnet; one grid, checkpoints as columns.", 88),
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", metavar="CHECKPOINT", nargs="+",
                    help="weight files of one architecture, in training order")
@@ -32,7 +34,7 @@ def register(subparsers):
                    help="comma-separated map indices (default: the --count strongest at the last checkpoint)")
     p.add_argument("--count", type=int, default=8, help="maps shown when --maps is not given (default 8)")
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images of DIR (sorted by name)")
-    p.add_argument("--out", default="zfnet-evolution", help="output folder (default ./zfnet-evolution)")
+    p.add_argument("--out", default="zfnet-evolution", metavar="DIR", help="output folder (default ./zfnet-evolution)")
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
     p.set_defaults(func=run)
 

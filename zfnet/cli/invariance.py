@@ -2,6 +2,7 @@
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -20,9 +21,10 @@ def register(subparsers):
     from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "invariance", help="invariance to translation, scale and rotation (paper Fig. 5)",
-        description="Transform each IMAGE (vertical translation, scale, rotation) and plot, against the "
-                    "amount, the Euclidean distance between the original's and the transformed image's "
-                    "feature vectors at a low and a high layer, and the probability of class C.",
+        description=textwrap.fill(
+            "Transform each IMAGE (vertical translation, scale, rotation) and plot, against the "
+            "amount, the Euclidean distance between the original's and the transformed image's "
+            "feature vectors at a low and a high layer, and the probability of class C.", 88),
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="one or more photographs (one curve each)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
@@ -32,7 +34,7 @@ def register(subparsers):
                    help="comma-separated layers for the distance curves (default per architecture, "
                         "e.g. pool1,fire9/concat for SqueezeNet)")
     p.add_argument("--batch", type=int, default=16, help="transformed images per forward pass (default 16)")
-    p.add_argument("--out", default="zfnet-invariance", help="output folder (default ./zfnet-invariance)")
+    p.add_argument("--out", default="zfnet-invariance", metavar="DIR", help="output folder (default ./zfnet-invariance)")
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
     p.set_defaults(func=run)
 

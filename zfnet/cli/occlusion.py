@@ -2,6 +2,7 @@
 import argparse
 import json
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -19,10 +20,11 @@ def register(subparsers):
     from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "occlusion", help="occlusion sensitivity maps (paper Fig. 7)",
-        description="Slide a square of the model's mean colour over IMAGE and map, per square position, "
-                    "(b) the total activation of the strongest feature map of LAYER, (d) the probability "
-                    "of class C and (e) the most probable class; (c) projects the strongest map with the "
-                    "deconvnet for the unoccluded image and three square positions.",
+        description=textwrap.fill(
+            "Slide a square of the model's mean colour over IMAGE and map, per square position, "
+            "(b) the total activation of the strongest feature map of LAYER, (d) the probability "
+            "of class C and (e) the most probable class; (c) projects the strongest map's top unit "
+            "with the deconvnet for the unoccluded image and three square positions.", 88),
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="a photograph (JPEG, PNG, ...)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
@@ -32,7 +34,7 @@ def register(subparsers):
     p.add_argument("--size", type=int, default=48, help="side of the square in input pixels (default 48)")
     p.add_argument("--stride", type=int, default=8, help="step between square positions in input pixels (default 8)")
     p.add_argument("--batch", type=int, default=16, help="square positions per forward pass (default 16)")
-    p.add_argument("--out", default="zfnet-occlusion", help="output folder (default ./zfnet-occlusion)")
+    p.add_argument("--out", default="zfnet-occlusion", metavar="DIR", help="output folder (default ./zfnet-occlusion)")
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
     p.set_defaults(func=run)
 
