@@ -158,9 +158,12 @@ def crop(a, box):
 def local_switches(switches, in_box, in_w):
     """Switches (flat indices h*W + w into the full input plane) -> flat indices into `in_box`.
 
-    (h, w) -> (h - y0) * box_width + (w - x0). Every switch of an output in the box lies inside
-    the input box (window_back holds every window), so the result is in [0, box area).
+    (h, w) -> (h - y0) * Wb + (w - x0), Wb the box width; with w = s - h*W that is
+    s - h*(W - Wb) - (y0*Wb + x0). Every switch of an output in the box lies inside the input box
+    (window_back holds every window), so the result is in [0, box area). int32 arithmetic (a
+    plane has far fewer than 2^31 positions) is twice as fast as int64 here.
     """
-    h, w = np.divmod(switches, in_w)
-    return np.ascontiguousarray((h - in_box[0]) * (in_box[3] - in_box[2]) + (w - in_box[2]))
-
+    wb = in_box[3] - in_box[2]
+    s = switches.astype(np.int32)
+    h = s // np.int32(in_w)
+    return s - h * np.int32(in_w - wb) - np.int32(in_box[0] * wb + in_box[2])
