@@ -10,8 +10,10 @@ Cases:
   unpool (the max-pool adjoint), LRN (across channels: zfnet; within channel: zf_caffe) and linear
   layer of zfnet and squeezenet1_0, at its real shape, batch 1.
 - forward/<arch>/b<N>: the full forward pass to class probabilities, batch 1 and 16.
-- project/...: deconvnet projections (one conv5 unit; every map of a layer), see _project_cases.
-- scan/...: a top-9 scan of 64 images.
+- project/<arch>.<layer>/...: deconvnet projections from one image's forward pass: one unit
+  (zfnet: its receptive field only; PyTorch: autograd with the modified ReLU backward over the
+  whole image), the same unit including the forward pass, and whole feature maps, batched.
+- scan/<arch>.<layer>/top9_of_64: a top-9 scan of every map over 64 natural-statistics images.
 """
 from dataclasses import dataclass, field
 from typing import Callable
@@ -202,7 +204,9 @@ def _forward_case(arch_name, batch):
         def run_torch():
             with torch.no_grad():
                 return torch_forward(net, xt, params)
-        return Bench(lambda: forward(net, x).output, run_torch, _close(1e-4, 1e-5), flops, batch)
+        # probabilities of a random net on large inputs saturate (logits in the hundreds), so a
+        # float32 rounding of the logits (~1e-7 relative) moves a probability by up to ~1e-4
+        return Bench(lambda: forward(net, x).output, run_torch, _close(1e-4, 1e-4), flops, batch)
     return Case(f"forward/{arch_name}/b{batch}", "forward", build, quick=batch == 1)
 
 
@@ -210,7 +214,198 @@ def _forward_cases():
     return [_forward_case(a, b) for a in ("zfnet", "squeezenet1_0") for b in (1, 16)]
 
 
-CASES = _kernel_cases() + _forward_cases()
+# ---------------------------------------------------------------------------------------------
+# deconvnet projections
+# ---------------------------------------------------------------------------------------------
+
+def natural_images(n, shape, seed=0):
+    """n random images with natural-image statistics: 1/f amplitude spectrum, random phase.
+
+    (n, 3, H, W) float32, each channel scaled to mean 0 and std 50 (like mean-subtracted pixels on
+    a 0..255 scale), the three channels correlated as colour channels are. Deterministic per seed.
+    """
+    c, h, w = shape
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    amplitude = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(h, w))           # 1/f
+    out = np.empty((n, c, h, w), np.float32)
+    for i in range(n):
+        phase = rng.uniform(0, 2 * np.pi, (c, h, w // 2 + 1))
+        # a shared luminance field plus weaker per-channel fields
+        lum = np.fft.irfft2(amplitude * np.exp(1j * phase[0]), s=(h, w))
+        for ch in range(c):
+            own = np.fft.irfft2(amplitude * np.exp(1j * phase[ch]), s=(h, w))
+            img = lum + 0.3 * own
+            out[i, ch] = (img - img.mean()) / (img.std() + 1e-12) * 50.0
+    return out
+
+
+def _project_setup(arch_name, layer):
+    """A random-weight net, one natural-ish image, its forward pass kept for the deconvnet."""
+    arch = get_architecture(arch_name)
+    net = Net.random(arch, seed=0)
+    x = natural_images(1, arch.input_shape, seed=1)
+    fwd = forward(net, x, keep="all", upto=layer)
+    return net, x, fwd
+
+
+def _project_unit_case(arch_name, layer):
+    """One unit of `layer` back to pixels, given the image's forward pass (both sides).
+
+    The unit: the centre of the map strongest there (the centre has the largest receptive field
+    inside the image, so this is the slowest unit for the cropped walk). zfnet walks only its
+    receptive field (crop=True); PyTorch back-propagates the modified-ReLU graph over the whole
+    image (torch.autograd.grad on a recorded forward pass, retain_graph=True), as a PyTorch user
+    projecting units of one image would.
+    """
+    def build():
+        import torch
+        from benchmarks.torch_ref import torch_project_graph
+        from zfnet.deconv import Unit, project
+        net, x, fwd = _project_setup(arch_name, layer)
+        act = fwd[layer]
+        cy, cx = act.shape[2] // 2, act.shape[3] // 2
+        unit = Unit(0, int(np.argmax(act[0, :, cy, cx])), cy, cx)
+        xt, out = torch_project_graph(net, x, layer)
+        seed = torch.zeros_like(out)
+        seed[0, unit.channel, cy, cx] = out[0, unit.channel, cy, cx].detach()
+
+        def run_torch():
+            return torch.autograd.grad(out, xt, seed, retain_graph=True)[0]
+        return Bench(lambda: project(net, x, layer, [unit], forward_result=fwd), run_torch,
+                     _close(1e-4, 1e-5))
+    return Case(f"project/{arch_name}.{layer}/one_unit", "project", build, quick=True)
+
+
+def _project_unit_e2e_case(arch_name, layer):
+    """The same unit end to end: forward pass (keeping what the deconvnet needs) + projection."""
+    def build():
+        import torch
+        from benchmarks.torch_ref import torch_params, torch_project
+        from zfnet.deconv import Unit, project
+        net, x, fwd = _project_setup(arch_name, layer)
+        act = fwd[layer]
+        cy, cx = act.shape[2] // 2, act.shape[3] // 2
+        unit = Unit(0, int(np.argmax(act[0, :, cy, cx])), cy, cx)
+        xt, params = torch.from_numpy(x), torch_params(net)
+        return Bench(lambda: project(net, x, layer, [unit]),
+                     lambda: torch_project(net, xt, layer, unit.channel, cy, cx, params=params),
+                     _close(1e-4, 1e-5))
+    return Case(f"project/{arch_name}.{layer}/one_unit_with_forward", "project", build, quick=True)
+
+
+def _project_maps_case(arch_name, layer, n_maps=None, chunk=16, torch_batching="vmap"):
+    """Feature maps 0..n_maps-1 (default: every map) of `layer` for one image, each map whole.
+
+    zfnet: one project() call with a whole_map Unit per map (the dense walk, 16 seeds at a time).
+    PyTorch, `chunk` maps at a time, whichever batching is faster for the network (measured):
+    "vmap" back-propagates the one recorded forward pass from a batch of seeds
+    (torch.autograd.grad(..., is_grads_batched=True)); "copies" records the forward pass of
+    `chunk` copies of the image and seeds one map in each (for ZFNet 2.5x faster than vmap, whose
+    batched conv/pool backward rules are slow there).
+    Every map of ZFNet's conv5 (256) takes ~20 s per side here, too long to time and test
+    repeatedly, so that case takes the first 32 maps; the per-map cost is the same.
+    """
+    def build():
+        import torch
+        from benchmarks.torch_ref import torch_forward, torch_params, torch_project_graph
+        from zfnet.deconv import project, whole_map
+        net, x, fwd = _project_setup(arch_name, layer)
+        C = n_maps or fwd[layer].shape[1]
+        units = [whole_map(0, c) for c in range(C)]
+        xt, out = torch_project_graph(net, x, layer)
+        a = out.detach()
+        params = torch_params(net)
+
+        def run_torch():
+            grads = []
+            for c0 in range(0, C, chunk):
+                cs = range(c0, min(C, c0 + chunk))
+                seed = torch.zeros((len(cs), *out.shape[1:]))                          # (K, C, H', W')
+                for k, c in enumerate(cs):
+                    seed[k, c] = a[0, c]
+                if torch_batching == "vmap":
+                    g = torch.autograd.grad(out, xt, seed[:, None], retain_graph=True, is_grads_batched=True)
+                    grads.append(g[0][:, 0])
+                else:
+                    xb = torch.from_numpy(x).repeat(len(cs), 1, 1, 1).requires_grad_(True)
+                    ob = torch_forward(net, xb, params, upto=layer, mode="deconvnet", lrn_identity=True)
+                    grads.append(torch.autograd.grad(ob, xb, seed)[0])
+            return torch.cat(grads)
+        return Bench(lambda: project(net, x, layer, units, forward_result=fwd), run_torch,
+                     _close(1e-4, 1e-5))
+    what = f"maps_0-{n_maps - 1}" if n_maps else "every_map"
+    return Case(f"project/{arch_name}.{layer}/{what}", "project", build)
+
+
+def _project_cases():
+    return [_project_unit_case("zfnet", "conv5"), _project_unit_e2e_case("zfnet", "conv5"),
+            _project_maps_case("zfnet", "conv5", n_maps=32, torch_batching="copies")]
+
+
+# ---------------------------------------------------------------------------------------------
+# the top-9 scan (Fig. 2's first step)
+# ---------------------------------------------------------------------------------------------
+
+def _scan_case(arch_name, layer, n_images=64, k=9, batch=16):
+    """The k strongest units (one per image) of every map of `layer` over `n_images` images.
+
+    Both sides get the same preprocessed images from memory (decoding is not timed: it is the
+    same Pillow work for both). zfnet: zfnet.viz.scan.scan (batches of `batch`, forward to the
+    layer, per-map argmax, merge). PyTorch: the same loop, batched forward under no_grad, max over
+    each map, the running top-k merged with torch.topk.
+    Results: per map, the kept (value, image, y, x), strongest first.
+    """
+    def build():
+        import torch
+        from benchmarks.torch_ref import torch_forward, torch_params
+        from zfnet.viz.scan import scan
+        arch = get_architecture(arch_name)
+        net = Net.random(arch, seed=0)
+        images = natural_images(n_images, arch.input_shape, seed=2)
+        names = [f"natural{i:03d}.png" for i in range(n_images)]        # never opened: see `load`
+        by_name = dict(zip(names, images))
+        params = torch_params(net)
+        xt = torch.from_numpy(images)
+
+        def run_zfnet():
+            r = scan(net, names, layer, k=k, batch_size=batch, load=lambda p, meta, crop: by_name[p])
+            t = r.state.topk
+            return t.value, t.image, t.y, t.x
+
+        def run_torch():
+            with torch.no_grad():
+                value = image = pos = None
+                for n0 in range(0, n_images, batch):
+                    a = torch_forward(net, xt[n0:n0 + batch], params, upto=layer)        # (N, C, H', W')
+                    v, p = a.flatten(2).max(dim=2)                                         # (N, C)
+                    idx = torch.arange(n0, n0 + a.shape[0]).expand(a.shape[1], -1)         # (C, N)
+                    v, p = v.T, p.T
+                    if value is not None:
+                        v, idx, p = torch.cat([value, v], 1), torch.cat([image, idx], 1), torch.cat([pos, p], 1)
+                    top = torch.topk(v, min(k, v.shape[1]), dim=1).indices                # (C, k)
+                    value, image, pos = v.gather(1, top), idx.gather(1, top), p.gather(1, top)
+                w = a.shape[3]
+            return value.numpy(), image.numpy(), (pos // w).numpy(), (pos % w).numpy()
+
+        def check(z, t):
+            zv, zi, zy, zx = z
+            tv, ti, ty, tx = t
+            _close(1e-4, 1e-5)(zv, tv)
+            # the same units, except where two candidates are a float32 near-tie
+            same = (zi == ti) & (zy == ty) & (zx == tx)
+            tie = np.abs(zv - tv) <= 1e-4 * np.abs(tv).max()
+            assert same.mean() > 0.99 and np.all(same | tie), f"{(~same).sum()} kept units differ"
+        return Bench(run_zfnet, run_torch, check, images=n_images)
+    return Case(f"scan/{arch_name}.{layer}/top{k}_of_{n_images}", "scan", build, quick=True)
+
+
+def _scan_cases():
+    return [_scan_case("zfnet", "conv5")]
+
+
+CASES = _kernel_cases() + _forward_cases() + _project_cases() + _scan_cases()
 
 
 def get_case(name):

@@ -14,13 +14,22 @@ import torch.nn.functional as F
 
 
 class _ModifiedReLU(torch.autograd.Function):
-    """Forward: max(x, 0). Backward: the deconvnet / guided / gradient rule."""
+    """Forward: max(x, 0). Backward: the deconvnet / guided / gradient rule.
+
+    Written in the setup_context form with generate_vmap_rule, so one recorded forward pass can be
+    back-propagated from many seeds at once (torch.autograd.grad(..., is_grads_batched=True)).
+    """
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, mode):
+    def forward(x, mode):
+        return x.clamp(min=0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, mode = inputs
         ctx.mode = mode
         ctx.save_for_backward(x)
-        return x.clamp(min=0)
 
     @staticmethod
     def backward(ctx, g):
@@ -34,10 +43,15 @@ class _ModifiedReLU(torch.autograd.Function):
 
 class _PassThrough(torch.autograd.Function):
     """Forward: f(x) precomputed. Backward: identity (LRN passed through on the way down)."""
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, y):
+    def forward(x, y):
         return y
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, g):
@@ -116,6 +130,18 @@ def torch_project(net, x, layer, channel, y, x_, mode="deconvnet", params=None):
         seed[0, channel] = out[0, channel].detach()
     out.backward(seed)
     return xt.grad[:1].numpy()
+
+
+def torch_project_graph(net, x, layer, mode="deconvnet", params=None):
+    """Record the forward pass of x (torch (N, 3, H, W)) up to `layer` once, for many projections.
+
+    Returns (xt, out): seed `out` and call torch.autograd.grad(out, xt, seed, retain_graph=True),
+    or with a batch of seeds and is_grads_batched=True. That is what a PyTorch user projecting
+    several units of one image runs: one forward with autograd, one backward per (batch of) seed(s).
+    """
+    params = torch_params(net) if params is None else params
+    xt = torch.as_tensor(x).clone().requires_grad_(True)
+    return xt, torch_forward(net, xt, params, upto=layer, mode=mode, lrn_identity=True)
 
 
 def as_numpy(t):
