@@ -149,6 +149,16 @@ def torch_project(net, x, layer, units, fwd, modes=("deconvnet",), lrn="identity
     from "prob" the seed sits on the softmax's input (the class score), as in zfnet.deconv.
     One torch forward pass serves every mode (the ReLUs read the mode when going backward).
     """
+    threads = torch.get_num_threads()
+    # torch's OpenMP pool spins and fights Numba's and OpenBLAS's on a small machine: one thread
+    torch.set_num_threads(1)
+    try:
+        return _torch_project(net, x, layer, units, fwd, modes, lrn)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _torch_project(net, x, layer, units, fwd, modes, lrn):
     arch = net.arch if tuple(x.shape[1:]) == net.arch.input_shape else net.arch.with_input_shape(x.shape[1:])
     spec = arch.layer(layer)
     start = spec.inputs[0] if spec.op == "softmax" else layer

@@ -75,6 +75,11 @@ def test_given_position_guided_mode(cat, tmp_path):
     assert np.array_equal(d["projection"], want) and tuple(d["at"]) == at
     box = unit_box(net.arch, layer, *at)
     assert _png(tmp_path / f"relu_conv1_map7_50x60_guided_patch.png").shape == (box[1] - box[0], box[3] - box[2], 3)
+    # --dense walks the whole feature maps: the same projection
+    assert main(["project", str(path), "--layer", layer, "--map", str(c), "--at", "50,60", "--mode", "guided",
+                 "--dense", "--out", str(tmp_path), "--npz", str(npz)]) == 0
+    dense = np.load(npz)["projection"]
+    assert np.abs(dense - want).max() <= 1e-6 * np.abs(want).max()
 
 
 def test_class_score(cat, tmp_path, capsys):
