@@ -14,6 +14,7 @@ before the first parallel kernel runs; if one already ran, Numba's pool is fixed
 workqueue does not support nested parallel kernels or parallel kernels launched from several
 threads at once; zfnet's kernels never nest, and `one_at_a_time` (below) serialises the public ops.
 """
+import contextlib
 import functools
 import os
 import threading
@@ -48,3 +49,50 @@ def one_at_a_time(op):
         with _one_op:
             return op(*args, **kwargs)
     return locked
+
+
+# A walk of many small ops (the deconvnet's receptive-field-cropped projection of one unit: a
+# dozen GEMMs of a few hundred columns and small parallel loops) spends more time waking worker
+# threads than working, and on a busy machine each wake-up can wait for a time slice: measured on
+# 2 shared cores, one ZFNet conv5 unit took 44 ms with both pools and 8-9 ms on one thread.
+# `serial()` runs the kernels called from this thread on one core: Numba's parallel loops (a
+# per-thread setting) and OpenBLAS (its thread-local setting, OpenBLAS >= 0.3.27, looked up in the
+# library numpy loaded; where there is none, BLAS is left as it is). Both are restored on exit.
+
+def _openblas_set_threads_local():
+    """OpenBLAS's ``openblas_set_num_threads_local`` from the loaded library, or None."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            fn = ctypes.CDLL(path).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+        return fn
+    return None
+
+
+_blas_local = []
+
+
+@contextlib.contextmanager
+def serial():
+    """``with serial(): ...``: kernels called from this thread run on one core (Numba and BLAS)."""
+    import numpy  # noqa: F401  (numpy's BLAS must be loaded before it is looked up)
+    if not _blas_local:
+        _blas_local.append(_openblas_set_threads_local())
+    blas = _blas_local[0]
+    numba_threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    blas_threads = blas(1) if blas else None
+    try:
+        yield
+    finally:
+        numba.set_num_threads(numba_threads)
+        if blas:
+            blas(blas_threads)

@@ -114,3 +114,26 @@ def test_padding_only_units_project_to_zero():
     for crop in (True, False):
         assert not project(net, x, "conv10", units, crop=crop, forward_result=fwd).any()
     assert project(net, x, "conv10", [Unit(0, 3, 1, 1)], forward_result=fwd).any()
+
+
+def test_cropped_walks_run_on_one_core_and_restore_the_pools():
+    # project() runs single units inside kernels._threads.serial(): Numba and OpenBLAS on one
+    # thread (their small ops cost more to wake workers for than to do), restored afterwards
+    import numba
+
+    from zfnet.kernels._threads import _openblas_set_threads_local, serial
+    blas = _openblas_set_threads_local()
+    if "openblas" in np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]:
+        assert blas is not None                    # numpy's OpenBLAS (>= 0.3.27) has the thread-local switch
+    before_numba = numba.get_num_threads()
+    before_blas = blas(before_numba) if blas else None
+    if blas:
+        blas(before_blas)
+    seen = {}
+    with serial():
+        seen["numba"] = numba.get_num_threads()
+        seen["blas"] = blas(1) if blas else 1
+    assert seen == {"numba": 1, "blas": 1}
+    assert numba.get_num_threads() == before_numba
+    if blas:
+        assert blas(before_blas) == before_blas

@@ -28,6 +28,7 @@ at a time.
 import numpy as np
 
 from zfnet.errors import ZFNetError
+from zfnet.kernels._threads import serial
 from zfnet.net.forward import check_input, forward
 from zfnet.net.graph import INPUT
 from zfnet.deconv.backward import LRN_RULES, MODES, Context, backward
@@ -142,14 +143,16 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     cropped = [k for k, u in enumerate(units) if crop and spatial and u.is_position]
     dense = [k for k in range(len(units)) if k not in set(cropped)]
 
-    # single units: each on its own receptive-field boxes
-    for k in cropped:
-        u = units[k]
-        plan = unit_plan(arch, start, u.y, u.x, lrn)
-        signal = walk(context(plan, [u.image]), arch, start, _seed(act, [u], plan[start]))
-        if signal is not None:
-            box = plan[INPUT]
-            out[k] = paste(signal, box[0], box[2], full_box(arch.input_shape))[0]
+    # single units: each on its own receptive-field boxes, on one core (the ops are small: waking
+    # worker threads would cost more than they save, see kernels/_threads.py)
+    with serial():
+        for k in cropped:
+            u = units[k]
+            plan = unit_plan(arch, start, u.y, u.x, lrn)
+            signal = walk(context(plan, [u.image]), arch, start, _seed(act, [u], plan[start]))
+            if signal is not None:
+                box = plan[INPUT]
+                out[k] = paste(signal, box[0], box[2], full_box(arch.input_shape))[0]
 
     # whole maps, flat units (and every unit with crop=False): whole planes, CHUNK seeds at a time
     plan = dense_plan(arch, start)
