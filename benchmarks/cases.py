@@ -329,9 +329,10 @@ def _project_maps_case(arch_name, layer, n_maps=None, chunk=16, torch_batching="
                     g = torch.autograd.grad(out, xt, seed[:, None], retain_graph=True, is_grads_batched=True)
                     grads.append(g[0][:, 0])
                 else:
-                    xb = torch.from_numpy(x).repeat(len(cs), 1, 1, 1).requires_grad_(True)
-                    ob = torch_forward(net, xb, params, upto=layer, mode="deconvnet", lrn_identity=True)
-                    grads.append(torch.autograd.grad(ob, xb, seed)[0])
+                    with torch.enable_grad():
+                        xb = torch.from_numpy(x).repeat(len(cs), 1, 1, 1).requires_grad_(True)
+                        ob = torch_forward(net, xb, params, upto=layer, mode="deconvnet", lrn_identity=True)
+                        grads.append(torch.autograd.grad(ob, xb, seed)[0])
             return torch.cat(grads)
         return Bench(lambda: project(net, x, layer, units, forward_result=fwd), run_torch,
                      _close(1e-4, 1e-5))

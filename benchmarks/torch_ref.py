@@ -121,14 +121,15 @@ def torch_forward(net, x, params=None, upto=None, mode=None, lrn_identity=False,
 def torch_project(net, x, layer, channel, y, x_, mode="deconvnet", params=None):
     """Deconvnet projection of unit (channel, y, x_) of `layer` for image 0 of x (numpy or torch)."""
     params = torch_params(net) if params is None else params
-    xt = torch.as_tensor(x).clone().requires_grad_(True)
-    out = torch_forward(net, xt, params, upto=layer, mode=mode, lrn_identity=True)
-    seed = torch.zeros_like(out)
-    if out.ndim == 4:
-        seed[0, channel, y, x_] = out[0, channel, y, x_].detach()
-    else:
-        seed[0, channel] = out[0, channel].detach()
-    out.backward(seed)
+    with torch.enable_grad():
+        xt = torch.as_tensor(x).clone().requires_grad_(True)
+        out = torch_forward(net, xt, params, upto=layer, mode=mode, lrn_identity=True)
+        seed = torch.zeros_like(out)
+        if out.ndim == 4:
+            seed[0, channel, y, x_] = out[0, channel, y, x_].detach()
+        else:
+            seed[0, channel] = out[0, channel].detach()
+        out.backward(seed)
     return xt.grad[:1].numpy()
 
 
@@ -140,8 +141,9 @@ def torch_project_graph(net, x, layer, mode="deconvnet", params=None):
     several units of one image runs: one forward with autograd, one backward per (batch of) seed(s).
     """
     params = torch_params(net) if params is None else params
-    xt = torch.as_tensor(x).clone().requires_grad_(True)
-    return xt, torch_forward(net, xt, params, upto=layer, mode=mode, lrn_identity=True)
+    with torch.enable_grad():        # whatever the caller's grad mode (some tests switch it off)
+        xt = torch.as_tensor(x).clone().requires_grad_(True)
+        return xt, torch_forward(net, xt, params, upto=layer, mode=mode, lrn_identity=True)
 
 
 def as_numpy(t):

@@ -137,30 +137,48 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols):
 
 
 @njit(parallel=True, cache=True)
-def _unstack_add_bias(out, b, N, y):
-    """y[n, f, p] = out[f, n*P + p] + b[f]; out (F, N*P) -> y (N, F, P). Parallel over (n, f)."""
+def _unstack_add_bias(out, b, N, y, relu):
+    """y[n, f, p] = out[f, n*P + p] + b[f]; out (F, N*P) -> y (N, F, P). Parallel over (n, f).
+
+    relu: also rectify, y = max(., 0) (NaN kept, as kernels.relu), in the same pass.
+    """
     F, P = y.shape[1], y.shape[2]
     out_flat, y_flat = out.ravel(), y.ravel()
+    zero = np.float32(0)
     for nf in prange(N * F):
         n, f = nf // F, nf % F
         src, dst, bf = f * N * P + n * P, nf * P, b[f]
-        for p in range(P):
-            y_flat[uint64(dst + p)] = out_flat[uint64(src + p)] + bf
+        if relu:
+            for p in range(P):
+                v = out_flat[uint64(src + p)] + bf
+                y_flat[uint64(dst + p)] = v if (v > 0 or v != v) else zero
+        else:
+            for p in range(P):
+                y_flat[uint64(dst + p)] = out_flat[uint64(src + p)] + bf
 
 
 @njit(parallel=True, cache=True)
-def _add_bias(y, b):
-    """y[n, f, p] += b[f] in place; y (N, F, P). Parallel over (n, f)."""
+def _add_bias(y, b, relu):
+    """y[n, f, p] += b[f] in place; y (N, F, P). Parallel over (n, f). relu: then rectify."""
     N, F, P = y.shape
     y_flat = y.ravel()
+    zero = np.float32(0)
     for nf in prange(N * F):
         dst, bf = nf * P, b[nf % F]
-        for p in range(P):
-            y_flat[uint64(dst + p)] += bf
+        if relu:
+            for p in range(P):
+                v = y_flat[uint64(dst + p)] + bf
+                y_flat[uint64(dst + p)] = v if (v > 0 or v != v) else zero
+        else:
+            for p in range(P):
+                y_flat[uint64(dst + p)] += bf
 
 
-def _conv2d_cpu(x, w, b, stride, padding, groups):
-    """im2col + one GEMM per group on a chunk of images; the 1x1/stride-1/no-pad case is a plain GEMM."""
+def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False):
+    """im2col + one GEMM per group on a chunk of images; the 1x1/stride-1/no-pad case is a plain GEMM.
+
+    relu: rectify in the pass that adds the bias (no separate pass over y, no second array).
+    """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw), G = stride, padding, groups
@@ -174,8 +192,8 @@ def _conv2d_cpu(x, w, b, stride, padding, groups):
     if KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
         # 1x1 conv: y[n, g] = w[g] @ x[n, g]; x itself is the unrolled input, no copy.
         np.matmul(w_g, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Fg, P))     # (N, G, F/G, P)
-        if b is not None:
-            _add_bias(y.reshape(N, F, P), b)
+        if b is not None or relu:
+            _add_bias(y.reshape(N, F, P), zero_b, relu)
         return y
 
     # images per chunk: all of them unless the unrolled input would pass COLS_BYTES
@@ -196,11 +214,11 @@ def _conv2d_cpu(x, w, b, stride, padding, groups):
             # one GEMM per group: (F/G, Kg) @ (Kg, n*P)
             np.matmul(w_g[g], cols[g * Kg:(g + 1) * Kg], out=out[g * Fg:(g + 1) * Fg])
         if n1 - n0 == 1:
-            if b is not None:
-                _add_bias(y[n0:n1].reshape(1, F, P), b)
+            if b is not None or relu:
+                _add_bias(y[n0:n1].reshape(1, F, P), zero_b, relu)
         else:
-            # move the batch out front and add the bias in the same pass
-            _unstack_add_bias(out, zero_b, n1 - n0, y[n0:n1].reshape(n1 - n0, F, P))  # (n, F, P)
+            # move the batch out front and add the bias (and rectify) in the same pass
+            _unstack_add_bias(out, zero_b, n1 - n0, y[n0:n1].reshape(n1 - n0, F, P), relu)  # (n, F, P)
     return y
 
 
@@ -228,13 +246,15 @@ def check_groups(groups, C, F, w_channels, what="x"):
     return G
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None):
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False):
     """2-D convolution (cross-correlation, as in Caffe and PyTorch) of x with a bank of filters w.
 
     x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None -> y (N, F, H', W'),
     H' = floor((H + 2*ph - KH) / sh) + 1, W' = floor((W + 2*pw - KW) / sw) + 1.
     `stride` and `padding` are ints or (h, w) pairs. All arrays float32, C-contiguous; x is not
     modified. `backend`: 'reference' (NumPy twin) or 'cpu' (im2col + BLAS); None = process default.
+    relu=True returns relu(conv2d(...)) (the conv layer and the ReLU after it, fused: one pass and
+    one array fewer; exactly equal to applying kernels.relu afterwards).
     """
     check_array(x, "x", 4)
     check_array(w, "w", 4)
@@ -253,5 +273,6 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None):
     G = check_groups(groups, C, F, Cg, "x")
     conv2d_output_size((H, W), (KH, KW), stride, padding)
     if resolve(backend) == "reference":
-        return conv2d_reference(x, w, b, stride, padding, G)
-    return _conv2d_cpu(x, w, b, stride, padding, G)
+        y = conv2d_reference(x, w, b, stride, padding, G)
+        return np.maximum(y, np.float32(0)) if relu else y
+    return _conv2d_cpu(x, w, b, stride, padding, G, bool(relu))

@@ -43,16 +43,17 @@ def _gap(x):
     return x.mean(axis=(2, 3), dtype=np.float64, keepdims=True).astype(np.float32)
 
 
-def apply_layer(layer, inputs, net, switches=None, backend=None):
+def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False):
     """One layer's forward rule. `inputs` are the arrays named by ``layer.inputs``, batched.
 
     For a max-pool, its switches are stored in ``switches[layer.name]`` when a dict is given.
+    relu=True (conv only): return relu(conv(x)), the ReLU above it fused into the same pass.
     """
     op = layer.op
     if op == "conv":
         (x,) = inputs
         return kernels.conv2d(x, net.weight(layer.name), net.bias(layer.name), layer.stride,
-                              layer.padding, layer.groups, backend=backend)
+                              layer.padding, layer.groups, backend=backend, relu=relu)
     if op == "relu":
         return kernels.relu(inputs[0], backend=backend)
     if op == "maxpool":
@@ -81,6 +82,25 @@ def apply_layer(layer, inputs, net, switches=None, backend=None):
     if op == "softmax":
         return kernels.softmax(inputs[0], axis=1, backend=backend)
     raise ZFNetError(f"layer {layer.name!r}: no forward rule for op {op!r}")
+
+
+def fused_relus(layers, keep_names):
+    """{conv name: relu name} for every conv whose only reader is a ReLU and that nobody keeps.
+
+    Such a conv's pre-ReLU output is never seen, so the conv computes relu(conv(x)) in one pass
+    (kernels.conv2d(relu=True), bit-for-bit the same numbers) and the ReLU passes it on.
+    """
+    readers = {}
+    for layer in layers:
+        for name in layer.inputs:
+            readers.setdefault(name, []).append(layer)
+    fused = {}
+    for layer in layers:
+        r = readers.get(layer.name, [])
+        if (layer.op == "conv" and layer.name not in keep_names and len(r) == 1 and r[0].op == "relu"
+                and list(r[0].inputs) == [layer.name]):
+            fused[layer.name] = r[0].name
+    return fused
 
 
 def _keep_set(arch, keep):
@@ -122,12 +142,18 @@ def forward(net, x, keep=None, upto=None, backend=None):
     for i, layer in enumerate(layers):
         for name in layer.inputs:
             last_use[name] = i
+    fused = fused_relus(layers, keep_names)
+    rectified = set(fused.values())
     live = {INPUT: x}
     result = ForwardResult(output_name=layers[-1].name)
     if INPUT in keep_names:
         result.outputs[INPUT] = x
     for i, layer in enumerate(layers):
-        y = apply_layer(layer, [live[n] for n in layer.inputs], net, result.switches, backend)
+        if layer.name in rectified:
+            y = live[layer.inputs[0]]        # its conv already applied it (fused_relus)
+        else:
+            y = apply_layer(layer, [live[n] for n in layer.inputs], net, result.switches, backend,
+                            relu=layer.name in fused)
         live[layer.name] = y
         if layer.name in keep_names:
             result.outputs[layer.name] = y
