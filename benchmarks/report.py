@@ -4,7 +4,8 @@
 
 For every case of benchmarks/cases.py: the first zfnet call (JIT compile or Numba-cache load,
 reported separately as `first_s`), then `repeat` timed calls of each side, interleaved, keeping
-the minimum (these machines are shared and noisy). ratio = zfnet time / PyTorch time (< 1: zfnet
+the minimum (these machines are shared and noisy: fast cases repeat
+for at least 1 s (quick) or 2 s per side). ratio = zfnet time / PyTorch time (< 1: zfnet
 is faster). GFLOP/s is given where a case counts its floating-point work, beside the float32 GEMM
 rate (numpy's sgemm) measured in the same run. Both sides get the same number of threads.
 
@@ -90,7 +91,8 @@ else:
     with torch.no_grad():
         torch_forward(net, x)
 t2 = time.perf_counter()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# peak RSS of this process: VmHWM (ru_maxrss would carry the parent's peak across exec)
+rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print(f"{t2 - t0:.4f} {t2 - t1:.4f} {rss:.1f}")
 """
 
@@ -122,6 +124,17 @@ def startup_rows(threads):
         rows.append({"case": f"memory/{arch}/b16_peak_rss_mib", "zfnet_mib": z[2], "torch_mib": t[2],
                      "ratio": z[2] / t[2]})
     return rows
+
+
+def cpu_model():
+    """The CPU's model name (lscpu's "Model name"), from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def fmt_table(rows, sgemm):
@@ -156,13 +169,14 @@ def main(argv=None):
     repeat = args.repeat or (5 if args.quick else 10)
     cases = [c for c in CASES if (c.quick or not args.quick) and (not args.cases or args.cases in c.name)]
 
+    load_before = os.getloadavg()
     sgemm = sgemm_gflops()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {args.threads}; "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {load_before[0]:.2f}; threads {args.threads}; "
           f"numpy {np.__version__}, numba {numba.__version__}, torch {torch.__version__}")
     print(f"numpy sgemm (2048^3): {sgemm:.1f} GFLOP/s\n")
     rows = []
     for case in cases:
-        row = time_case(case, repeat, min_time=0.0 if args.quick else 0.5)
+        row = time_case(case, repeat, min_time=1.0 if args.quick else 2.0)
         rows.append(row)
         print(fmt_table([row], sgemm).splitlines()[1], flush=True)
     if not args.no_startup:
@@ -172,8 +186,12 @@ def main(argv=None):
     print("\n" + fmt_table(rows, sgemm))
     if args.json:
         from zfnet.atomic import write_json
-        write_json(args.json, {"sgemm_gflops": sgemm, "threads": args.threads, "machine": platform.machine(),
-                               "cpu_count": os.cpu_count(), "rows": rows})
+        write_json(args.json, {"sgemm_gflops": sgemm, "threads": args.threads, "machine": cpu_model(),
+                               "cpu_count": os.cpu_count(), "load_average_before": load_before[0],
+                               "load_average_after": os.getloadavg()[0], "quick": args.quick,
+                               "versions": {"numpy": np.__version__, "numba": numba.__version__,
+                                            "torch": torch.__version__, "python": platform.python_version()},
+                               "rows": rows})
     return 0
 
 
