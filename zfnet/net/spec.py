@@ -18,9 +18,9 @@ from zfnet.kernels import conv2d_output_size, pool_output_size
 from zfnet.kernels._checks import non_negative_pair, positive_pair
 
 
-def _freeze_pairs(spec, *names, positive=True):
-    for n in names:
-        check = positive_pair if positive else non_negative_pair
+def _freeze_window(spec):
+    """Normalise a spatial layer's kernel_size and stride (positive) and padding (>= 0) to int pairs."""
+    for n, check in (("kernel_size", positive_pair), ("stride", positive_pair), ("padding", non_negative_pair)):
         object.__setattr__(spec, n, check(getattr(spec, n), f"{spec.name}.{n}"))
 
 
@@ -75,8 +75,7 @@ class Conv(Layer):
 
     def __post_init__(self):
         super().__post_init__()
-        _freeze_pairs(self, "kernel_size", "stride")
-        _freeze_pairs(self, "padding", positive=False)
+        _freeze_window(self)
         g = self.groups
         if g < 1 or self.in_channels % g or self.out_channels % g or self.in_channels < 1 or self.out_channels < 1:
             raise ZFNetError(
@@ -109,18 +108,17 @@ class ReLU(Layer):
 
 
 @dataclass(frozen=True)
-class MaxPool(Layer):
-    """Max pooling that records switches; ``ceil_mode`` is Caffe's round-up rule."""
+class _Pool(Layer):
+    """What max and average pooling share: a window over each feature map, ``ceil_mode`` being
+    Caffe's round-up rule for the output size (kernels/max_pool2d.py, avg_pool2d.py)."""
     kernel_size: tuple = (2, 2)
     stride: tuple = (2, 2)
     padding: tuple = (0, 0)
     ceil_mode: bool = False
-    op: ClassVar[str] = "maxpool"
 
     def __post_init__(self):
         super().__post_init__()
-        _freeze_pairs(self, "kernel_size", "stride")
-        _freeze_pairs(self, "padding", positive=False)
+        _freeze_window(self)
 
     def output_shape(self, *shapes):
         c, h, w = self._one_input(shapes)
@@ -132,27 +130,16 @@ class MaxPool(Layer):
 
 
 @dataclass(frozen=True)
-class AvgPool(Layer):
+class MaxPool(_Pool):
+    """Max pooling that records switches; ``ceil_mode`` is Caffe's round-up rule."""
+    op: ClassVar[str] = "maxpool"
+
+
+@dataclass(frozen=True)
+class AvgPool(_Pool):
     """Average pooling (ONNX AveragePool); ``count_include_pad`` as in ONNX/PyTorch."""
-    kernel_size: tuple = (2, 2)
-    stride: tuple = (2, 2)
-    padding: tuple = (0, 0)
-    ceil_mode: bool = False
     count_include_pad: bool = False
     op: ClassVar[str] = "avgpool"
-
-    def __post_init__(self):
-        super().__post_init__()
-        _freeze_pairs(self, "kernel_size", "stride")
-        _freeze_pairs(self, "padding", positive=False)
-
-    def output_shape(self, *shapes):
-        c, h, w = self._one_input(shapes)
-        return (c, *pool_output_size((h, w), self.kernel_size, self.stride, self.padding, self.ceil_mode))
-
-    @property
-    def rf(self):
-        return self.kernel_size, self.stride, self.padding
 
 
 @dataclass(frozen=True)
