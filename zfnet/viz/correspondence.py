@@ -38,6 +38,7 @@ import numpy as np
 
 from zfnet.errors import ZFNetError
 from zfnet.net.forward import forward
+from zfnet.viz.choose import pool_and_penultimate
 
 # Paper's layers 5 and 7: the last convolutional block's output and the penultimate representation.
 DEFAULT_LAYERS = {
@@ -58,16 +59,7 @@ def default_layers(arch):
     not above the first."""
     if arch.name in DEFAULT_LAYERS:
         return DEFAULT_LAYERS[arch.name]
-    pools = [layer.name for layer in arch.layers if layer.op == "maxpool"]
-    relus = [layer.name for layer in arch.layers if layer.op == "relu"]
-    weighted = [layer for layer in arch.layers if layer.op in ("conv", "linear")]
-    if not (pools or relus) or not weighted:
-        raise ZFNetError(f"architecture {arch.name!r}: no default layers; pass layers explicitly")
-    mid = pools[-1] if pools else relus[0]
-    high = weighted[-1].inputs[0]
-    if high == "data" or arch.index(high) <= arch.index(mid):
-        high = relus[-1] if relus and arch.index(relus[-1]) > arch.index(mid) else mid
-    return mid, high
+    return pool_and_penultimate(arch, pool=-1)
 
 
 # -- the measure ---------------------------------------------------------------------------------

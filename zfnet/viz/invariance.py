@@ -34,6 +34,7 @@ import numpy as np
 
 from zfnet.errors import ZFNetError
 from zfnet.net.forward import forward
+from zfnet.viz.choose import pool_and_penultimate, target_class
 
 SWEEPS = {
     "translation": np.arange(-60, 61, 5).astype(np.float64),        # vertical shift in input pixels
@@ -63,16 +64,7 @@ def default_layers(arch):
     """
     if arch.name in DEFAULT_LAYERS:
         return DEFAULT_LAYERS[arch.name]
-    pools = [layer.name for layer in arch.layers if layer.op == "maxpool"]
-    relus = [layer.name for layer in arch.layers if layer.op == "relu"]
-    weighted = [layer for layer in arch.layers if layer.op in ("conv", "linear")]
-    if not (pools or relus) or not weighted:
-        raise ZFNetError(f"architecture {arch.name!r}: no default layers; pass layers explicitly")
-    low = (pools or relus)[0]
-    high = weighted[-1].inputs[0]
-    if high == "data" or arch.index(high) <= arch.index(low):
-        high = relus[-1] if relus and arch.index(relus[-1]) > arch.index(low) else low
-    return low, high
+    return pool_and_penultimate(arch, pool=0)
 
 
 # -- the transforms ------------------------------------------------------------------------------
@@ -194,12 +186,7 @@ def invariance_curves(net, x, layers=None, target=None, sweeps=None, batch_size=
     base = forward(net, x[None], keep=list(layers))
     phi0 = {l: base[l][0].ravel().astype(np.float64) for l in layers}          # {l: (D_l,)}
     probs0 = base.output[0]
-    k = probs0.shape[0]
-    if target is None:
-        target = int(np.argmax(probs0))
-    elif not 0 <= int(target) < k:
-        raise ZFNetError(f"class index {target} is out of range: the model has classes 0..{k - 1}")
-    target = int(target)
+    target = target_class(probs0, target)
 
     jobs = [(kind, float(t)) for kind, amounts in sweeps.items() for t in amounts]
     dist = {l: np.zeros(len(jobs)) for l in layers}

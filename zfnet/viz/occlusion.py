@@ -31,6 +31,7 @@ import numpy as np
 
 from zfnet.errors import ZFNetError
 from zfnet.net.forward import forward
+from zfnet.viz.choose import target_class
 
 
 # -- positions and the occluder ------------------------------------------------------------------
@@ -196,12 +197,7 @@ def occlusion_maps(net, x, layer=None, target=None, size=48, stride=8, batch_siz
     map_totals = feat.reshape(feat.shape[0], -1).sum(axis=1, dtype=np.float64)   # (C,)
     m = strongest_feature_map(feat)
     probs0 = base.output[0].astype(np.float64)                            # (K,)
-    k = probs0.shape[0]
-    if target is None:
-        target = int(np.argmax(probs0))
-    elif not 0 <= int(target) < k:
-        raise ZFNetError(f"class index {target} is out of range: the model has classes 0..{k - 1}")
-    target = int(target)
+    target = target_class(probs0, target)
 
     # Every square position, in batches.
     cells = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
