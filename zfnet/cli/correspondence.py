@@ -1,10 +1,10 @@
 """``zfnet correspondence``: how consistently masking one part changes the features (Table 1)."""
 import argparse
-import json
-import sys
 import textwrap
 import time
 from pathlib import Path
+
+from zfnet.cli._common import add_model_argument, add_output_arguments, layer_names, print_result, run_facts
 
 EXAMPLE = """\
 example:
@@ -20,7 +20,6 @@ eps = features(image) - features(masked image), divided by N(N-1) and by the fea
 
 
 def register(subparsers):
-    from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "correspondence", help="correspondence of object parts across images (paper Table 1)",
         description=textwrap.fill(
@@ -31,7 +30,7 @@ def register(subparsers):
     p.add_argument("images", metavar="IMAGE", nargs="+", help="two or more photographs of one kind of object")
     p.add_argument("--boxes", required=True, metavar="BOXES_JSON",
                    help='JSON file {"part name": [[x0, y0, x1, y1] per image], ...} in original image pixels')
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--layers", default=None,
                    help="comma-separated layers (default per architecture, e.g. fire5/concat,fire9/concat)")
     p.add_argument("--random", type=int, default=5, metavar="N",
@@ -39,8 +38,7 @@ def register(subparsers):
     p.add_argument("--seed", type=int, default=0, help="seed of the random boxes (default 0)")
     p.add_argument("--crop", action="store_true",
                    help="use the model's centre crop (default: resize the whole image, so every box is seen)")
-    p.add_argument("--out", default="zfnet-correspondence", metavar="DIR", help="output folder (default ./zfnet-correspondence)")
-    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+    add_output_arguments(p, "correspondence")
     p.set_defaults(func=run)
 
 
@@ -57,25 +55,20 @@ def run(args):
     images = [load_image(p) for p in args.images]                            # [(H_i, W_i, 3) uint8]
     names = [Path(p).name for p in args.images]
     net = load_model(args.model)
-    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
-    if args.layers is not None and not layers:
-        raise ZFNetError("--layers is empty; give layer names separated by commas")
+    layers = layer_names(args.layers)
     result = correspondence(net, images, parts, layers, random=args.random, seed=args.seed, crop=args.crop,
                             names=names, progress=True)
-    facts = {"model": net.meta.get("model", args.model), "boxes_file": Path(args.boxes).name,
-             "crop": bool(args.crop), "seed": args.seed, "compute_seconds": round(time.perf_counter() - t0, 2)}
+    facts = run_facts(net, args.model, t0, boxes_file=Path(args.boxes).name, crop=bool(args.crop), seed=args.seed)
     paths = write_correspondence(args.out, result, images, names, facts)
-    if args.json:
-        json.dump({**facts, **result.to_json(names)}, sys.stdout)
-        print()
-    else:
-        summary = result.random_summary()
-        print("part".ljust(24) + "".join(f"{l:>22}" for l in result.layers))
+
+    def table():
+        random = result.random_summary()
+        yield "part".ljust(24) + "".join(f"{l:>22}" for l in result.layers)
         for part in result.parts:
-            print(part[:24].ljust(24) + "".join(f"{result.table[part][l]:>22.4f}" for l in result.layers))
-        if summary:
-            print(f"random ({len(result.random)})".ljust(24)
-                  + "".join(f"{summary[l][0]:>13.4f} +- {summary[l][1]:.4f}" for l in result.layers))
-        for path in paths:
-            print(path)
+            yield part[:24].ljust(24) + "".join(f"{result.table[part][l]:>22.4f}" for l in result.layers)
+        if random:
+            yield (f"random ({len(result.random)})".ljust(24)
+                   + "".join(f"{random[l][0]:>13.4f} +- {random[l][1]:.4f}" for l in result.layers))
+
+    print_result(args.json, {**facts, **result.to_json(names)}, table(), paths)
     return 0

@@ -1,10 +1,10 @@
 """``zfnet evolution``: the strongest projection of feature maps across training checkpoints (Fig. 4)."""
 import argparse
-import json
-import sys
 import textwrap
 import time
 from pathlib import Path
+
+from zfnet.cli._common import add_output_arguments, print_result
 
 EXAMPLE = """\
 example:
@@ -34,8 +34,7 @@ def register(subparsers):
                    help="comma-separated map indices (default: the --count strongest at the last checkpoint)")
     p.add_argument("--count", type=int, default=8, help="maps shown when --maps is not given (default 8)")
     p.add_argument("--max-images", type=int, default=None, help="use only the first N images of DIR (sorted by name)")
-    p.add_argument("--out", default="zfnet-evolution", metavar="DIR", help="output folder (default ./zfnet-evolution)")
-    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+    add_output_arguments(p, "evolution")
     p.set_defaults(func=run)
 
 
@@ -73,12 +72,7 @@ def run(args):
     facts = {"architecture": nets[0].arch.name, "images_folder": str(args.images),
              "compute_seconds": round(time.perf_counter() - t0, 2)}
     paths = write_evolution(args.out, result, nets[0].meta, names, facts)
-    if args.json:
-        json.dump({**facts, **result.to_json(names)}, sys.stdout)
-        print()
-    else:
-        print(f"{args.layer}: maps {', '.join(map(str, result.maps))} over {len(nets)} checkpoints, "
-              f"{len(names)} images")
-        for path in paths:
-            print(path)
+    summary = [f"{args.layer}: maps {', '.join(map(str, result.maps))} over {len(nets)} checkpoints, "
+               f"{len(names)} images"]
+    print_result(args.json, {**facts, **result.to_json(names)}, summary, paths)
     return 0

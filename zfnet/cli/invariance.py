@@ -1,10 +1,10 @@
 """``zfnet invariance``: feature distances and class probability under translation, scale and rotation (Fig. 5)."""
 import argparse
-import json
-import sys
 import textwrap
 import time
 from pathlib import Path
+
+from zfnet.cli._common import add_model_argument, add_output_arguments, layer_names, print_result, run_facts
 
 EXAMPLE = """\
 example:
@@ -18,7 +18,6 @@ rotation 0..360 degrees step 10, applied to the preprocessed input (borders: mea
 
 
 def register(subparsers):
-    from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "invariance", help="invariance to translation, scale and rotation (paper Fig. 5)",
         description=textwrap.fill(
@@ -27,15 +26,14 @@ def register(subparsers):
             "feature vectors at a low and a high layer, and the probability of class C.", 88),
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="one or more photographs (one curve each)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--class", dest="cls", metavar="C", default=None,
                    help="class index or name (default: each image's own top-1 class)")
     p.add_argument("--layers", default=None,
                    help="comma-separated layers for the distance curves (default per architecture, "
                         "e.g. pool1,fire9/concat for SqueezeNet)")
     p.add_argument("--batch", type=int, default=16, help="transformed images per forward pass (default 16)")
-    p.add_argument("--out", default="zfnet-invariance", metavar="DIR", help="output folder (default ./zfnet-invariance)")
-    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+    add_output_arguments(p, "invariance")
     p.set_defaults(func=run)
 
 
@@ -52,24 +50,19 @@ def run(args):
     net = load_model(args.model)
     labels = class_labels(net)
     target = resolve_class(net, args.cls, labels) if args.cls is not None else None
-    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
-    if args.layers is not None and not layers:
-        raise ZFNetError("--layers is empty; give layer names separated by commas")
+    layers = layer_names(args.layers)
     xs = [preprocess(load_image(p), net.meta) for p in args.images]          # [(3, H, W)]
     results = [invariance_curves(net, x, layers, target, batch_size=args.batch, progress=True) for x in xs]
     names = [Path(p).name for p in args.images]
-    facts = {"model": net.meta.get("model", args.model), "images": ", ".join(names),
-             "compute_seconds": round(time.perf_counter() - t0, 2)}
+    facts = run_facts(net, args.model, t0, images=", ".join(names))
     paths = write_invariance(args.out, results, names, labels, facts, examples=example_strip(xs[0], net.meta))
-    if args.json:
-        json.dump({**facts, "images": [{"image": n, **r.to_json(labels)} for n, r in zip(names, results)]},
-                  sys.stdout)
-        print()
-    else:
+
+    def summary():
         for n, r in zip(names, results):
             rot = r.sweeps.get("rotation")
             worst = f", lowest P under rotation {rot.probability.min():.3f}" if rot is not None else ""
-            print(f"{n}: class {r.target} ({labels[r.target]}) p={r.base_probability:.3f}{worst}")
-        for path in paths:
-            print(path)
+            yield f"{n}: class {r.target} ({labels[r.target]}) p={r.base_probability:.3f}{worst}"
+
+    numbers = {**facts, "images": [{"image": n, **r.to_json(labels)} for n, r in zip(names, results)]}
+    print_result(args.json, numbers, summary(), paths)
     return 0

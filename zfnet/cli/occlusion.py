@@ -1,10 +1,10 @@
 """``zfnet occlusion``: slide a grey square over an image (Zeiler & Fergus Fig. 7)."""
 import argparse
-import json
-import sys
 import textwrap
 import time
 from pathlib import Path
+
+from zfnet.cli._common import add_model_argument, add_output_arguments, print_result, run_facts
 
 EXAMPLE = """\
 example:
@@ -17,7 +17,6 @@ Its top-left corner runs over multiples of --stride, wholly inside the network's
 
 
 def register(subparsers):
-    from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "occlusion", help="occlusion sensitivity maps (paper Fig. 7)",
         description=textwrap.fill(
@@ -27,15 +26,14 @@ def register(subparsers):
             "with the deconvnet for the unoccluded image and three square positions.", 88),
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="a photograph (JPEG, PNG, ...)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--class", dest="cls", metavar="C", default=None,
                    help="class index or name whose probability is mapped (default: top-1 of the unoccluded image)")
     p.add_argument("--layer", default=None, help="layer whose strongest map is tracked (default: the last conv layer's ReLU)")
     p.add_argument("--size", type=int, default=48, help="side of the square in input pixels (default 48)")
     p.add_argument("--stride", type=int, default=8, help="step between square positions in input pixels (default 8)")
     p.add_argument("--batch", type=int, default=16, help="square positions per forward pass (default 16)")
-    p.add_argument("--out", default="zfnet-occlusion", metavar="DIR", help="output folder (default ./zfnet-occlusion)")
-    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+    add_output_arguments(p, "occlusion")
     p.set_defaults(func=run)
 
 
@@ -55,17 +53,14 @@ def run(args):
     x = preprocess(load_image(args.image), net.meta)                          # (3, H, W)
     result = occlusion_maps(net, x, args.layer, target, args.size, args.stride, args.batch, progress=True)
     rendered, boxes = projection_panels(net, x, result)
-    facts = {"model": net.meta.get("model", args.model), "image": Path(args.image).name,
-             "compute_seconds": round(time.perf_counter() - t0, 2)}
+    facts = run_facts(net, args.model, t0, image=Path(args.image).name)
     paths = write_occlusion(args.out, result, to_display(x, net.meta), rendered, labels, facts, boxes)
-    if args.json:
-        json.dump({**facts, **result.to_json(labels)}, sys.stdout)
-        print()
-    else:
+
+    def summary():
         p0 = result.base_probabilities
-        print(f"{Path(args.image).name}: class {result.target} ({labels[result.target]}) p={p0[result.target]:.3f}, "
-              f"p in [{result.probability.min():.3f}, {result.probability.max():.3f}] over "
-              f"{result.grid[0]}x{result.grid[1]} squares; {result.layer} map {result.feature_map}")
-        for path in paths:
-            print(path)
+        yield (f"{Path(args.image).name}: class {result.target} ({labels[result.target]}) p={p0[result.target]:.3f}, "
+               f"p in [{result.probability.min():.3f}, {result.probability.max():.3f}] over "
+               f"{result.grid[0]}x{result.grid[1]} squares; {result.layer} map {result.feature_map}")
+
+    print_result(args.json, {**facts, **result.to_json(labels)}, summary(), paths)
     return 0

@@ -1,0 +1,50 @@
+"""What the analysis commands (invariance, occlusion, correspondence, evolution) share: the
+``--model``, ``--out DIR`` and ``--json`` options, ``--layers`` parsing, the facts every report
+starts with, and printing the result (JSON, or a summary and the files written).
+
+Not a command: modules of zfnet/cli whose name starts with "_" are skipped by the ``zfnet`` parser.
+"""
+import json
+import sys
+import time
+
+
+def add_model_argument(p):
+    """--model NAME|FILE, defaulting to the project's default model."""
+    from zfnet.weights import DEFAULT_MODEL
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+
+
+def add_output_arguments(p, command):
+    """--out DIR (default ./zfnet-<command>) and --json."""
+    p.add_argument("--out", default=f"zfnet-{command}", metavar="DIR", help=f"output folder (default ./zfnet-{command})")
+    p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+
+
+def layer_names(text):
+    """--layers "a, b" -> ["a", "b"]; None when the option is not given; an empty list is an error."""
+    from zfnet.errors import ZFNetError
+    if text is None:
+        return None
+    layers = [s.strip() for s in text.split(",") if s.strip()]
+    if not layers:
+        raise ZFNetError("--layers is empty; give layer names separated by commas")
+    return layers
+
+
+def run_facts(net, model, t0, **facts):
+    """{"model": ..., **facts, "compute_seconds": ...}: the head of every report (and its JSON)."""
+    return {"model": net.meta.get("model", model), **facts,
+            "compute_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def print_result(as_json, numbers, summary, paths):
+    """--json: `numbers` as one JSON document on stdout; else the `summary` lines, then the paths."""
+    if as_json:
+        json.dump(numbers, sys.stdout)
+        print()
+    else:
+        for line in summary:
+            print(line)
+        for path in paths:
+            print(path)
