@@ -16,23 +16,16 @@ Each panel is rendered by zfnet.deconv.render (grey = 0, the 99.5th percentile o
 magnitudes at full contrast). The running time is printed.
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from _common import default_images, squeezenet_on, strongest_unit
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 IMAGE = "skimage_chelsea.png"
 LAYERS = ("fire3/concat", "fire6/concat", "fire9/concat", "prob")
 MODES = ("deconvnet", "guided", "gradient")
-
-
-def default_images():
-    data = os.environ.get("ZFNET_TEST_DATA")
-    return Path(data) / "images" if data else REPO.parent / "shared" / "data" / "images"
 
 
 def main(argv=None):
@@ -46,28 +39,18 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     from zfnet.atomic import atomic_write
-    from zfnet.deconv import Unit, cut, project, render, top_maps
-    from zfnet.image import load_image, preprocess, to_display
-    from zfnet.net import forward
-    from zfnet.net.receptive import unit_box
-    from zfnet.weights import class_names, load_model
+    from zfnet.deconv import cut, project, render
 
     t0 = time.perf_counter()
-    net = load_model("squeezenet1_0")
-    labels = class_names(net)
-    x = preprocess(load_image(args.images / IMAGE), net.meta)[None]                  # (1, 3, 227, 227)
-    seen = to_display(x[0], net.meta)
-    fwd = forward(net, x, keep="all")
+    net, labels, x, seen, fwd = squeezenet_on(args.images / IMAGE)                  # x (1, 3, 227, 227)
 
     rows = []
     for layer in LAYERS:
+        unit, box = strongest_unit(net, x, fwd, layer)
         if layer == "prob":
-            c = int(np.argmax(fwd.output[0]))
-            unit, box = Unit(0, c), (0, x.shape[2], 0, x.shape[3])
+            c = unit.channel
             label = f"prob: class {c}\n({labels[c]})"
         else:
-            unit = top_maps(fwd[layer], 0, 1)[0]
-            box = unit_box(net.arch, layer, unit.y, unit.x)
             label = f"{layer}\nmap {unit.channel} at ({unit.y}, {unit.x})"
         panels = [cut(seen, box)]
         for mode in MODES:

@@ -19,23 +19,16 @@ image. The same call for one unit, from the command line:
     zfnet project opencv_chicky_512.png --layer fire9/concat --map C --out proj/
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from _common import default_images, squeezenet_on, strongest_unit
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 IMAGE = "opencv_chicky_512.png"
 LAYERS = ("relu_conv1", "fire2/concat", "fire3/concat", "fire4/concat", "fire5/concat", "fire6/concat",
           "fire7/concat", "fire8/concat", "fire9/concat", "relu_conv10", "prob")
-
-
-def default_images():
-    data = os.environ.get("ZFNET_TEST_DATA")
-    return Path(data) / "images" if data else REPO.parent / "shared" / "data" / "images"
 
 
 def main(argv=None):
@@ -50,29 +43,18 @@ def main(argv=None):
     from matplotlib.patches import Rectangle
 
     from zfnet.atomic import atomic_write
-    from zfnet.deconv import Unit, cut, project, render, top_maps
-    from zfnet.image import load_image, preprocess, to_display
-    from zfnet.net import forward
-    from zfnet.net.receptive import unit_box
-    from zfnet.weights import class_names, load_model
+    from zfnet.deconv import cut, project, render
 
     t0 = time.perf_counter()
-    net = load_model("squeezenet1_0")
-    labels = class_names(net)
-    x = preprocess(load_image(args.images / IMAGE), net.meta)[None]                  # (1, 3, 227, 227)
-    H, W = x.shape[2:]
-    seen = to_display(x[0], net.meta)
-    fwd = forward(net, x, keep="all")
+    net, labels, x, seen, fwd = squeezenet_on(args.images / IMAGE)                  # x (1, 3, 227, 227)
 
     panels = []
     for layer in LAYERS:
+        unit, box = strongest_unit(net, x, fwd, layer)
         if layer == "prob":
-            c = int(np.argmax(fwd.output[0]))
-            unit, box = Unit(0, c), (0, H, 0, W)
+            c = unit.channel
             title = f"prob\nclass {c}\n{labels[c][:18]}"
         else:
-            unit = top_maps(fwd[layer], 0, 1)[0]
-            box = unit_box(net.arch, layer, unit.y, unit.x)
             title = f"{layer}\nmap {unit.channel} ({unit.y},{unit.x})\nRF {box[1] - box[0]}x{box[3] - box[2]}"
         p = project(net, x, layer, [unit], forward_result=fwd)[0]
         if not p.any():
