@@ -21,8 +21,15 @@ import torch.nn.functional as F
 
 from zfnet.net import Net, forward, get_architecture
 
-torch.set_grad_enabled(False)
 RTOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    """The twins only run forward: no autograd graph, for this module's tests alone (a global
+    torch.set_grad_enabled(False) at import would switch autograd off for every later test)."""
+    with torch.no_grad():
+        yield
 
 
 def _lrn_within_channel(x, size, alpha, beta):
