@@ -1,6 +1,7 @@
 """What the analysis commands (invariance, occlusion, correspondence, evolution) share: the
-``--model``, ``--out DIR`` and ``--json`` options, ``--layers`` parsing, the facts every report
-starts with, and printing the result (JSON, or a summary and the files written).
+``--model``, ``--out DIR`` and ``--json`` options, loading the classifier and its ``--class``,
+``--layers`` parsing, the facts every report starts with, and printing the result (JSON, or a
+summary and the files written).
 
 Not a command: modules of zfnet/cli whose name starts with "_" are skipped by the ``zfnet`` parser.
 """
@@ -19,6 +20,15 @@ def add_output_arguments(p, command):
     """--out DIR (default ./zfnet-<command>) and --json."""
     p.add_argument("--out", default=f"zfnet-{command}", metavar="DIR", help=f"output folder (default ./zfnet-{command})")
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+
+
+def load_classifier(model, cls):
+    """--model and --class -> (net, its K class labels, the class index C or None for each image's top-1)."""
+    from zfnet.viz.classes import class_labels, resolve_class
+    from zfnet.weights import load_model
+    net = load_model(model)
+    labels = class_labels(net)
+    return net, labels, (resolve_class(net, cls, labels) if cls is not None else None)
 
 
 def layer_names(text):

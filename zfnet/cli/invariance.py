@@ -4,7 +4,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument, add_output_arguments, layer_names, print_result, run_facts
+from zfnet.cli._common import (add_model_argument, add_output_arguments, layer_names, load_classifier,
+                               print_result, run_facts)
 
 EXAMPLE = """\
 example:
@@ -40,16 +41,12 @@ def register(subparsers):
 def run(args):
     from zfnet.errors import ZFNetError
     from zfnet.image import load_image, preprocess
-    from zfnet.viz.classes import class_labels, resolve_class
     from zfnet.viz.invariance import example_strip, invariance_curves, write_invariance
-    from zfnet.weights import load_model
 
     if args.batch < 1:
         raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
     t0 = time.perf_counter()
-    net = load_model(args.model)
-    labels = class_labels(net)
-    target = resolve_class(net, args.cls, labels) if args.cls is not None else None
+    net, labels, target = load_classifier(args.model, args.cls)
     layers = layer_names(args.layers)
     xs = [preprocess(load_image(p), net.meta) for p in args.images]          # [(3, H, W)]
     results = [invariance_curves(net, x, layers, target, batch_size=args.batch, progress=True) for x in xs]

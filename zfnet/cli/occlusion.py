@@ -4,7 +4,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument, add_output_arguments, print_result, run_facts
+from zfnet.cli._common import add_model_argument, add_output_arguments, load_classifier, print_result, run_facts
 
 EXAMPLE = """\
 example:
@@ -40,16 +40,12 @@ def register(subparsers):
 def run(args):
     from zfnet.errors import ZFNetError
     from zfnet.image import load_image, preprocess, to_display
-    from zfnet.viz.classes import class_labels, resolve_class
     from zfnet.viz.occlusion import occlusion_maps, projection_panels, write_occlusion
-    from zfnet.weights import load_model
 
     if args.batch < 1:
         raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
     t0 = time.perf_counter()
-    net = load_model(args.model)
-    labels = class_labels(net)
-    target = resolve_class(net, args.cls, labels) if args.cls is not None else None
+    net, labels, target = load_classifier(args.model, args.cls)
     x = preprocess(load_image(args.image), net.meta)                          # (3, H, W)
     result = occlusion_maps(net, x, args.layer, target, args.size, args.stride, args.batch, progress=True)
     rendered, boxes = projection_panels(net, x, result)
