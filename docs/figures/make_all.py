@@ -6,7 +6,7 @@ Runs, one after the other, each `make_*.py` beside this file (each also runs on 
 in its docstring what it draws) and prints how long each took.
 """
 import os
-import runpy
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,15 +21,8 @@ def main():
     for name in SCRIPTS:
         t = time.perf_counter()
         print(f"== {name}", flush=True)
-        saved = sys.argv
-        sys.argv = [str(HERE / name)]
-        try:
-            runpy.run_path(str(HERE / name), run_name="__main__")
-        except SystemExit as e:
-            if e.code not in (None, 0):
-                raise
-        finally:
-            sys.argv = saved
+        # each script in its own process, as when run by hand (they import docs/figures/_common.py)
+        subprocess.run([sys.executable, str(HERE / name)], check=True)
         print(f"== {name}: {time.perf_counter() - t:.0f} s", flush=True)
 
 

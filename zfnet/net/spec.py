@@ -10,7 +10,7 @@ The graph's input tensor is called ``data``. Every spec knows
 
 Shapes here never include the batch dimension N.
 """
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from zfnet.errors import ZFNetError
