@@ -3,7 +3,7 @@
     python benchmarks/report.py [--quick] [--json FILE] [--cases SUBSTRING] [--repeat N]
 
 For every case of benchmarks/cases.py: the first zfnet call (JIT compile or Numba-cache load,
-reported separately as `first_s`), then `repeat` timed calls of each side, interleaved, keeping
+reported separately as `first_s`), then `repeat` timed calls of each side, in alternating blocks (3 per side), keeping
 the minimum (these machines are shared and noisy: fast cases repeat
 for at least 1 s (quick) or 2 s per side). ratio = zfnet time / PyTorch time (< 1: zfnet
 is faster). GFLOP/s is given where a case counts its floating-point work, beside the float32 GEMM
@@ -49,11 +49,20 @@ def time_case(case, repeat, min_time):
     first = _timed(bench.zfnet)              # JIT compile / cache load lands here
     bench.torch()
     bench.check(bench.zfnet(), bench.torch())   # never report a time for a wrong answer
+    # Each side is timed in blocks, alternating, never call by call: OpenBLAS's and OpenMP's worker
+    # threads keep spinning for a while after a call and would steal the other side's cores
+    # (interleaving single calls made PyTorch look 4-6x slower than it is).
     zs, ts = [], []
-    start = time.perf_counter()
-    while len(zs) < repeat or (time.perf_counter() - start < min_time and len(zs) < 50 * repeat):
-        zs.append(_timed(bench.zfnet))
-        ts.append(_timed(bench.torch))
+    rounds = 3
+    per_block = max(1, -(-repeat // rounds))
+    for _ in range(rounds):
+        for fn, times in ((bench.zfnet, zs), (bench.torch, ts)):
+            time.sleep(0.3)                      # let the other side's threads go to sleep
+            start = time.perf_counter()
+            n = 0
+            while n < per_block or (time.perf_counter() - start < min_time / rounds and n < 50 * per_block):
+                times.append(_timed(fn))
+                n += 1
     z, t = min(zs), min(ts)
     row = {"case": case.name, "group": case.group, "zfnet_s": z, "torch_s": t, "ratio": z / t,
            "first_s": first, "repeats": len(zs)}

@@ -50,7 +50,7 @@ def open_in_chromium(page_path):
     from pathlib import Path
 
     import pytest
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from playwright.sync_api import sync_playwright   # a dev requirement: missing must fail, not skip
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
     errors, foreign = [], []
     with sync_playwright() as p:
