@@ -49,7 +49,6 @@ def open_in_chromium(page_path):
     requests that were not file: or data:, link hrefs, page text)."""
     from pathlib import Path
 
-    import pytest
     from playwright.sync_api import sync_playwright   # a dev requirement: missing must fail, not skip
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
     errors, foreign = [], []
