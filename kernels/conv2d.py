@@ -84,7 +84,8 @@ def conv2d_reference(x, w, b=None, stride=1, padding=0, groups=1):
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    (sh, sw), (ph, pw), G = stride, padding, groups
+    # ints or pairs, as in the public function: the twin takes the same arguments
+    (sh, sw), (ph, pw), G = positive_pair(stride, "stride"), non_negative_pair(padding, "padding"), groups
     Fg = F // G
     Ho, Wo = conv2d_output_size((H, W), (KH, KW), (sh, sw), (ph, pw))
     x_pad = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))  # (N, C, H+2ph, W+2pw)

@@ -81,7 +81,8 @@ def conv_transpose2d_reference(y, w, stride=1, padding=0, groups=1, output_size=
     """
     N, F, Ho, Wo = y.shape
     _, Cg, KH, KW = w.shape
-    (sh, sw), (ph, pw), G = stride, padding, groups
+    # ints or pairs, as in the public function: the twin takes the same arguments
+    (sh, sw), (ph, pw), G = positive_pair(stride, "stride"), non_negative_pair(padding, "padding"), groups
     Fg = F // G
     H, W = transposed_output_size((Ho, Wo), (KH, KW), (sh, sw), (ph, pw), output_size)
     x_pad = np.zeros((N, Cg * G, H + 2 * ph, W + 2 * pw), np.float64)             # (N, C, H+2ph, W+2pw)
