@@ -100,7 +100,8 @@ def apply_layer(layer, inputs, params, mode=None, lrn_identity=False):
 
 
 def torch_params(net):
-    return {k: torch.from_numpy(v) for k, v in net.params.items()}
+    # copies: a Net's arrays are read-only, torch tensors are writeable
+    return {k: torch.from_numpy(np.array(v)) for k, v in net.params.items()}
 
 
 def torch_forward(net, x, params=None, upto=None, mode=None, lrn_identity=False, keep=()):

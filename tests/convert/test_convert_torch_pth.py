@@ -160,7 +160,7 @@ def test_zfnet_names_dtypes_views_and_checkpoint_wrappers(tmp_path):
     state["module.conv1.weight"] = w.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)
     # conv10.bias as a slice at an offset inside a larger storage.
     big = torch.zeros(1500)
-    big[300:1300] = torch.from_numpy(net.params["conv10.bias"])
+    big[300:1300] = torch.from_numpy(net.params["conv10.bias"].copy())
     state["module.conv10.bias"] = big[300:1300]
     path = tmp_path / "checkpoint.pth"
     torch.save({"state_dict": state, "epoch": 7}, path)

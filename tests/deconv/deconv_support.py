@@ -96,7 +96,7 @@ def torch_forward(arch, params, x, fwd, rule, lrn):
     rule: {"mode": ...}, read by every ReLU's backward;
     decisions: {("relu", input name): torch's mask x > 0, ("pool", name): torch's indices}.
     """
-    P = {k: torch.from_numpy(v) for k, v in params.items()}
+    P = {k: torch.from_numpy(np.array(v)) for k, v in params.items()}
     t = {INPUT: x}
     own = {}
     for layer in arch.layers:

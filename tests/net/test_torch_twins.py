@@ -312,7 +312,7 @@ def load_twin(name, net):
         module = twin.layer(layer)
         param = getattr(module, kind)
         assert tuple(param.shape) == value.shape, f"{key}: twin {tuple(param.shape)} vs zfnet {value.shape}"
-        setattr(module, kind, nn.Parameter(torch.from_numpy(value), requires_grad=False))
+        setattr(module, kind, nn.Parameter(torch.from_numpy(np.array(value)), requires_grad=False))
         used.update(n for n, p in twin.named_parameters() if p is getattr(module, kind))
     assert used == theirs, f"twin parameters not set from the Net: {sorted(theirs - used)}"
     return twin

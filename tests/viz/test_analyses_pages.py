@@ -29,8 +29,9 @@ def small_arch():
 
 def small_net(seed):
     net = Net.random(small_arch(), seed=seed, meta=dict(META))
-    net.params["conv1.weight"] *= np.float32(0.02)           # 0-255 inputs -> activations of order 1
-    return net
+    params = dict(net.params)                                 # (a Net's tensors are read-only)
+    params["conv1.weight"] = params["conv1.weight"] * np.float32(0.02)   # 0-255 inputs -> activations of order 1
+    return Net(net.arch, params, net.meta)
 
 
 def test_defaults_on_an_architecture_without_a_table_entry():

@@ -28,10 +28,12 @@ def tiny_arch():
 def tiny_net(seed=0):
     net = Net.random(tiny_arch(), seed=seed, meta=dict(TINY_META))
     # scale the first layer down so 0-255 Caffe-style inputs give activations of order 1..100
-    net.params["conv1.weight"] *= np.float32(0.05)
-    net.params["conv2.bias"] -= np.float32(0.2)   # some units switch off: zeros and ties appear
-    net.params["conv2.bias"][1] = -1e4            # map 1 of relu2 never fires: ties at zero everywhere
-    return net
+    # (a Net's tensors are read-only: new arrays are assigned, and Net() freezes them again)
+    params = dict(net.params)
+    params["conv1.weight"] = params["conv1.weight"] * np.float32(0.05)
+    params["conv2.bias"] = params["conv2.bias"] - np.float32(0.2)   # some units switch off: zeros and ties
+    params["conv2.bias"][1] = -1e4               # map 1 of relu2 never fires: ties at zero everywhere
+    return Net(net.arch, params, net.meta)
 
 
 def write_images(folder, n, rng, sizes=((40, 48), (33, 60), (64, 36), (50, 50))):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zfnet.errors import ZFNetError
+from zfnet.kernels._prepared import frozen
 from zfnet.net.spec import layer_from_dict, layer_to_dict
 
 INPUT = "data"
@@ -107,6 +108,11 @@ class Net:
 
     params: {"layer.tensor": float32 C-contiguous array}; exactly the architecture's
     ``param_shapes()``. meta: free-form dict; see zfnet.weights for the keys converters write.
+
+    The Net takes its tensors over and makes them read-only (an array that owns its memory is
+    frozen in place, a view of someone else's buffer is copied first), so that filters transformed
+    for a fast convolution can be kept (kernels/_prepared.py). To change a weight, assign a new
+    array: ``net.params["conv1.weight"] = net.params["conv1.weight"] * 0.5``.
     """
     arch: Architecture
     params: dict
@@ -134,6 +140,10 @@ class Net:
             a = np.ascontiguousarray(a, dtype=np.float32)
             if not np.all(np.isfinite(a)):
                 raise ZFNetError(f"{source}: tensor {k!r} contains NaN or infinite values")
+            if not frozen(a):
+                if a.base is not None:
+                    a = a.copy()                  # a view: whoever owns the buffer could write it
+                a.setflags(write=False)
             fixed[k] = a
         self.params = fixed
 
