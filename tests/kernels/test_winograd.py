@@ -1,0 +1,166 @@
+"""conv2d's Winograd F(4x4, 3x3) path against the NumPy twin, and the filter-transform cache.
+
+The error bound is the one conv2d's tests use (relative to conv2d(|x|, |w|)), with the tolerance
+raised from 1e-5 to 2e-5: the transforms scale values by up to 5 and 8 before the sums cancel.
+"""
+import gc
+import importlib
+
+import numpy as np
+import pytest
+
+from zfnet.kernels import conv2d
+from zfnet.kernels._prepared import frozen, prepared
+from zfnet.kernels.conv2d import conv2d_reference
+
+from test_conv2d import assert_conv_close
+
+wino = importlib.import_module("zfnet.kernels._winograd")
+conv2d_mod = importlib.import_module("zfnet.kernels.conv2d")
+
+
+def _frozen_randn(rng, *shape):
+    a = rng.standard_normal(shape).astype(np.float32)
+    a.setflags(write=False)
+    return a
+
+
+def _run(x, w, b, padding, relu):
+    N, _, H, W = x.shape
+    ho, wo = H + 2 * padding[0] - 2, W + 2 * padding[1] - 2
+    y = np.full((N, w.shape[0], ho, wo), np.nan, np.float32)
+    return wino.conv3x3_winograd(x, w, b, padding, relu, y)
+
+
+@pytest.mark.parametrize("hw", [(3, 3), (4, 4), (5, 7), (8, 8), (13, 13), (17, 10)])
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1), (2, 2), (0, 2), (2, 1)])
+def test_equals_reference_sizes_and_padding(hw, padding):
+    rng = np.random.default_rng(hash((hw, padding)) % 2**32)
+    if hw[0] + 2 * padding[0] < 3 or hw[1] + 2 * padding[1] < 3:
+        pytest.skip("no window fits")
+    x = rng.standard_normal((2, 5, *hw)).astype(np.float32)
+    w, b = _frozen_randn(rng, 7, 5, 3, 3), _frozen_randn(rng, 7)
+    got = _run(x, w, b, padding, False)
+    want = conv2d_reference(x, w, b, 1, padding)
+    assert_conv_close(got, want, x, w, 1, padding, 1, rtol=2e-5)
+
+
+@pytest.mark.parametrize("C, K", [(1, 1), (3, 40), (33, 9), (64, 130)])
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_equals_reference_channels_bias_relu(C, K, relu, bias):
+    rng = np.random.default_rng(C * 1000 + K)
+    x = rng.standard_normal((3, C, 11, 9)).astype(np.float32)
+    w = _frozen_randn(rng, K, C, 3, 3)
+    b = _frozen_randn(rng, K) if bias else None
+    got = _run(x, w, b, (1, 1), relu)
+    want = conv2d_reference(x, w, b, 1, 1)
+    if relu:
+        want = np.maximum(want, 0)
+    assert_conv_close(got, want, x, w, 1, 1, 1, rtol=2e-5)
+    if relu:
+        assert (got >= 0).all()
+
+
+def test_real_layer_shapes_match_im2col():
+    """ZFNet conv4 (384 -> 384 at 13x13) and SqueezeNet fire4/expand3x3 (32 -> 128 at 55x55)."""
+    rng = np.random.default_rng(4)
+    for (C, K, H) in [(384, 384, 13), (32, 128, 55)]:
+        x = np.maximum(rng.standard_normal((2, C, H, H)), 0).astype(np.float32)
+        w = _frozen_randn(rng, K, C, 3, 3) * np.float32(np.sqrt(2 / (9 * C)))
+        w.setflags(write=False)
+        got = _run(x, w, None, (1, 1), False)
+        want = conv2d_mod._conv2d_im2col(x, w, None, (1, 1), (1, 1), 1) \
+            if hasattr(conv2d_mod, "_conv2d_im2col") else conv2d_reference(x, w, None, 1, 1)
+        assert_conv_close(got, want, x, w, 1, 1, 1, rtol=2e-5)
+
+
+def test_writes_only_its_channel_slice():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 9, 9)).astype(np.float32)
+    w, b = _frozen_randn(rng, 4, 6, 3, 3), _frozen_randn(rng, 4)
+    big = np.full((2, 10, 9, 9), 7.0, np.float32)
+    wino.conv3x3_winograd(x, w, b, (1, 1), True, big[:, 3:7])
+    assert (big[:, :3] == 7).all() and (big[:, 7:] == 7).all()
+    assert_conv_close(big[:, 3:7], np.maximum(conv2d_reference(x, w, b, 1, 1), 0), x, w, 1, 1, 1, rtol=2e-5)
+
+
+def test_image_chunks_give_the_same_result(monkeypatch):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 8, 10, 10)).astype(np.float32)
+    w, b = _frozen_randn(rng, 6, 8, 3, 3), _frozen_randn(rng, 6)
+    whole = _run(x, w, b, (1, 1), False)
+    monkeypatch.setattr(wino, "WINO_BYTES", 1)            # one image per chunk
+    np.testing.assert_array_equal(_run(x, w, b, (1, 1), False), whole)
+
+
+def test_filter_transform_is_G_w_Gt():
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    U = wino.filter_transform(w)                                     # (36, C, K)
+    G = wino._G
+    for k in range(3):
+        for c in range(2):
+            want = G @ w[k, c].astype(np.float64) @ G.T                # (6, 6)
+            np.testing.assert_allclose(U[:, c, k].reshape(6, 6), want, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------------------------
+# the cache of transformed filters
+# ----------------------------------------------------------------------------------------------
+
+def test_frozen():
+    a = np.zeros(4, np.float32)
+    assert not frozen(a)
+    v = a.view()
+    v.setflags(write=False)
+    assert not frozen(v)                     # a read-only view of a writeable array can still change
+    a.setflags(write=False)
+    assert frozen(a) and frozen(a[1:])
+    assert frozen(np.frombuffer(b"\0" * 16, np.float32))
+    assert not frozen(np.frombuffer(bytearray(16), np.float32))
+
+
+def test_prepared_caches_frozen_arrays_only():
+    calls = []
+
+    def make(w):
+        calls.append(1)
+        return w * 2
+
+    w = np.ones(3, np.float32)
+    prepared(w, "t", make)
+    prepared(w, "t", make)
+    assert len(calls) == 2                    # writeable: recomputed every call
+    w.setflags(write=False)
+    first = prepared(w, "t", make)
+    assert prepared(w, "t", make) is first and len(calls) == 3
+    prepared(w, "other kind", make)
+    assert len(calls) == 4
+
+
+def test_cache_entry_dropped_with_its_array():
+    from zfnet.kernels import _prepared
+    w = np.ones(5, np.float32)
+    w.setflags(write=False)
+    prepared(w, "drop-test", lambda a: a + 1)
+    key = (id(w), "drop-test")
+    assert key in _prepared._cache
+    del w
+    gc.collect()
+    assert key not in _prepared._cache
+
+
+def test_net_weights_are_frozen_and_a_new_array_is_not_served_stale():
+    from zfnet.net import Net, get_architecture
+    net = Net.random(get_architecture("zfnet"), seed=0)
+    w = net.weight("conv3")
+    assert frozen(w)
+    with pytest.raises(ValueError, match="read-only"):
+        w[0, 0, 0, 0] = 1.0
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 256, 13, 13)).astype(np.float32)
+    first = conv2d(x, w, None, 1, 1)
+    net.params["conv3.weight"] = w * np.float32(2)              # a new (writeable) array
+    second = conv2d(x, net.weight("conv3"), None, 1, 1)
+    assert_conv_close(second, 2 * first, x, net.weight("conv3"), 1, 1, 1, rtol=2e-5)
