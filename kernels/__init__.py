@@ -7,7 +7,7 @@ twin and the Numba CPU kernel. All arrays are float32, NCHW, C-contiguous.
 Shape legend: N = batch, C = input channels, F = output channels (filters), H, W = input height
 and width, H', W' = output height and width, KH, KW = kernel size, G = groups.
 
-    conv2d(x, w, b=None, stride=1, padding=0, groups=1, relu=False)      (N,C,H,W) -> (N,F,H',W')
+    conv2d(x, w, b=None, stride=1, padding=0, groups=1, relu=False, out=None)  (N,C,H,W) -> (N,F,H',W')
     conv_transpose2d(y, w, stride=1, padding=0, groups=1, output_size=None)  (N,F,H',W') -> (N,C,H,W)
     relu(x)                                                              same shape
     max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False)  -> (y, switches)

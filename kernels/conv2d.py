@@ -137,48 +137,71 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols):
                     cols_flat[uint64(out + j)] = 0.0
 
 
-@njit(parallel=True, cache=True)
-def _unstack_add_bias(out, b, N, y, relu):
-    """y[n, f, p] = out[f, n*P + p] + b[f]; out (F, N*P) -> y (N, F, P). Parallel over (n, f).
+# The bias pass: y[n, f, p] = src[n, f, p] + b[f], then max(., 0) (NaN kept, as kernels.relu) if
+# relu. It reads either y itself (in place, after a GEMM that wrote y) or the stacked GEMM output
+# out (F, n*P) of a chunk of images, whose batch it moves out front. Arrays are flat; an image's
+# rows are P apart and images are src_n (dst_n) apart, so y may be a channel slice of a larger
+# array (conv2d's `out`, a concat's channels).
 
-    relu: also rectify, y = max(., 0) (NaN kept, as kernels.relu), in the same pass.
-    """
-    F, P = y.shape[1], y.shape[2]
-    out_flat, y_flat = out.ravel(), y.ravel()
+@njit(cache=True)
+def _bias_row(src, s, dst, d, P, bf, relu):
+    """dst[d:d+P] = src[s:s+P] + bf, rectified if relu. src may be dst (in place)."""
     zero = np.float32(0)
+    if relu:
+        for p in range(P):
+            v = src[uint64(s + p)] + bf
+            dst[uint64(d + p)] = v if (v > 0 or v != v) else zero
+    else:
+        for p in range(P):
+            dst[uint64(d + p)] = src[uint64(s + p)] + bf
+
+
+@njit(parallel=True, cache=True)
+def _bias_parallel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
+    """The bias pass, one (n, f) row per parallel iteration: no two write the same element."""
     for nf in prange(N * F):
         n, f = nf // F, nf % F
-        src, dst, bf = f * N * P + n * P, nf * P, b[f]
-        if relu:
-            for p in range(P):
-                v = out_flat[uint64(src + p)] + bf
-                y_flat[uint64(dst + p)] = v if (v > 0 or v != v) else zero
-        else:
-            for p in range(P):
-                y_flat[uint64(dst + p)] = out_flat[uint64(src + p)] + bf
+        _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
 
 
-@njit(parallel=True, cache=True)
-def _add_bias(y, b, relu):
-    """y[n, f, p] += b[f] in place; y (N, F, P). Parallel over (n, f). relu: then rectify."""
-    N, F, P = y.shape
-    y_flat = y.ravel()
-    zero = np.float32(0)
-    for nf in prange(N * F):
-        dst, bf = nf * P, b[nf % F]
-        if relu:
-            for p in range(P):
-                v = y_flat[uint64(dst + p)] + bf
-                y_flat[uint64(dst + p)] = v if (v > 0 or v != v) else zero
-        else:
-            for p in range(P):
-                y_flat[uint64(dst + p)] += bf
+@njit(cache=True)
+def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
+    """The bias pass on the calling thread alone."""
+    for nf in range(N * F):
+        n, f = nf // F, nf % F
+        _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
 
 
-def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False):
+# Below this many output elements the bias pass runs on one thread. Waking Numba's workers costs
+# ~10 us, and right after a GEMM they compete with OpenBLAS's still-spinning threads for the cores:
+# measured on 2 shared cores, right after the GEMM, serial/parallel time was 0.55 at 0.2 M elements
+# (F=64, P=3025), 0.7 at 0.4 M and 0.9 at 1.2 M (ZFNet conv1).
+SERIAL_BIAS_BELOW = 1 << 21
+
+
+def _bias_pass(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
+    kernel = _bias_serial if N * F * P < SERIAL_BIAS_BELOW else _bias_parallel
+    kernel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu)
+
+
+def _flat_images(y):
+    """y (N, F, H', W'), each y[n] one C-contiguous block -> (flat, n_stride):
+
+    y[n, f, i, j] = flat[n*n_stride + (f*H' + i)*W' + j], flat the 1-D run of memory from y's first
+    element to its last (n_stride = F*H'*W' for a y of its own, more for a channel slice).
+    """
+    N, size = y.shape[0], y[0].size
+    n_stride = y.strides[0] // y.itemsize if N > 1 else size
+    flat = np.lib.stride_tricks.as_strided(y, shape=((N - 1) * n_stride + size,), strides=(y.itemsize,))
+    return flat, n_stride
+
+
+def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
     """im2col + one GEMM per group on a chunk of images; the 1x1/stride-1/no-pad case is a plain GEMM.
 
     relu: rectify in the pass that adds the bias (no separate pass over y, no second array).
+    out: None, or the (N, F, H', W') float32 array to write y into, each out[n] C-contiguous
+    (checked by conv2d), e.g. a channel slice of a concat's output; y is then `out`.
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
@@ -186,15 +209,16 @@ def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False):
     Fg, Kg = F // G, Cg * KH * KW
     Ho, Wo = conv2d_output_size((H, W), (KH, KW), (sh, sw), (ph, pw))
     P = Ho * Wo
-    y = np.empty((N, F, Ho, Wo), np.float32)                                     # (N, F, H', W')
+    y = np.empty((N, F, Ho, Wo), np.float32) if out is None else out            # (N, F, H', W')
+    y_flat, n_stride = _flat_images(y)
     w_g = w.reshape(G, Fg, Kg)                                                    # (G, F/G, C/G*KH*KW)
     zero_b = np.zeros(F, np.float32) if b is None else b
 
     if KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
         # 1x1 conv: y[n, g] = w[g] @ x[n, g]; x itself is the unrolled input, no copy.
-        np.matmul(w_g, x.reshape(N, G, Cg, P), out=y.reshape(N, G, Fg, P))     # (N, G, F/G, P)
+        np.matmul(w_g, x.reshape(N, G, Cg, P), out=np.reshape(y, (N, G, Fg, P), copy=False))
         if b is not None or relu:
-            _add_bias(y.reshape(N, F, P), zero_b, relu)
+            _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, zero_b, relu)
         return y
 
     # images per chunk: all of them unless the unrolled input would pass COLS_BYTES
@@ -207,19 +231,20 @@ def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False):
         n1 = min(N, n0 + chunk)
         m = (n1 - n0) * P
         cols = cols_buf[:C * KH * KW * m].reshape(C * KH * KW, m)
-        # one image: the GEMM writes y[n0] directly; several: into `out`, columns ordered (n, i, j)
-        out = y[n0].reshape(F, P) if n1 - n0 == 1 else out_buf[:F * m].reshape(F, m)
+        # one image: the GEMM writes y[n0] directly; several: into `gemm`, columns ordered (n, i, j)
+        gemm = y[n0].reshape(F, P) if n1 - n0 == 1 else out_buf[:F * m].reshape(F, m)
         # unroll the receptive fields of every output unit of images n0..n1
         _im2col(x[n0:n1], KH, KW, sh, sw, ph, pw, Ho, Wo, cols)                  # (C*KH*KW, n*P)
         for g in range(G):
             # one GEMM per group: (F/G, Kg) @ (Kg, n*P)
-            np.matmul(w_g[g], cols[g * Kg:(g + 1) * Kg], out=out[g * Fg:(g + 1) * Fg])
+            np.matmul(w_g[g], cols[g * Kg:(g + 1) * Kg], out=gemm[g * Fg:(g + 1) * Fg])
+        y_n0 = y_flat[n0 * n_stride:]
         if n1 - n0 == 1:
             if b is not None or relu:
-                _add_bias(y[n0:n1].reshape(1, F, P), zero_b, relu)
+                _bias_pass(y_n0, n_stride, P, y_n0, n_stride, 1, F, P, zero_b, relu)
         else:
             # move the batch out front and add the bias (and rectify) in the same pass
-            _unstack_add_bias(out, zero_b, n1 - n0, y[n0:n1].reshape(n1 - n0, F, P), relu)  # (n, F, P)
+            _bias_pass(gemm.ravel(), P, m, y_n0, n_stride, n1 - n0, F, P, zero_b, relu)  # (n, F, P)
     return y
 
 
@@ -247,7 +272,7 @@ def check_groups(groups, C, F, w_channels, what="x"):
     return G
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False):
+def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False, out=None):
     """2-D convolution (cross-correlation, as in Caffe and PyTorch) of x with a bank of filters w.
 
     x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None -> y (N, F, H', W'),
@@ -256,6 +281,9 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False
     modified. `backend`: 'reference' (NumPy twin) or 'cpu' (im2col + BLAS); None = process default.
     relu=True returns relu(conv2d(...)) (the conv layer and the ReLU after it, fused: one pass and
     one array fewer; exactly equal to applying kernels.relu afterwards).
+    out: write y into this float32 array of shape (N, F, H', W') and return it. Each out[n] must be
+    one C-contiguous block, so a channel slice big[:, f0:f0 + F] of a (N, F_total, H', W') array
+    works: a concat of conv outputs then needs no copy.
     """
     check_array(x, "x", 4)
     check_array(w, "w", 4)
@@ -272,8 +300,35 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False
     stride = positive_pair(stride, "stride")
     padding = non_negative_pair(padding, "padding")
     G = check_groups(groups, C, F, Cg, "x")
-    conv2d_output_size((H, W), (KH, KW), stride, padding)
+    Ho, Wo = conv2d_output_size((H, W), (KH, KW), stride, padding)
+    if out is not None:
+        check_out(out, (N, F, Ho, Wo), x)
     if resolve(backend) == "reference":
         y = conv2d_reference(x, w, b, stride, padding, G)
-        return np.maximum(y, np.float32(0)) if relu else y
-    return _conv2d_cpu(x, w, b, stride, padding, G, bool(relu))
+        y = np.maximum(y, np.float32(0)) if relu else y
+        if out is None:
+            return y
+        out[...] = y
+        return out
+    return _conv2d_cpu(x, w, b, stride, padding, G, bool(relu), out)
+
+
+def check_out(out, shape, x):
+    """`out` must be a writeable float32 array of `shape` (N, F, H', W') whose images out[n] are
+    each one C-contiguous block, sharing no memory with the input x."""
+    if not isinstance(out, np.ndarray):
+        raise ZFNetError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise ZFNetError(f"out must be float32, got {out.dtype}")
+    if out.shape != shape:
+        raise ZFNetError(f"out must have the output's shape (N, F, H', W') = {shape}, got {out.shape}")
+    if not out.flags.writeable:
+        raise ZFNetError("out is read-only; pass a writeable array")
+    image = out[0]
+    if not image.flags.c_contiguous or (shape[0] > 1 and out.strides[0] < image.nbytes):
+        raise ZFNetError(
+            f"each out[n] must be one C-contiguous block (a channel slice big[:, f0:f0 + F] of a "
+            f"C-contiguous (N, F_total, H', W') array works), got strides {out.strides}"
+        )
+    if np.may_share_memory(out, x):
+        raise ZFNetError("out must not overlap the input x")

@@ -250,3 +250,73 @@ def test_inputs_are_not_modified(rng, backend):
         conv2d(x, w, b, stride, padding, groups, backend=backend)
         for a, a0 in zip((x, w, b), copies):
             np.testing.assert_array_equal(a, a0)
+
+
+# --------------------------------------------------------------------------------------------
+# out=: write y into a given array, e.g. a conv's channels of a concat's output
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("n, c, h, w_, f, k, stride, padding, groups, bias, relu", [
+    (1, 4, 9, 8, 6, 3, 1, 1, 1, True, True),        # im2col, one image: the GEMM writes the slice
+    (3, 4, 9, 8, 6, 3, 2, 1, 2, True, False),       # a chunk of images, groups: unstacked into the slice
+    (3, 4, 9, 8, 6, 3, 1, 0, 1, False, True),       # no bias, rectified
+    (1, 6, 7, 5, 4, 1, 1, 0, 1, True, True),        # 1x1: the plain GEMM into the slice
+    (3, 6, 7, 5, 4, 1, 1, 0, 2, False, False),      # 1x1, a batch, groups, nothing after the GEMM
+])
+def test_out_channel_slice_equals_a_new_array(rng, backend, n, c, h, w_, f, k, stride, padding, groups,
+                                              bias, relu):
+    x = _randn(rng, n, c, h, w_)
+    w = _randn(rng, f, c // groups, k, k)
+    b = _randn(rng, f) if bias else None
+    want = conv2d(x, w, b, stride, padding, groups, backend=backend, relu=relu)
+    big = np.full((n, f + 5, *want.shape[2:]), 7.0, np.float32)      # 2 channels before, 3 after
+    got = conv2d(x, w, b, stride, padding, groups, backend=backend, relu=relu, out=big[:, 2:2 + f])
+    assert np.shares_memory(got, big)
+    np.testing.assert_array_equal(big[:, 2:2 + f], want)              # bit for bit: the same path
+    assert (big[:, :2] == 7).all() and (big[:, 2 + f:] == 7).all()    # the neighbours untouched
+    whole = np.empty_like(want)
+    assert conv2d(x, w, b, stride, padding, groups, backend=backend, relu=relu, out=whole) is whole
+    np.testing.assert_array_equal(whole, want)
+
+
+def test_out_with_chunked_batches(rng, monkeypatch):
+    monkeypatch.setattr(conv2d_mod, "COLS_BYTES", 2 * 4 * 9 * 4 * 5 * 4)     # 2 images per chunk
+    x, w, b = _randn(rng, 5, 4, 9, 8), _randn(rng, 6, 4, 3, 3), _randn(rng, 6)
+    want = conv2d(x, w, b, 2, 1, backend="cpu", relu=True)
+    big = np.zeros((5, 9, *want.shape[2:]), np.float32)
+    conv2d(x, w, b, 2, 1, backend="cpu", relu=True, out=big[:, 3:])
+    np.testing.assert_array_equal(big[:, 3:], want)
+    assert (big[:, :3] == 0).all()
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("make, match", [
+    (lambda y: y.tolist(), r"out must be a numpy array"),
+    (lambda y: y.astype(np.float64), r"out must be float32"),
+    (lambda y: y[:, :-1].copy(), r"out must have the output's shape"),
+    (lambda y: y[0].copy(), r"out must have the output's shape"),
+    (lambda y: np.zeros((*y.shape[:3], 2 * y.shape[3]), np.float32)[..., ::2], r"C-contiguous block"),
+    (lambda y: np.zeros((y.shape[0], y.shape[1], y.shape[2] + 1, y.shape[3]), np.float32)[:, :, 1:],
+     r"C-contiguous block"),
+    (lambda y: np.zeros((2 * y.shape[0], *y.shape[1:]), np.float32)[::-2], r"C-contiguous block"),
+    (lambda y: np.zeros((y.shape[0], *y.shape[1:]), np.float32).transpose(0, 1, 3, 2), r"shape|C-contiguous"),
+    (lambda y: _read_only(np.zeros_like(y)), r"read-only"),
+])
+def test_bad_out_raises_zfnet_error(rng, backend, make, match):
+    x, w, b = _randn(rng, 2, 4, 9, 7), _randn(rng, 6, 4, 3, 3), _randn(rng, 6)
+    y = conv2d(x, w, b, 1, 1, backend="cpu")
+    with pytest.raises(ZFNetError, match=match):
+        conv2d(x, w, b, 1, 1, backend=backend, out=make(y))
+
+
+def _read_only(a):
+    a.setflags(write=False)
+    return a
+
+
+def test_out_must_not_overlap_the_input(rng):
+    x = _randn(rng, 1, 4, 9, 9)
+    w = _randn(rng, 4, 4, 1, 1)
+    with pytest.raises(ZFNetError, match="overlap"):
+        conv2d(x, w, out=x)

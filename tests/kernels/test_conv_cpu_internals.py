@@ -85,3 +85,28 @@ def test_numba_pool_is_not_libgomp_unless_the_user_asks():
     assert _threading_layer_in_child() == "workqueue"
     # an explicit choice by the user wins
     assert _threading_layer_in_child(NUMBA_THREADING_LAYER="omp") == "omp"
+
+
+@pytest.mark.parametrize("threshold, kernel", [(1 << 40, "_bias_serial"), (0, "_bias_parallel")])
+@pytest.mark.parametrize("n, k, relu", [(1, 3, True), (3, 3, False), (2, 1, True)])
+def test_bias_pass_serial_and_parallel_agree(rng, monkeypatch, threshold, kernel, n, k, relu):
+    # small outputs take the one-thread bias pass, large ones the parallel one: same numbers
+    x = rng.standard_normal((n, 4, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 4, k, k)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    want = conv2d(x, w, b, 1, k // 2, backend="cpu", relu=relu)
+    calls = []
+    real = getattr(conv2d_mod, kernel)
+    monkeypatch.setattr(conv2d_mod, "SERIAL_BIAS_BELOW", threshold)
+    monkeypatch.setattr(conv2d_mod, kernel, lambda *a: (calls.append(1), real(*a)))
+    got = conv2d(x, w, b, 1, k // 2, backend="cpu", relu=relu)
+    assert calls, f"{kernel} did not run"
+    np.testing.assert_array_equal(got, want)
+    ref = conv2d(x, w, b, 1, k // 2, backend="reference", relu=relu)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_bias_pass_threshold_sits_between_the_layers_it_splits():
+    # SqueezeNet's fire convs (<= 0.4 M outputs) run serially, ZFNet conv1 at batch 16 in parallel
+    assert 128 * 3025 < conv2d_mod.SERIAL_BIAS_BELOW < 16 * 96 * 110 * 110

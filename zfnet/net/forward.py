@@ -43,17 +43,18 @@ def _gap(x):
     return x.mean(axis=(2, 3), dtype=np.float64, keepdims=True).astype(np.float32)
 
 
-def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False):
+def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out=None):
     """One layer's forward rule. `inputs` are the arrays named by ``layer.inputs``, batched.
 
     For a max-pool, its switches are stored in ``switches[layer.name]`` when a dict is given.
     relu=True (conv only): return relu(conv(x)), the ReLU above it fused into the same pass.
+    out (conv only): write the result into this array (see kernels.conv2d) and return it.
     """
     op = layer.op
     if op == "conv":
         (x,) = inputs
         return kernels.conv2d(x, net.weight(layer.name), net.bias(layer.name), layer.stride,
-                              layer.padding, layer.groups, backend=backend, relu=relu)
+                              layer.padding, layer.groups, backend=backend, relu=relu, out=out)
     if op == "relu":
         return kernels.relu(inputs[0], backend=backend)
     if op == "maxpool":
@@ -103,6 +104,33 @@ def fused_relus(layers, keep_names):
     return fused
 
 
+def concat_slices(arch, layers, keep_names, fused):
+    """{conv name: (concat name, first channel)} for every conv that writes straight into a concat.
+
+    A concat input qualifies when it is a conv's output (or its fused ReLU's, see fused_relus) that
+    only the concat reads and nobody keeps: the conv then writes its channels of the concat's
+    output (kernels.conv2d(out=...)) and the concat copies nothing. Kept activations stay arrays
+    of their own; the concat copies those.
+    """
+    readers = {}
+    for layer in layers:
+        for name in layer.inputs:
+            readers.setdefault(name, []).append(layer)
+    producer = {relu: conv for conv, relu in fused.items()}
+    producer.update({layer.name: layer.name for layer in layers if layer.op == "conv" and layer.name not in fused})
+    slices = {}
+    for layer in layers:
+        if layer.op != "concat":
+            continue
+        first = 0
+        for name in layer.inputs:
+            if (name in producer and name not in keep_names and producer[name] not in keep_names
+                    and len(readers[name]) == 1):
+                slices[producer[name]] = (layer.name, first)
+            first += arch.shapes[name][0]
+    return slices
+
+
 def _keep_set(arch, keep):
     if keep is None:
         return {arch.output}
@@ -144,6 +172,9 @@ def forward(net, x, keep=None, upto=None, backend=None):
             last_use[name] = i
     fused = fused_relus(layers, keep_names)
     rectified = set(fused.values())
+    slices = concat_slices(arch, layers, keep_names, fused)
+    concat_out = {}                          # {concat name: its (N, C, H, W) output, being filled}
+    in_place = set()                         # tensors already in their concat's output
     live = {INPUT: x}
     result = ForwardResult(output_name=layers[-1].name)
     if INPUT in keep_names:
@@ -151,6 +182,23 @@ def forward(net, x, keep=None, upto=None, backend=None):
     for i, layer in enumerate(layers):
         if layer.name in rectified:
             y = live[layer.inputs[0]]        # its conv already applied it (fused_relus)
+        elif layer.name in slices:
+            # write this conv's channels of the concat's output (concat_slices)
+            concat, first = slices[layer.name]
+            if concat not in concat_out:
+                concat_out[concat] = np.empty((x.shape[0], *arch.shapes[concat]), np.float32)
+            out = concat_out[concat][:, first:first + arch.shapes[layer.name][0]]   # (N, F, H', W')
+            y = apply_layer(layer, [live[layer.inputs[0]]], net, backend=backend,
+                            relu=layer.name in fused, out=out)
+            in_place.add(fused.get(layer.name, layer.name))
+        elif layer.name in concat_out:
+            # the convs wrote their channels already; copy the rest (kept or not a conv's output)
+            y, first = concat_out.pop(layer.name), 0
+            for name in layer.inputs:
+                c = live[name].shape[1]
+                if name not in in_place:
+                    y[:, first:first + c] = live[name]
+                first += c
         else:
             y = apply_layer(layer, [live[n] for n in layer.inputs], net, result.switches, backend,
                             relu=layer.name in fused)
