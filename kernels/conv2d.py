@@ -25,6 +25,7 @@ from numba import njit, prange, uint64
 from . import _threads  # noqa: F401  (picks Numba's thread pool before the first parallel kernel)
 from ._backend import resolve
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
+from ._prepared import frozen, prepared
 
 # Shape legend: N batch, C input channels, F filters, G groups, (H, W) input, (H', W') output,
 # (KH, KW) kernel, (sh, sw) stride, (ph, pw) padding, K = C*KH*KW rows of the unrolled input.
@@ -107,16 +108,19 @@ def conv2d_reference(x, w, b=None, stride=1, padding=0, groups=1):
 # ----------------------------------------------------------------------------------------------
 
 @njit(parallel=True, cache=True)
-def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols):
+def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing):
     """cols[(c, u, v), (n, i, j)] = x_pad[n, c, i*sh + u, j*sw + v]; x (N, C, H, W) -> cols (C*KH*KW, N*H'*W').
 
-    Each parallel iteration owns one row (c, u, v) of cols, so no two threads write the same element.
+    Groups of Kg = C/G*KH*KW rows start `spacing` rows apart in cols (spacing = Kg + 1 leaves a row
+    after each group for the bias, see _filters_with_bias). Each parallel iteration owns one row
+    (c, u, v) of cols, so no two threads write the same element.
     """
     N, C, H, W = x.shape
     x_flat, cols_flat = x.ravel(), cols.ravel()
     HWo, M = Ho * Wo, cols.shape[1]
-    for row in prange(C * KH * KW):
-        c, u, v = row // (KH * KW), (row // KW) % KH, row % KW
+    for r in prange(C * KH * KW):
+        c, u, v = r // (KH * KW), (r // KW) % KH, r % KW
+        row = r + (r // Kg) * (spacing - Kg)                     # its row in cols
         # output columns j whose tap v lands inside the image (0 <= j*sw - pw + v < W); the rest is padding
         j_lo = min(Wo, max(0, (pw - v + sw - 1) // sw))
         j_hi = max(j_lo, min(Wo, (W - 1 + pw - v) // sw + 1))
@@ -145,7 +149,7 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols):
 
 @njit(cache=True)
 def _bias_row(src, s, dst, d, P, bf, relu):
-    """dst[d:d+P] = src[s:s+P] + bf, rectified if relu. src may be dst (in place)."""
+    """dst[d:d+P] = src[s:s+P] + bf, rectified if relu; src and dst are different arrays."""
     zero = np.float32(0)
     if relu:
         for p in range(P):
@@ -156,32 +160,54 @@ def _bias_row(src, s, dst, d, P, bf, relu):
             dst[uint64(d + p)] = src[uint64(s + p)] + bf
 
 
+@njit(cache=True)
+def _bias_row_in_place(y, d, P, bf, relu):
+    """y[d:d+P] += bf, rectified if relu. (Apart from _bias_row: with one array LLVM knows the reads
+    and writes cannot overlap and vectorises; two possibly aliasing arrays measured 2-3x slower.)"""
+    zero = np.float32(0)
+    if relu:
+        for p in range(P):
+            v = y[uint64(d + p)] + bf
+            y[uint64(d + p)] = v if (v > 0 or v != v) else zero
+    else:
+        for p in range(P):
+            y[uint64(d + p)] += bf
+
+
 @njit(parallel=True, cache=True)
-def _bias_parallel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
+def _bias_parallel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
     """The bias pass, one (n, f) row per parallel iteration: no two write the same element."""
     for nf in prange(N * F):
         n, f = nf // F, nf % F
-        _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
+        if in_place:
+            _bias_row_in_place(dst, n * dst_n + f * P, P, b[f], relu)
+        else:
+            _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
 
 
 @njit(cache=True)
-def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
+def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
     """The bias pass on the calling thread alone."""
     for nf in range(N * F):
         n, f = nf // F, nf % F
-        _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
+        if in_place:
+            _bias_row_in_place(dst, n * dst_n + f * P, P, b[f], relu)
+        else:
+            _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
 
 
 # Below this many output elements the bias pass runs on one thread. Waking Numba's workers costs
 # ~10 us, and right after a GEMM they compete with OpenBLAS's still-spinning threads for the cores:
 # measured on 2 shared cores, right after the GEMM, serial/parallel time was 0.55 at 0.2 M elements
-# (F=64, P=3025), 0.7 at 0.4 M and 0.9 at 1.2 M (ZFNet conv1).
-SERIAL_BIAS_BELOW = 1 << 21
+# (F=64, P=3025) and 0.7 at 0.4 M; at 1.2 M (ZFNet conv1) the two were within noise, so from 1 M on
+# the pass stays parallel (every SqueezeNet conv but conv1 runs serially at batch 1).
+SERIAL_BIAS_BELOW = 1 << 20
 
 
 def _bias_pass(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
+    """dst[n, f, p] = src[n, f, p] + b[f] (then rectified); src may be dst (the same array: in place)."""
     kernel = _bias_serial if N * F * P < SERIAL_BIAS_BELOW else _bias_parallel
-    kernel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu)
+    kernel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, src is dst)
 
 
 def _flat_images(y):
@@ -194,6 +220,25 @@ def _flat_images(y):
     n_stride = y.strides[0] // y.itemsize if N > 1 else size
     flat = np.lib.stride_tricks.as_strided(y, shape=((N - 1) * n_stride + size,), strides=(y.itemsize,))
     return flat, n_stride
+
+
+def _filters_with_bias(w, b, G):
+    """[w[g] | b[g]] (G, F/G, C/G*KH*KW + 1): each group's filter matrix with its biases as one
+    more column, so that the GEMM with a row of ones under the unrolled input adds the bias.
+
+    Built once per frozen w and b (kernels._prepared: a Net's tensors are read-only) and kept with
+    a reference to b, so id(b) in the key cannot be reused by another array while it is kept.
+    """
+    F = w.shape[0]
+
+    def make(w):
+        w_b = np.empty((G, F // G, w[0].size + 1), np.float32)
+        w_b[:, :, :-1] = w.reshape(G, F // G, -1)
+        w_b[:, :, -1] = b.reshape(G, F // G)
+        return b, w_b
+    if not frozen(b):
+        return make(w)[1]
+    return prepared(w, ("filters_with_bias", id(b)), make)[1]
 
 
 def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
@@ -212,39 +257,52 @@ def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
     y = np.empty((N, F, Ho, Wo), np.float32) if out is None else out            # (N, F, H', W')
     y_flat, n_stride = _flat_images(y)
     w_g = w.reshape(G, Fg, Kg)                                                    # (G, F/G, C/G*KH*KW)
-    zero_b = np.zeros(F, np.float32) if b is None else b
+    b_or_0 = np.zeros(F, np.float32) if b is None else b
 
     if KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
         # 1x1 conv: y[n, g] = w[g] @ x[n, g]; x itself is the unrolled input, no copy.
         np.matmul(w_g, x.reshape(N, G, Cg, P), out=np.reshape(y, (N, G, Fg, P), copy=False))
         if b is not None or relu:
-            _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, zero_b, relu)
+            _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, b_or_0, relu)
         return y
 
     # images per chunk: all of them unless the unrolled input would pass COLS_BYTES
     per_image = C * KH * KW * P * 4
     chunk = max(1, min(N, COLS_BYTES // per_image))
+    # One image per chunk: the GEMM writes y[n] itself, and adds the bias too, as one more column
+    # of the filters times a row of ones under each group's unrolled input (no pass over y for it;
+    # measured 0.82-0.92x for ZFNet conv1/conv5 and SqueezeNet's expand3x3). Only where the filter
+    # matrix is smaller than the output (Kg < P): then even rebuilt on every call (a writeable w)
+    # it costs less than the pass it saves, and frozen and writeable filters take the same path.
+    fold = b is not None and chunk == 1 and Kg < P
+    spacing = Kg + 1 if fold else Kg                                              # rows per group in cols
+    if fold:
+        w_g = _filters_with_bias(w, b, G)                                         # (G, F/G, Kg + 1)
     # flat buffers, reshaped per chunk so every array handed to Numba is C-contiguous
-    cols_buf = work_buffer("cols", C * KH * KW * chunk * P)
+    cols_buf = work_buffer("cols", G * spacing * chunk * P)
     out_buf = work_buffer("out", F * chunk * P) if chunk > 1 else None
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
         m = (n1 - n0) * P
-        cols = cols_buf[:C * KH * KW * m].reshape(C * KH * KW, m)
+        cols = cols_buf[:G * spacing * m].reshape(G * spacing, m)
         # one image: the GEMM writes y[n0] directly; several: into `gemm`, columns ordered (n, i, j)
         gemm = y[n0].reshape(F, P) if n1 - n0 == 1 else out_buf[:F * m].reshape(F, m)
         # unroll the receptive fields of every output unit of images n0..n1
-        _im2col(x[n0:n1], KH, KW, sh, sw, ph, pw, Ho, Wo, cols)                  # (C*KH*KW, n*P)
+        _im2col(x[n0:n1], KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing)     # (C*KH*KW, n*P)
+        if fold:
+            cols[Kg::spacing] = 1.0                                               # each group's row of ones
         for g in range(G):
-            # one GEMM per group: (F/G, Kg) @ (Kg, n*P)
-            np.matmul(w_g[g], cols[g * Kg:(g + 1) * Kg], out=gemm[g * Fg:(g + 1) * Fg])
+            # one GEMM per group: (F/G, Kg) @ (Kg, n*P), or (F/G, Kg + 1) @ (Kg + 1, P) with the bias
+            np.matmul(w_g[g], cols[g * spacing:(g + 1) * spacing], out=gemm[g * Fg:(g + 1) * Fg])
         y_n0 = y_flat[n0 * n_stride:]
         if n1 - n0 == 1:
-            if b is not None or relu:
-                _bias_pass(y_n0, n_stride, P, y_n0, n_stride, 1, F, P, zero_b, relu)
+            if relu or (b is not None and not fold):
+                # the ReLU alone where the GEMM added the bias
+                bias = np.zeros(F, np.float32) if fold else b_or_0
+                _bias_pass(y_n0, n_stride, P, y_n0, n_stride, 1, F, P, bias, relu)
         else:
             # move the batch out front and add the bias (and rectify) in the same pass
-            _bias_pass(gemm.ravel(), P, m, y_n0, n_stride, n1 - n0, F, P, zero_b, relu)  # (n, F, P)
+            _bias_pass(gemm.ravel(), P, m, y_n0, n_stride, n1 - n0, F, P, b_or_0, relu)  # (n, F, P)
     return y
 
 

@@ -110,3 +110,47 @@ def test_bias_pass_serial_and_parallel_agree(rng, monkeypatch, threshold, kernel
 def test_bias_pass_threshold_sits_between_the_layers_it_splits():
     # SqueezeNet's fire convs (<= 0.4 M outputs) run serially, ZFNet conv1 at batch 16 in parallel
     assert 128 * 3025 < conv2d_mod.SERIAL_BIAS_BELOW < 16 * 96 * 110 * 110
+
+
+def _frozen(a):
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
+@pytest.mark.parametrize("n, groups, relu", [(1, 1, False), (1, 2, True), (2, 1, False)])
+def test_bias_folded_into_the_gemm_frozen_and_writeable_agree(rng, monkeypatch, n, groups, relu):
+    # 4*3*3 = 36 rows < 63 output pixels per image: one image per chunk folds the bias into the GEMM
+    monkeypatch.setattr(conv2d_mod, "COLS_BYTES", 1)
+    x = rng.standard_normal((n, 4, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((6, 4 // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    built = []
+    real = conv2d_mod._filters_with_bias
+    monkeypatch.setattr(conv2d_mod, "_filters_with_bias", lambda *a: (built.append(1), real(*a))[1])
+    writeable = conv2d(x, w, b, 1, 1, groups, backend="cpu", relu=relu)
+    assert built, "the bias was not folded"
+    wf, bf = _frozen(w), _frozen(b)
+    frozen_1 = conv2d(x, wf, bf, 1, 1, groups, backend="cpu", relu=relu)
+    frozen_2 = conv2d(x, wf, bf, 1, 1, groups, backend="cpu", relu=relu)     # from the cache
+    np.testing.assert_array_equal(frozen_1, writeable)
+    np.testing.assert_array_equal(frozen_2, writeable)
+    want = conv2d(x, w, b, 1, 1, groups, backend="reference", relu=relu)
+    np.testing.assert_allclose(writeable, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_folded_filters_follow_a_new_bias_or_new_filters(rng):
+    # a cached [w | b] must never outlive either array: a new b (or a new w) gives new numbers
+    x = rng.standard_normal((1, 3, 12, 12)).astype(np.float32)
+    w1 = _frozen(rng.standard_normal((5, 3, 3, 3)).astype(np.float32))
+    b1 = _frozen(rng.standard_normal(5).astype(np.float32))
+    y1 = conv2d(x, w1, b1, 1, 1, backend="cpu")
+    b2 = _frozen(b1 + 1)
+    np.testing.assert_allclose(conv2d(x, w1, b2, 1, 1, backend="cpu"), y1 + 1, rtol=1e-5, atol=1e-5)
+    w2 = _frozen(w1 * 2)
+    want = conv2d(x, w2, b1, 1, 1, backend="reference")
+    np.testing.assert_allclose(conv2d(x, w2, b1, 1, 1, backend="cpu"), want, rtol=1e-5, atol=1e-4)
+    b_writeable = b1.copy()                                  # not cached: changed in place, seen at once
+    conv2d(x, w1, b_writeable, 1, 1, backend="cpu")
+    b_writeable += 3
+    np.testing.assert_allclose(conv2d(x, w1, b_writeable, 1, 1, backend="cpu"), y1 + 3, rtol=1e-5, atol=1e-5)
