@@ -11,6 +11,7 @@ Modules, one job each:
     backward.py  one rule per layer type and the three modes (deconvnet, guided, gradient)
     crop.py      the boxes of the receptive-field-cropped walk
     project.py   the walk from a layer down to the pixels
+    sparse.py    the fast walk of one unit of a chain network: only its nonzero values
     render.py    a projection as an RGB image; the receptive-field patch
     unit.py      one unit end to end (forward, choose, project, box): what the CLI calls
 """

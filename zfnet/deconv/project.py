@@ -22,7 +22,8 @@ nonlinearity is not inverted.
 
 crop=True (the default) walks a single unit on boxes, the part of every tensor below that lies
 in the unit's receptive field (crop.py): the same numbers as the dense walk (tests check it)
-and much less work. Whole maps and units of flat layers always walk the whole planes, K seeds
+and much less work. On chain networks (ZFNet, AlexNet, VGG) in the deconvnet and guided modes
+that walk also skips the signal's zeros (sparse.py). Whole maps and units of flat layers always walk the whole planes, K seeds
 at a time.
 """
 import numpy as np
@@ -32,6 +33,7 @@ from zfnet.kernels._threads import serial
 from zfnet.net.forward import check_input, forward
 from zfnet.net.graph import INPUT
 from zfnet.deconv.backward import LRN_RULES, MODES, Context, backward
+from zfnet.deconv import sparse
 from zfnet.deconv.crop import ancestors, dense_plan, full_box, paste, unit_plan
 from zfnet.deconv.select import as_units, check_units, warn_dead
 
@@ -143,12 +145,21 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     cropped = [k for k, u in enumerate(units) if crop and spatial and u.is_position]
     dense = [k for k in range(len(units)) if k not in set(cropped)]
 
-    # single units: each on its own receptive-field boxes, on one core (the ops are small: waking
+    # single units: each on its own receptive-field boxes, skipping zeros where the network is a
+    # chain (sparse.py), else by the rules of backward.py on one core (the ops are small: waking
     # worker threads would cost more than they save, see kernels/_threads.py)
+    fast = bool(cropped) and sparse.supports(arch, start, mode, lrn)
     with serial():
         for k in cropped:
             u = units[k]
             plan = unit_plan(arch, start, u.y, u.x, lrn)
+            if fast:
+                signal = sparse.walk_unit(net, arch, plan, start, forward_result.outputs,
+                                          forward_result.switches, u, mode)          # (3, h, w)
+                if signal is not None:
+                    y0, y1, x0, x1 = plan[INPUT]
+                    out[k, :, y0:y1, x0:x1] = signal
+                continue
             signal = walk(context(plan, [u.image]), arch, start, _seed(act, [u], plan[start]))
             if signal is not None:
                 box = plan[INPUT]
