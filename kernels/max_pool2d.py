@@ -28,7 +28,13 @@ Rules, all identical to ``torch.nn.functional.max_pool2d(..., return_indices=Tru
 
 Switches are int64, as PyTorch's indices are, so they can be compared with them directly; the
 deconvnet's ``max_unpool2d`` reads them back (it also accepts int32).
+
+The NumPy twin scans each window as written above. The Numba kernel gives the same bits another
+way, so that it vectorises: it copies groups of planes into a polyphase scratch (padding = -inf)
+and applies each window offset (u, v), in row-major order, to many outputs at once with a
+branch-free update. The comment above the kernel explains the layout.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -117,32 +123,179 @@ def max_pool2d_reference(x, kernel_size, stride, padding, out_hw):
     return y, switches
 
 
+# --------------------------------------------------------------------------------------------
+# Numba CPU kernel
+#
+# The twin's scan, one output at a time with `if v > best or v != v`, is a branch per input that
+# LLVM cannot vectorise. Here the loops are turned inside out: for each window offset (u, v), in
+# row-major order, ONE loop over many outputs q applies the same update to all of them,
+#
+#     take = (v > best[q]) | (v != v);  best[q] = take ? v : best[q];  tap[q] = take ? u*W + v : tap[q]
+#
+# branch-free, so it compiles to vector compares and masked stores. Each output still sees its
+# window's inputs in row-major order, so the first maximum and the last NaN win exactly as above.
+#
+# For that loop to read its inputs contiguously, a group of g planes is first copied into a
+# polyphase scratch: phase (psi, phi) holds the padded input's rows psi, psi+sh, ... and columns
+# phi, phi+sw, ..., as an (hp, wp) plane per input plane,
+#
+#     s[psi, phi, p, r, m] = x[p, r*sh + psi - ph, m*sw + phi - pw]     (-inf in the padding)
+#     hp = H' + (KH-1) // sh,   wp = W' + (KW-1) // sw
+#
+# Output (i, j) of plane p sits at q = (p*hp + i)*wp + j, and its input at window offset (u, v)
+# at s[u % sh, v % sw] flat position q + (u // sh)*wp + v // sw: a fixed shift of q for every
+# output of every plane. Positions with i >= H' or j >= W' compute junk and are never copied out.
+# Padding (and a round-up window's overhang) holds -inf, which never wins, so every window can be
+# scanned whole; only the initial switch, the window's first REAL input, differs at the border.
+# Small planes are grouped (g > 1) so that the loops stay long; the work is split over threads
+# by groups, and a small input runs on one thread (a parallel launch costs more than it saves).
+# --------------------------------------------------------------------------------------------
+
+GROUP_POSITIONS = 4096      # scratch positions per phase for one group of planes (fits L2)
+SCAN_BLOCK = 512            # outputs updated by every window offset while they sit in L1
+SERIAL_BELOW = 1 << 16      # inputs of fewer elements run on one thread
+
+
+@njit(cache=True)
+def _polyphase_padding(s, g, h, w, kh, kw, sh, sw, ph, pw, hp, wp, block):
+    """-inf at every scratch position that is padding, or past the last phase plane (once per scratch)."""
+    phases_w = min(sw, kw)
+    for psi in range(min(sh, kh)):
+        for phi in range(phases_w):
+            base = (psi * phases_w + phi) * block
+            for p in range(g):
+                for r in range(hp):
+                    hh = r * sh + psi - ph
+                    for m in range(wp):
+                        ww = m * sw + phi - pw
+                        if hh < 0 or hh >= h or ww < 0 or ww >= w:
+                            s[base + (p * hp + r) * wp + m] = -np.inf
+    s[min(sh, kh) * phases_w * block:] = -np.inf
+
+
+@njit(cache=True)
+def _polyphase_fill(x, p0, g, s, kh, kw, sh, sw, ph, pw, hp, wp, block):
+    """Copy the real inputs of planes p0 .. p0+g-1 (flat over N*C) into the polyphase scratch."""
+    n, c, h, w = x.shape
+    xf = x.reshape(-1)
+    phases_w = min(sw, kw)
+    for psi in range(min(sh, kh)):
+        # Phase rows r and columns m that land on the real input.
+        r_a = min(max((ph - psi + sh - 1) // sh, 0), hp)
+        r_b = max(min((h + ph - psi + sh - 1) // sh, hp), r_a)
+        for phi in range(phases_w):
+            m_a = min(max((pw - phi + sw - 1) // sw, 0), wp)
+            m_b = max(min((w + pw - phi + sw - 1) // sw, wp), m_a)
+            base = (psi * phases_w + phi) * block
+            for p in range(g):
+                for r in range(r_a, r_b):
+                    dst = base + (p * hp + r) * wp
+                    src = ((p0 + p) * h + r * sh + psi - ph) * w + phi - pw
+                    # Unsigned indices: no negative-index wrap-around test, so the copy vectorises.
+                    if sw == 2:
+                        for m in range(m_a, m_b):
+                            s[np.uint64(dst + m)] = xf[np.uint64(src + m * 2)]
+                    else:
+                        for m in range(m_a, m_b):
+                            s[np.uint64(dst + m)] = xf[np.uint64(src + m * sw)]
+
+
+@njit(cache=True)
+def _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count):
+    """best, tap over q < count: every window offset (u, v) in row-major order, branch-free."""
+    phases_w = min(sw, kw)
+    for q0 in range(0, count, SCAN_BLOCK):
+        n = min(SCAN_BLOCK, count - q0)
+        for u in range(kh):
+            for v in range(kw):
+                src = ((u % sh) * phases_w + v % sw) * block + (u // sh) * wp + v // sw + q0
+                offset = np.int32(u * w + v)
+                for q in range(n):
+                    val = s[np.uint64(src + q)]
+                    b = best[np.uint64(q0 + q)]
+                    a = tap[np.uint64(q0 + q)]
+                    take = (val > b) | (val != val)       # first maximum wins; NaN propagates
+                    best[np.uint64(q0 + q)] = val if take else b
+                    tap[np.uint64(q0 + q)] = offset if take else a
+
+
+@njit(cache=True)
+def _pool_groups(x, y, switches, g, first, last, kh, kw, sh, sw, ph, pw):
+    """Groups first .. last-1 of g planes each (flat over N*C): y, switches (N*C*H'*W',) flat."""
+    n, c, h, w = x.shape
+    planes = n * c
+    ho, wo = switches.shape[2:]
+    yf, sf = y.reshape(-1), switches.reshape(-1)
+    hp, wp = ho + (kh - 1) // sh, wo + (kw - 1) // sw
+    block = g * hp * wp
+    s = np.empty(min(sh, kh) * min(sw, kw) * block + ((kh - 1) // sh) * wp + (kw - 1) // sw,
+                 dtype=np.float32)
+    _polyphase_padding(s, g, h, w, kh, kw, sh, sw, ph, pw, hp, wp, block)
+    best = np.empty(block, dtype=np.float32)
+    tap = np.empty(block, dtype=np.int32)        # winning window offset u*W + v
+    for group in range(first, last):
+        p0 = group * g
+        gg = min(g, planes - p0)
+        count = gg * hp * wp
+        _polyphase_fill(x, p0, gg, s, kh, kw, sh, sw, ph, pw, hp, wp, block)
+        best[:count] = -np.inf
+        tap[:count] = 0
+        # A window clipped at the top or left starts its switch at its first real input.
+        for p in range(gg):
+            for i in range(hp):
+                u0 = max(ph - i * sh, 0)
+                for j in range(wp if u0 > 0 else min(wp, (pw + sw - 1) // sw)):
+                    tap[(p * hp + i) * wp + j] = u0 * w + max(pw - j * sw, 0)
+        _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count)
+        # switch = (window's top-left in unpadded coordinates) + winning offset.
+        for p in range(gg):
+            for i in range(ho):
+                corner = (i * sh - ph) * w - pw
+                src = (p * hp + i) * wp
+                dst = ((p0 + p) * ho + i) * wo
+                for j in range(wo):
+                    yf[np.uint64(dst + j)] = best[np.uint64(src + j)]
+                    sf[np.uint64(dst + j)] = corner + j * sw + tap[np.uint64(src + j)]
+
+
+def _group_size(planes, kh, kw, sh, sw, ho, wo):
+    """Planes per group: as many as fit GROUP_POSITIONS scratch positions per phase (at least 1)."""
+    hp, wp = ho + (kh - 1) // sh, wo + (kw - 1) // sw
+    return max(1, min(GROUP_POSITIONS // (hp * wp), planes))
+
+
 @njit(cache=True, parallel=True)
-def max_pool2d_cpu(x, kh, kw, sh, sw, ph, pw, ho, wo):
-    """Numba kernel: one (n, c) plane per parallel iteration; same scan order as the twin."""
+def _max_pool2d_parallel(x, kh, kw, sh, sw, ph, pw, ho, wo, g, chunks):
+    """Numba kernel: `chunks` parallel iterations, each a contiguous run of groups of g planes."""
     n, c, h, w = x.shape
     y = np.empty((n, c, ho, wo), dtype=np.float32)                  # (N, C, H', W')
     switches = np.empty((n, c, ho, wo), dtype=np.int64)             # (N, C, H', W')
-    for p in prange(n * c):
-        b, ch = p // c, p % c
-        plane = x[b, ch]
-        for i in range(ho):
-            h0 = max(i * sh - ph, 0)
-            h1 = min(i * sh - ph + kh, h)
-            for j in range(wo):
-                w0 = max(j * sw - pw, 0)
-                w1 = min(j * sw - pw + kw, w)
-                best = np.float32(-np.inf)
-                arg = h0 * w + w0
-                for hh in range(h0, h1):
-                    for ww in range(w0, w1):
-                        v = plane[hh, ww]
-                        if v > best or v != v:      # first maximum wins; NaN propagates
-                            best = v
-                            arg = hh * w + ww
-                y[b, ch, i, j] = best
-                switches[b, ch, i, j] = arg
+    groups = (n * c + g - 1) // g
+    for t in prange(chunks):
+        _pool_groups(x, y, switches, g, t * groups // chunks, (t + 1) * groups // chunks,
+                     kh, kw, sh, sw, ph, pw)
     return y, switches
+
+
+@njit(cache=True)
+def _max_pool2d_serial(x, kh, kw, sh, sw, ph, pw, ho, wo, g):
+    """The same kernel on the calling thread, for inputs too small to pay for a parallel launch."""
+    n, c, h, w = x.shape
+    y = np.empty((n, c, ho, wo), dtype=np.float32)                  # (N, C, H', W')
+    switches = np.empty((n, c, ho, wo), dtype=np.int64)             # (N, C, H', W')
+    _pool_groups(x, y, switches, g, 0, (n * c + g - 1) // g, kh, kw, sh, sw, ph, pw)
+    return y, switches
+
+
+def max_pool2d_cpu(x, kh, kw, sh, sw, ph, pw, ho, wo):
+    """CPU kernel: x (N, C, H, W) -> (y, switches) (N, C, H', W'), bit-identical to the twin."""
+    planes = x.shape[0] * x.shape[1]
+    g = _group_size(planes, kh, kw, sh, sw, ho, wo)
+    groups = -(-planes // g)
+    chunks = min(numba.get_num_threads(), groups)
+    if x.size < SERIAL_BELOW or chunks == 1:
+        return _max_pool2d_serial(x, kh, kw, sh, sw, ph, pw, ho, wo, g)
+    return _max_pool2d_parallel(x, kh, kw, sh, sw, ph, pw, ho, wo, g, chunks)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, backend=None):

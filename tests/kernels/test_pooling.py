@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from zfnet.kernels import ZFNetError, avg_pool2d, max_pool2d, max_unpool2d, pool_output_size
+from zfnet.kernels.max_pool2d import (_group_size, _max_pool2d_parallel, _max_pool2d_serial,
+                                      max_pool2d_reference)
 from zfnet.kernels.max_unpool2d import max_unpool2d_cpu
 
 torch.set_num_threads(2)
@@ -179,6 +181,83 @@ def test_nan_and_minus_inf_follow_pytorch(rng, backend):
     assert np.isnan(y[1, 2, 0, 0]) and sw[1, 2, 0, 0] == 2
     # Window (2, 2) covers rows and cols 4..6: all -inf, so -inf with the switch at its first input.
     assert y[1, 1, 2, 2] == -np.inf and sw[1, 1, 2, 2] == 4 * 9 + 4
+
+
+# The CPU kernel's polyphase scan (kernels/max_pool2d.py): groups of planes, a partial last group,
+# the serial and the parallel driver, and borders (padding, round-up overhang) that hold NaNs and
+# ties, all bit-equal to the twin.
+
+def _hard_values(rng, shape):
+    """Ties (values from {0, 1, 2}), NaNs and -inf everywhere, borders included."""
+    x = rng.integers(0, 3, size=shape).astype(np.float32)
+    x[rng.random(shape) < 0.08] = np.nan
+    x[rng.random(shape) < 0.15] = -np.inf
+    return x
+
+
+def _kernel_runs(x, k, s, p, ceil):
+    """(name, y, switches) of every way the CPU kernel can split the planes of x."""
+    ho, wo = pool_output_size(x.shape[2:], k, s, p, ceil)
+    args = (x, k, k, s, s, p, p, ho, wo)
+    planes = x.shape[0] * x.shape[1]
+    g = _group_size(planes, k, k, s, s, ho, wo)
+    runs = [("serial, natural groups", *_max_pool2d_serial(*args, g)),
+            ("serial, one plane per group", *_max_pool2d_serial(*args, 1))]
+    if planes >= 3:
+        runs.append(("serial, partial last group", *_max_pool2d_serial(*args, planes - 1)))
+        runs.append(("parallel, 2 chunks of 1-plane groups", *_max_pool2d_parallel(*args, 1, 2)))
+        runs.append(("parallel, 3 chunks, partial group", *_max_pool2d_parallel(*args, 2, 3)))
+    return runs
+
+
+# Odd and even sizes, and a plane only 2 rows high (no full window for the larger kernels).
+POLYPHASE_GRID = [(hw, *case) for hw in ((9, 11), (8, 7), (2, 13)) for case in GRID if min(hw) + 2 * case[2] >= case[0]]
+
+
+@pytest.mark.parametrize("hw, k, s, p, n, ceil", POLYPHASE_GRID)
+def test_max_pool2d_polyphase_kernel_every_split_equals_the_twin(rng, hw, k, s, p, n, ceil):
+    for x in (_x(rng, (n, 3, *hw)), _hard_values(rng, (n, 3, *hw))):
+        ho, wo = pool_output_size(hw, k, s, p, ceil)
+        y_ref, sw_ref = max_pool2d_reference(x, (k, k), (s, s), (p, p), (ho, wo))
+        for name, y, sw in _kernel_runs(x, k, s, p, ceil):
+            np.testing.assert_array_equal(y, y_ref, err_msg=name)
+            np.testing.assert_array_equal(sw, sw_ref, err_msg=name)
+
+
+@pytest.mark.parametrize("k, s, p, ceil", [(3, 2, 0, True), (3, 2, 1, False), (3, 2, 1, True), (2, 2, 1, True),
+                                           (5, 3, 2, True), (3, 1, 1, False)])
+def test_max_pool2d_nans_and_ties_on_borders_and_in_the_interior(k, s, p, ceil):
+    """Hand-placed: the last NaN of a window wins even in a padded corner or a round-up overhang."""
+    h, w = 11, 12
+    x = np.zeros((2, 3, h, w), dtype=np.float32)          # ties everywhere: first real input wins
+    x[0, 0, 0, 0] = x[0, 0, 0, 1] = np.nan                # top-left corner (padded windows)
+    x[0, 1, h - 1, w - 2:] = np.nan                       # bottom-right corner (round-up overhang)
+    x[0, 2, 5, 5] = x[0, 2, 5, 6] = x[0, 2, 6, 5] = np.nan    # interior
+    x[1, 0, :, 0] = 7.0                                   # a tied column on the left border
+    x[1, 1, h - 1, :] = 7.0                               # a tied row on the bottom border
+    x[1, 2] = -np.inf                                     # all -inf: switch at each window's first input
+    y_ref, sw_ref = max_pool2d(x, k, s, p, ceil, backend="reference")
+    y_t, sw_t = _torch_pool(x, k, s, p, ceil)
+    np.testing.assert_array_equal(y_ref, y_t)
+    np.testing.assert_array_equal(sw_ref, sw_t)
+    for name, y, sw in _kernel_runs(x, k, s, p, ceil):
+        np.testing.assert_array_equal(y, y_ref, err_msg=name)
+        np.testing.assert_array_equal(sw, sw_ref, err_msg=name)
+
+
+@pytest.mark.parametrize("name, shape, k, s, p, ceil", REAL_POOLS, ids=[r[0] for r in REAL_POOLS])
+def test_max_pool2d_batched_real_shapes_with_nans_take_the_parallel_path(rng, name, shape, k, s, p, ceil):
+    x = np.maximum(_x(rng, (3, *shape[1:])), 0)
+    x[rng.random(x.shape) < 1e-3] = np.nan
+    y, sw = max_pool2d(x, k, s, p, ceil)
+    y_t, sw_t = _torch_pool(x, k, s, p, ceil)
+    np.testing.assert_array_equal(y, y_t)
+    np.testing.assert_array_equal(sw, sw_t)
+    ho, wo = y.shape[2:]
+    y_par, sw_par = _max_pool2d_parallel(x, k, k, s, s, p, p, ho, wo,
+                                         _group_size(x.shape[0] * x.shape[1], k, k, s, s, ho, wo), 2)
+    np.testing.assert_array_equal(y_par, y_t)
+    np.testing.assert_array_equal(sw_par, sw_t)
 
 
 # --------------------------------------------------------------------------------------------
