@@ -38,6 +38,13 @@ from ._prepared import frozen, prepared
 # at least one image), so a batch of 128 does not allocate gigabytes.
 COLS_BYTES = 64 * 2**20
 
+# Outputs of at least this many positions are computed one image at a time: the GEMM then writes
+# y[n] itself (no pass moving the batch out front) and the unrolled input stays small enough to
+# be read back from cache. Batch 16, same run: ZFNet conv1 (P = 12100) 0.85x, conv2 (676) 0.89x,
+# SqueezeNet conv1 0.76x the time of chunks of several images; 13x13 maps (169) want the chunks,
+# whose wider GEMMs run faster.
+ONE_IMAGE_COLUMNS = 512
+
 # Work buffers (the unrolled input, the GEMM output) are kept between calls, one set per thread:
 # allocating tens of MB afresh on every call costs more in page faults than the im2col itself.
 _buffers = threading.local()
@@ -242,11 +249,14 @@ def _filters_with_bias(w, b, G):
     return prepared(w, ("filters_with_bias", id(b)), make)[1]
 
 
-# 3x3 stride-1 convolutions with at least this many input channels (per group) go through
-# Winograd's F(4x4, 3x3) (kernels/_winograd.py). With fewer, its 36 GEMMs have too short a sum to
-# run fast: on one core SqueezeNet's 16-channel expand3x3 took 1.0-1.1x the im2col time, the
-# 32-channel ones 0.72-0.8x and ZFNet's conv3-5 (256, 384 channels) 0.6x at batch 16.
-WINOGRAD_MIN_CHANNELS = 32
+# 3x3 stride-1 convolutions take Winograd's F(4x4, 3x3) (kernels/_winograd.py) only with at least
+# this many input channels (per group) and 4x4 output tiles over the batch. Its transformed filters
+# are 4x the size of the filters and are read once per call, so a batch of one 13x13 map does not
+# pay for them (measured inside the forward pass: ZFNet batch 1 1.2x, SqueezeNet 1.15x slower);
+# with few channels its 36 GEMMs have too short a sum (SqueezeNet batch 16: 1.18x slower). ZFNet's
+# conv3-5 at batch 16 (256-384 channels, 256 tiles): 0.9-0.95x the im2col time.
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_TILES = 128
 
 
 def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
@@ -267,7 +277,8 @@ def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
     w_g = w.reshape(G, Fg, Kg)                                                    # (G, F/G, C/G*KH*KW)
     b_or_0 = np.zeros(F, np.float32) if b is None else b
 
-    if Cg >= WINOGRAD_MIN_CHANNELS and _winograd.applies(w, (sh, sw), (ph, pw), G):
+    if (Cg >= WINOGRAD_MIN_CHANNELS and _winograd.applies(w, (sh, sw), (ph, pw), G)
+            and N * -(-Ho // 4) * -(-Wo // 4) >= WINOGRAD_MIN_TILES):
         _winograd.conv3x3_winograd(x, w, b, (ph, pw), relu, y)
         # Non-finite values spread over a whole 4x4 tile in Winograd's transforms (an inf times the
         # transform's 0 is NaN); im2col keeps them to the outputs whose windows hold them.
@@ -281,9 +292,10 @@ def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
             _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, b_or_0, relu)
         return y
 
-    # images per chunk: all of them unless the unrolled input would pass COLS_BYTES
+    # images per chunk: one where an image alone makes a wide GEMM (P >= ONE_IMAGE_COLUMNS), else all
+    # of them unless the unrolled input would pass COLS_BYTES
     per_image = C * KH * KW * P * 4
-    chunk = max(1, min(N, COLS_BYTES // per_image))
+    chunk = 1 if P >= ONE_IMAGE_COLUMNS else max(1, min(N, COLS_BYTES // per_image))
     # One image per chunk: the GEMM writes y[n] itself, and adds the bias too, as one more column
     # of the filters times a row of ones under each group's unrolled input (no pass over y for it;
     # measured 0.82-0.92x for ZFNet conv1/conv5 and SqueezeNet's expand3x3). Only where the filter

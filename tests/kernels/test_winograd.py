@@ -164,3 +164,65 @@ def test_net_weights_are_frozen_and_a_new_array_is_not_served_stale():
     net.params["conv3.weight"] = w * np.float32(2)              # a new (writeable) array
     second = conv2d(x, net.weight("conv3"), None, 1, 1)
     assert_conv_close(second, 2 * first, x, net.weight("conv3"), 1, 1, 1, rtol=2e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# conv2d's choice of path
+# ----------------------------------------------------------------------------------------------
+
+def _spy(monkeypatch):
+    calls = []
+    real = wino.conv3x3_winograd
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+    monkeypatch.setattr(wino, "conv3x3_winograd", spy)
+    return calls
+
+
+def test_conv2d_takes_winograd_only_where_it_pays(monkeypatch):
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(9)
+    w = _frozen_randn(rng, 16, 128, 3, 3)
+    small = rng.standard_normal((1, 128, 13, 13)).astype(np.float32)      # 16 tiles: im2col
+    conv2d(small, w, None, 1, 1)
+    assert calls == []
+    big = rng.standard_normal((8, 128, 13, 13)).astype(np.float32)        # 128 tiles
+    got = conv2d(big, w, None, 1, 1, relu=True)
+    assert calls == [big.shape]
+    assert_conv_close(got, np.maximum(conv2d_reference(big, w, None, 1, 1), 0), big, w, 1, 1, 1, rtol=2e-5)
+    few_channels = _frozen_randn(rng, 16, 64, 3, 3)
+    conv2d(rng.standard_normal((8, 64, 13, 13)).astype(np.float32), few_channels, None, 1, 1)
+    strided = conv2d(big, w, None, 2, 1)                                  # stride 2: im2col
+    assert len(calls) == 1 and strided.shape == (8, 16, 7, 7)
+
+
+def test_conv2d_winograd_into_a_channel_slice(monkeypatch):
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((8, 128, 13, 13)).astype(np.float32)
+    w, b = _frozen_randn(rng, 5, 128, 3, 3), _frozen_randn(rng, 5)
+    big = np.full((8, 9, 13, 13), 3.0, np.float32)
+    conv2d(x, w, b, 1, 1, out=big[:, 2:7])
+    assert calls and (big[:, :2] == 3).all() and (big[:, 7:] == 3).all()
+    assert_conv_close(big[:, 2:7], conv2d_reference(x, w, b, 1, 1), x, w, 1, 1, 1, rtol=2e-5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_keep_im2col_semantics(monkeypatch, bad):
+    """An inf or NaN spreads over Winograd's whole tile; conv2d then recomputes with im2col."""
+    calls = _spy(monkeypatch)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((8, 128, 13, 13)).astype(np.float32)
+    x[3, 7, 5, 6] = bad
+    w = _frozen_randn(rng, 4, 128, 3, 3)
+    got = conv2d(x, w, None, 1, 1)
+    assert calls
+    want = conv2d_reference(x, w, None, 1, 1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite[3].sum() < finite[3].size and finite[2].all()          # only the 3x3 neighbourhood
+    assert_conv_close(np.where(finite, got, 0), np.where(finite, want, 0),
+                      np.where(np.isfinite(x), x, 0), w, 1, 1, 1, rtol=2e-5)
