@@ -174,8 +174,11 @@ def _polyphase_padding(s, g, h, w, kh, kw, sh, sw, ph, pw, hp, wp, block):
 
 
 @njit(cache=True)
-def _polyphase_fill(x, p0, g, s, kh, kw, sh, sw, ph, pw, hp, wp, block):
-    """Copy the real inputs of planes p0 .. p0+g-1 (flat over N*C) into the polyphase scratch."""
+def _polyphase_fill(x, p0, g, s, kh, kw, sh, sw, ph, pw, hp, wp, block, rectify):
+    """Copy the real inputs of planes p0 .. p0+g-1 (flat over N*C) into the polyphase scratch.
+
+    rectify: copy relu(x) instead (max(v, 0), NaN kept, as kernels.relu): the ReLU below the pool.
+    """
     n, c, h, w = x.shape
     xf = x.reshape(-1)
     phases_w = min(sw, kw)
@@ -192,7 +195,12 @@ def _polyphase_fill(x, p0, g, s, kh, kw, sh, sw, ph, pw, hp, wp, block):
                     dst = base + (p * hp + r) * wp
                     src = ((p0 + p) * h + r * sh + psi - ph) * w + phi - pw
                     # Unsigned indices: no negative-index wrap-around test, so the copy vectorises.
-                    if sw == 2:
+                    if rectify:
+                        zero = np.float32(0)
+                        for m in range(m_a, m_b):
+                            v = xf[np.uint64(src + m * sw)]
+                            s[np.uint64(dst + m)] = v if (v > 0 or v != v) else zero
+                    elif sw == 2:
                         for m in range(m_a, m_b):
                             s[np.uint64(dst + m)] = xf[np.uint64(src + m * 2)]
                     else:
@@ -201,8 +209,11 @@ def _polyphase_fill(x, p0, g, s, kh, kw, sh, sw, ph, pw, hp, wp, block):
 
 
 @njit(cache=True)
-def _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count):
-    """best, tap over q < count: every window offset (u, v) in row-major order, branch-free."""
+def _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count, track):
+    """best, tap over q < count: every window offset (u, v) in row-major order, branch-free.
+
+    track=False: the maxima alone (tap is not touched), for a pool whose switches nobody wants.
+    """
     phases_w = min(sw, kw)
     for q0 in range(0, count, SCAN_BLOCK):
         n = min(SCAN_BLOCK, count - q0)
@@ -210,6 +221,12 @@ def _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count):
             for v in range(kw):
                 src = ((u % sh) * phases_w + v % sw) * block + (u // sh) * wp + v // sw + q0
                 offset = np.int32(u * w + v)
+                if not track:
+                    for q in range(n):
+                        val = s[np.uint64(src + q)]
+                        b = best[np.uint64(q0 + q)]
+                        best[np.uint64(q0 + q)] = val if ((val > b) | (val != val)) else b
+                    continue
                 for q in range(n):
                     val = s[np.uint64(src + q)]
                     b = best[np.uint64(q0 + q)]
@@ -220,11 +237,12 @@ def _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count):
 
 
 @njit(cache=True)
-def _pool_groups(x, y, switches, g, first, last, kh, kw, sh, sw, ph, pw):
-    """Groups first .. last-1 of g planes each (flat over N*C): y, switches (N*C*H'*W',) flat."""
+def _pool_groups(x, y, switches, g, first, last, kh, kw, sh, sw, ph, pw, rectify, record):
+    """Groups first .. last-1 of g planes each (flat over N*C) into y and (if record) switches,
+    both (N, C, H', W'). rectify: pool relu(x)."""
     n, c, h, w = x.shape
     planes = n * c
-    ho, wo = switches.shape[2:]
+    ho, wo = y.shape[2:]
     yf, sf = y.reshape(-1), switches.reshape(-1)
     hp, wp = ho + (kh - 1) // sh, wo + (kw - 1) // sw
     block = g * hp * wp
@@ -237,7 +255,7 @@ def _pool_groups(x, y, switches, g, first, last, kh, kw, sh, sw, ph, pw):
         p0 = group * g
         gg = min(g, planes - p0)
         count = gg * hp * wp
-        _polyphase_fill(x, p0, gg, s, kh, kw, sh, sw, ph, pw, hp, wp, block)
+        _polyphase_fill(x, p0, gg, s, kh, kw, sh, sw, ph, pw, hp, wp, block, rectify)
         best[:count] = -np.inf
         tap[:count] = 0
         # A window clipped at the top or left starts its switch at its first real input.
@@ -246,7 +264,15 @@ def _pool_groups(x, y, switches, g, first, last, kh, kw, sh, sw, ph, pw):
                 u0 = max(ph - i * sh, 0)
                 for j in range(wp if u0 > 0 else min(wp, (pw + sw - 1) // sw)):
                     tap[(p * hp + i) * wp + j] = u0 * w + max(pw - j * sw, 0)
-        _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count)
+        _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count, record)
+        if not record:
+            for p in range(gg):
+                for i in range(ho):
+                    src = (p * hp + i) * wp
+                    dst = ((p0 + p) * ho + i) * wo
+                    for j in range(wo):
+                        yf[np.uint64(dst + j)] = best[np.uint64(src + j)]
+            continue
         # switch = (window's top-left in unpadded coordinates) + winning offset.
         for p in range(gg):
             for i in range(ho):
@@ -265,47 +291,60 @@ def _group_size(planes, kh, kw, sh, sw, ho, wo):
 
 
 @njit(cache=True, parallel=True)
-def _max_pool2d_parallel(x, kh, kw, sh, sw, ph, pw, ho, wo, g, chunks):
+def _max_pool2d_parallel(x, y, switches, kh, kw, sh, sw, ph, pw, g, chunks, rectify, record):
     """Numba kernel: `chunks` parallel iterations, each a contiguous run of groups of g planes."""
-    n, c, h, w = x.shape
-    y = np.empty((n, c, ho, wo), dtype=np.float32)                  # (N, C, H', W')
-    switches = np.empty((n, c, ho, wo), dtype=np.int64)             # (N, C, H', W')
+    n, c = x.shape[:2]
     groups = (n * c + g - 1) // g
     for t in prange(chunks):
         _pool_groups(x, y, switches, g, t * groups // chunks, (t + 1) * groups // chunks,
-                     kh, kw, sh, sw, ph, pw)
-    return y, switches
+                     kh, kw, sh, sw, ph, pw, rectify, record)
 
 
 @njit(cache=True)
-def _max_pool2d_serial(x, kh, kw, sh, sw, ph, pw, ho, wo, g):
+def _max_pool2d_serial(x, y, switches, kh, kw, sh, sw, ph, pw, g, rectify, record):
     """The same kernel on the calling thread, for inputs too small to pay for a parallel launch."""
-    n, c, h, w = x.shape
-    y = np.empty((n, c, ho, wo), dtype=np.float32)                  # (N, C, H', W')
-    switches = np.empty((n, c, ho, wo), dtype=np.int64)             # (N, C, H', W')
-    _pool_groups(x, y, switches, g, 0, (n * c + g - 1) // g, kh, kw, sh, sw, ph, pw)
-    return y, switches
+    n, c = x.shape[:2]
+    _pool_groups(x, y, switches, g, 0, (n * c + g - 1) // g, kh, kw, sh, sw, ph, pw, rectify, record)
 
 
-def max_pool2d_cpu(x, kh, kw, sh, sw, ph, pw, ho, wo):
-    """CPU kernel: x (N, C, H, W) -> (y, switches) (N, C, H', W'), bit-identical to the twin."""
-    planes = x.shape[0] * x.shape[1]
-    g = _group_size(planes, kh, kw, sh, sw, ho, wo)
-    groups = -(-planes // g)
+def max_pool2d_cpu(x, kh, kw, sh, sw, ph, pw, ho, wo, rectify=False, record=True):
+    """CPU kernel: x (N, C, H, W) -> (y, switches) (N, C, H', W'), bit-identical to the twin.
+
+    rectify: pool relu(x). record=False: no switches (returned as None), a faster scan.
+    """
+    n, c = x.shape[:2]
+    y = np.empty((n, c, ho, wo), dtype=np.float32)                               # (N, C, H', W')
+    switches = np.empty((n, c, ho, wo) if record else (1, 1, 1, 1), dtype=np.int64)
+    g = _group_size(n * c, kh, kw, sh, sw, ho, wo)
+    groups = -(-(n * c) // g)
     chunks = min(numba.get_num_threads(), groups)
     if x.size < SERIAL_BELOW or chunks == 1:
-        return _max_pool2d_serial(x, kh, kw, sh, sw, ph, pw, ho, wo, g)
-    return _max_pool2d_parallel(x, kh, kw, sh, sw, ph, pw, ho, wo, g, chunks)
+        _max_pool2d_serial(x, y, switches, kh, kw, sh, sw, ph, pw, g, rectify, record)
+    else:
+        _max_pool2d_parallel(x, y, switches, kh, kw, sh, sw, ph, pw, g, chunks, rectify, record)
+    return y, (switches if record else None)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, backend=None):
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, backend=None,
+               relu_input=False, return_switches=True):
     """Max pooling with switches. x: (N, C, H, W) float32 -> (y, switches), both (N, C, H', W').
 
     kernel_size, stride, padding: int or (h, w) pair; stride None = kernel_size. ceil_mode=True is
     Caffe's round-up rule. switches are int64 flat indices h*W + w into each input plane; ties go to
     the first maximum in row-major order, exactly as PyTorch's ``return_indices=True``.
+    relu_input=True pools relu(x) (the ReLU below the pool, applied as x is read: exactly
+    max_pool2d(kernels.relu(x)), switches included, without the rectified array).
+    return_switches=False returns y alone and skips recording them (a faster pass).
     """
     k, s, p, out_hw = pool_geometry(x, kernel_size, stride, padding, ceil_mode)
+    for flag, name in ((relu_input, "relu_input"), (return_switches, "return_switches")):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ZFNetError(f"max_pool2d: {name} must be True or False, got {flag!r}")
     if resolve(backend) == "reference":
-        return max_pool2d_reference(x, k, s, p, out_hw)
-    return max_pool2d_cpu(x, k[0], k[1], s[0], s[1], p[0], p[1], out_hw[0], out_hw[1])
+        if relu_input:
+            x = np.where((x > 0) | np.isnan(x), x, np.float32(0))       # kernels.relu's rule
+        y, switches = max_pool2d_reference(x, k, s, p, out_hw)
+    else:
+        y, switches = max_pool2d_cpu(x, k[0], k[1], s[0], s[1], p[0], p[1], out_hw[0], out_hw[1],
+                                     bool(relu_input), bool(return_switches))
+    return (y, switches) if return_switches else y

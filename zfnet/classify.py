@@ -30,7 +30,7 @@ def probabilities(net, x, batch_size=16, backend=None):
     """x (N, 3, H, W) float32 -> (N, classes) float32 probabilities, `batch_size` images at a time."""
     if batch_size < 1:
         raise ZFNetError(f"batch_size must be >= 1, got {batch_size}")
-    out = [forward(net, np.ascontiguousarray(x[i:i + batch_size]), backend=backend).output
+    out = [forward(net, np.ascontiguousarray(x[i:i + batch_size]), backend=backend, switches=False).output
            for i in range(0, len(x), batch_size)]
     prob = np.concatenate(out, axis=0)                       # (N, classes)
     if prob.ndim != 2:

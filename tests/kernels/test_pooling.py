@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zfnet.kernels import ZFNetError, avg_pool2d, max_pool2d, max_unpool2d, pool_output_size
+from zfnet.kernels import ZFNetError, avg_pool2d, max_pool2d, max_unpool2d, pool_output_size, relu
 from zfnet.kernels.max_pool2d import (_group_size, _max_pool2d_parallel, _max_pool2d_serial,
                                       max_pool2d_reference)
 from zfnet.kernels.max_unpool2d import max_unpool2d_cpu
@@ -195,18 +195,28 @@ def _hard_values(rng, shape):
     return x
 
 
-def _kernel_runs(x, k, s, p, ceil):
+def _call(kernel, x, k, s, p, ho, wo, *split, rectify=False, record=True):
+    """Run a raw kernel (serial or parallel) on fresh outputs; -> (y, switches or None)."""
+    n, c = x.shape[:2]
+    y = np.full((n, c, ho, wo), np.nan, np.float32)
+    sw = np.full((n, c, ho, wo) if record else (1, 1, 1, 1), -1, np.int64)
+    kernel(x, y, sw, k, k, s, s, p, p, *split, rectify, record)
+    return y, (sw if record else None)
+
+
+def _kernel_runs(x, k, s, p, ceil, rectify=False, record=True):
     """(name, y, switches) of every way the CPU kernel can split the planes of x."""
     ho, wo = pool_output_size(x.shape[2:], k, s, p, ceil)
-    args = (x, k, k, s, s, p, p, ho, wo)
+    args = (x, k, s, p, ho, wo)
+    flags = dict(rectify=rectify, record=record)
     planes = x.shape[0] * x.shape[1]
     g = _group_size(planes, k, k, s, s, ho, wo)
-    runs = [("serial, natural groups", *_max_pool2d_serial(*args, g)),
-            ("serial, one plane per group", *_max_pool2d_serial(*args, 1))]
+    runs = [("serial, natural groups", *_call(_max_pool2d_serial, *args, g, **flags)),
+            ("serial, one plane per group", *_call(_max_pool2d_serial, *args, 1, **flags))]
     if planes >= 3:
-        runs.append(("serial, partial last group", *_max_pool2d_serial(*args, planes - 1)))
-        runs.append(("parallel, 2 chunks of 1-plane groups", *_max_pool2d_parallel(*args, 1, 2)))
-        runs.append(("parallel, 3 chunks, partial group", *_max_pool2d_parallel(*args, 2, 3)))
+        runs.append(("serial, partial last group", *_call(_max_pool2d_serial, *args, planes - 1, **flags)))
+        runs.append(("parallel, 2 chunks of 1-plane groups", *_call(_max_pool2d_parallel, *args, 1, 2, **flags)))
+        runs.append(("parallel, 3 chunks, partial group", *_call(_max_pool2d_parallel, *args, 2, 3, **flags)))
     return runs
 
 
@@ -222,6 +232,39 @@ def test_max_pool2d_polyphase_kernel_every_split_equals_the_twin(rng, hw, k, s, 
         for name, y, sw in _kernel_runs(x, k, s, p, ceil):
             np.testing.assert_array_equal(y, y_ref, err_msg=name)
             np.testing.assert_array_equal(sw, sw_ref, err_msg=name)
+
+
+@pytest.mark.parametrize("hw, k, s, p, n, ceil", POLYPHASE_GRID[::3])
+def test_max_pool2d_relu_input_and_no_switches_every_split(rng, hw, k, s, p, n, ceil):
+    """relu_input pools relu(x) exactly (switches too: ties among the zeros go to the first);
+    without switches the maxima are the same bits."""
+    for x in (_x(rng, (n, 3, *hw)), _hard_values(rng, (n, 3, *hw)) - np.float32(1)):
+        ho, wo = pool_output_size(hw, k, s, p, ceil)
+        y_ref, sw_ref = max_pool2d_reference(relu(x, backend="reference"), (k, k), (s, s), (p, p), (ho, wo))
+        for name, y, sw in _kernel_runs(x, k, s, p, ceil, rectify=True):
+            np.testing.assert_array_equal(y, y_ref, err_msg=name)
+            np.testing.assert_array_equal(sw, sw_ref, err_msg=name)
+        y_plain, _ = max_pool2d_reference(x, (k, k), (s, s), (p, p), (ho, wo))
+        for rectify, want in ((False, y_plain), (True, y_ref)):
+            for name, y, sw in _kernel_runs(x, k, s, p, ceil, rectify=rectify, record=False):
+                assert sw is None
+                np.testing.assert_array_equal(y, want, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_max_pool2d_public_flags(rng, backend):
+    x = _hard_values(rng, (2, 4, 13, 13)) - np.float32(1)
+    y, sw = max_pool2d(relu(x), 3, 2, 0, True, backend=backend)
+    y2, sw2 = max_pool2d(x, 3, 2, 0, True, backend=backend, relu_input=True)
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(sw2, sw)
+    y3 = max_pool2d(x, 3, 2, 0, True, backend=backend, relu_input=True, return_switches=False)
+    assert isinstance(y3, np.ndarray)
+    np.testing.assert_array_equal(y3, y)
+    with pytest.raises(ZFNetError, match="relu_input must be True or False"):
+        max_pool2d(x, 3, 2, backend=backend, relu_input=1)
+    with pytest.raises(ZFNetError, match="return_switches must be True or False"):
+        max_pool2d(x, 3, 2, backend=backend, return_switches="no")
 
 
 @pytest.mark.parametrize("k, s, p, ceil", [(3, 2, 0, True), (3, 2, 1, False), (3, 2, 1, True), (2, 2, 1, True),
@@ -254,8 +297,8 @@ def test_max_pool2d_batched_real_shapes_with_nans_take_the_parallel_path(rng, na
     np.testing.assert_array_equal(y, y_t)
     np.testing.assert_array_equal(sw, sw_t)
     ho, wo = y.shape[2:]
-    y_par, sw_par = _max_pool2d_parallel(x, k, k, s, s, p, p, ho, wo,
-                                         _group_size(x.shape[0] * x.shape[1], k, k, s, s, ho, wo), 2)
+    y_par, sw_par = _call(_max_pool2d_parallel, x, k, s, p, ho, wo,
+                          _group_size(x.shape[0] * x.shape[1], k, k, s, s, ho, wo), 2)
     np.testing.assert_array_equal(y_par, y_t)
     np.testing.assert_array_equal(sw_par, sw_t)
 

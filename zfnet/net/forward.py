@@ -43,12 +43,14 @@ def _gap(x):
     return x.mean(axis=(2, 3), dtype=np.float64, keepdims=True).astype(np.float32)
 
 
-def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out=None):
+def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out=None, relu_input=False):
     """One layer's forward rule. `inputs` are the arrays named by ``layer.inputs``, batched.
 
-    For a max-pool, its switches are stored in ``switches[layer.name]`` when a dict is given.
+    For a max-pool, its switches are stored in ``switches[layer.name]`` when a dict is given (and
+    not recorded at all when switches is None).
     relu=True (conv only): return relu(conv(x)), the ReLU above it fused into the same pass.
     out (conv only): write the result into this array (see kernels.conv2d) and return it.
+    relu_input=True (max-pool only): pool relu(x), the ReLU below it applied as x is read.
     """
     op = layer.op
     if op == "conv":
@@ -58,10 +60,12 @@ def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out
     if op == "relu":
         return kernels.relu(inputs[0], backend=backend)
     if op == "maxpool":
-        y, sw = kernels.max_pool2d(inputs[0], layer.kernel_size, layer.stride, layer.padding,
-                                   layer.ceil_mode, backend=backend)
-        if switches is not None:
-            switches[layer.name] = sw
+        y = kernels.max_pool2d(inputs[0], layer.kernel_size, layer.stride, layer.padding,
+                               layer.ceil_mode, backend=backend, relu_input=relu_input,
+                               return_switches=switches is not None)
+        if switches is None:
+            return y
+        y, switches[layer.name] = y
         return y
     if op == "avgpool":
         return kernels.avg_pool2d(inputs[0], layer.kernel_size, layer.stride, layer.padding,
@@ -102,6 +106,27 @@ def fused_relus(layers, keep_names):
                 and list(r[0].inputs) == [layer.name]):
             fused[layer.name] = r[0].name
     return fused
+
+
+def relus_into_pools(layers, keep_names, fused):
+    """{relu name: pool name} for every fused ReLU (see fused_relus) whose only reader is a max-pool
+    and that nobody keeps.
+
+    Its conv then skips the ReLU and the pool rectifies its input as it reads it
+    (kernels.max_pool2d(relu_input=True): the same numbers and switches as pooling relu(x)). Where
+    the conv's bias is folded into its GEMM (a wide first layer) this saves a whole pass over the
+    largest activation of the network.
+    """
+    readers = {}
+    for layer in layers:
+        for name in layer.inputs:
+            readers.setdefault(name, []).append(layer)
+    moved = {}
+    for relu in fused.values():
+        r = readers.get(relu, [])
+        if relu not in keep_names and len(r) == 1 and r[0].op == "maxpool":
+            moved[relu] = r[0].name
+    return moved
 
 
 def concat_slices(arch, layers, keep_names, fused):
@@ -154,11 +179,13 @@ def check_input(net, x):
     return x
 
 
-def forward(net, x, keep=None, upto=None, backend=None):
+def forward(net, x, keep=None, upto=None, backend=None, switches=True):
     """Run `net` on a batch. x: (N, C, H, W) float32; any H, W the layers accept.
 
     keep: "all", a name or list of names, or None (the last layer only).
     upto: stop after this layer (saves the work above it); it becomes the result's output.
+    switches=False: do not record the max-pools' switches (``result.switches`` stays empty): a
+    faster pass for classifying and scanning, which never project back.
     """
     check_input(net, x)
     arch = net.arch if tuple(x.shape[1:]) == net.arch.input_shape else net.arch.with_input_shape(x.shape[1:])
@@ -172,6 +199,8 @@ def forward(net, x, keep=None, upto=None, backend=None):
             last_use[name] = i
     fused = fused_relus(layers, keep_names)
     rectified = set(fused.values())
+    into_pools = relus_into_pools(layers, keep_names, fused)
+    pooled_relu = set(into_pools.values())
     slices = concat_slices(arch, layers, keep_names, fused)
     concat_out = {}                          # {concat name: its (N, C, H, W) output, being filled}
     in_place = set()                         # tensors already in their concat's output
@@ -181,7 +210,8 @@ def forward(net, x, keep=None, upto=None, backend=None):
         result.outputs[INPUT] = x
     for i, layer in enumerate(layers):
         if layer.name in rectified:
-            y = live[layer.inputs[0]]        # its conv already applied it (fused_relus)
+            # its conv already applied it (fused_relus), or its pool will (relus_into_pools)
+            y = live[layer.inputs[0]]
         elif layer.name in slices:
             # write this conv's channels of the concat's output (concat_slices)
             concat, first = slices[layer.name]
@@ -200,8 +230,10 @@ def forward(net, x, keep=None, upto=None, backend=None):
                     y[:, first:first + c] = live[name]
                 first += c
         else:
-            y = apply_layer(layer, [live[n] for n in layer.inputs], net, result.switches, backend,
-                            relu=layer.name in fused)
+            y = apply_layer(layer, [live[n] for n in layer.inputs], net,
+                            result.switches if switches else None, backend,
+                            relu=layer.name in fused and fused[layer.name] not in into_pools,
+                            relu_input=layer.name in pooled_relu)
         live[layer.name] = y
         if layer.name in keep_names:
             result.outputs[layer.name] = y

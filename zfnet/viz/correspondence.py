@@ -161,7 +161,7 @@ class CorrespondenceResult:
 
 
 def _features(net, batch, layers):
-    r = forward(net, batch, keep=list(layers))
+    r = forward(net, batch, keep=list(layers), switches=False)
     return {l: r[l].reshape(len(batch), -1) for l in layers}           # {l: (B, D_l)}
 
 

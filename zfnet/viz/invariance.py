@@ -183,7 +183,7 @@ def invariance_curves(net, x, layers=None, target=None, sweeps=None, batch_size=
     sweeps = dict(SWEEPS if sweeps is None else sweeps)
 
     # The original image's features and probabilities.
-    base = forward(net, x[None], keep=list(layers))
+    base = forward(net, x[None], keep=list(layers), switches=False)
     phi0 = {l: base[l][0].ravel().astype(np.float64) for l in layers}          # {l: (D_l,)}
     probs0 = base.output[0]
     target = target_class(probs0, target)
@@ -197,7 +197,7 @@ def invariance_curves(net, x, layers=None, target=None, sweeps=None, batch_size=
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
             xt = np.stack([transform(x, kind, t) for kind, t in chunk])         # (B, 3, H, W)
-            r = forward(net, xt, keep=list(layers))
+            r = forward(net, xt, keep=list(layers), switches=False)
             sl = slice(start, start + len(chunk))
             for l in layers:
                 phi = r[l].reshape(len(chunk), -1).astype(np.float64)         # (B, D_l)

@@ -192,7 +192,7 @@ def occlusion_maps(net, x, layer=None, target=None, size=48, stride=8, batch_siz
     ys, xs = square_positions((h, w), size, stride)
 
     # The unoccluded image: the strongest map m and the default class.
-    base = forward(net, x[None], keep=[layer])
+    base = forward(net, x[None], keep=[layer], switches=False)
     feat = base[layer][0]                                                  # (C, H', W')
     map_totals = feat.reshape(feat.shape[0], -1).sum(axis=1, dtype=np.float64)   # (C,)
     m = strongest_feature_map(feat)
@@ -211,7 +211,7 @@ def occlusion_maps(net, x, layer=None, target=None, size=48, stride=8, batch_siz
             chunk = cells[start:start + batch_size]
             boxes = [(ys[i], ys[i] + size, xs[j], xs[j] + size) for i, j in chunk]
             xp = occlude(x, boxes)                                         # (B, 3, H, W)
-            r = forward(net, xp, keep=[layer])
+            r = forward(net, xp, keep=[layer], switches=False)
             a = r[layer][:, m].reshape(len(chunk), -1).sum(axis=1, dtype=np.float64)   # (B,)
             p = r.output.astype(np.float64)                                # (B, K)
             sl = slice(start, start + len(chunk))

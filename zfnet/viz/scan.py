@@ -450,7 +450,7 @@ def scan(net, images, layer, maps="all", k=9, state_path=None, batch_size=16, re
                     skipped_now.append({"path": p, "reason": reason})
             if good:
                 x = _stack(good, net)                                                   # (N, 3, H, W)
-                a = forward(net, x, upto=layer).output                                  # (N, C, H', W')
+                a = forward(net, x, upto=layer, switches=False).output                  # (N, C, H', W')
                 first = len(state.images)
                 state.topk.add(np.arange(first, first + len(good)), a)
                 state.images.extend({"path": p, "size": st[0], "mtime_ns": st[1]} for p, st, _ in good)
