@@ -25,7 +25,10 @@ window contains a given input: c - (n-1)//2 ... c + n//2 across channels, the sa
 
     dx = dy * d^-beta  -  (2 * alpha * beta / m) * x * sum_{W^T} (dy * x * d^(-beta-1))
 
-All sums and powers are computed in float64 and the result rounded once to float32.
+All sums and powers are computed in float64 and the result rounded once to float32. (The CPU
+kernel slides the across-channel sum down the channels, adding the entering square and
+subtracting the leaving one; a float64 sum of exact squares can differ from the twin's in its last
+bits, far below float32's resolution.)
 We require k > 0 and alpha >= 0 so that d >= k > 0 and the power is always defined.
 """
 import math
@@ -157,21 +160,127 @@ def _energy(x, b, c, size, within_channel, out, scratch1, scratch2):
 
 
 @njit(cache=True, parallel=True)
-def lrn_cpu(x, size, alpha, beta, k, within_channel):
-    """Numba kernel for lrn: y = x * d^-beta, each plane computed from its own window."""
+def _lrn_within_cpu(x, size, alpha, beta, k):
+    """Numba kernel for the within-channel lrn: y = x * d^-beta, one plane per parallel iteration."""
     n, c, h, w = x.shape
-    scale = alpha / (size * size if within_channel else size)
+    scale = alpha / (size * size)
     y = np.empty((n, c, h, w), dtype=np.float32)                    # (N, C, H, W)
     for p in prange(n * c):
         b, ch = p // c, p % c
         s = np.empty(h * w, dtype=np.float64)
         scratch1 = np.empty(h * w, dtype=np.float64)
         scratch2 = np.empty(h * w, dtype=np.float64)
-        _energy(x, b, ch, size, within_channel, s, scratch1, scratch2)
+        _energy(x, b, ch, size, True, s, scratch1, scratch2)
         xp, yp = x[b, ch].reshape(h * w), y[b, ch].reshape(h * w)
         for q in range(h * w):
             yp[q] = xp[q] * _neg_power(k + scale * s[q], beta)
     return y
+
+
+# Pixels per parallel iteration of the across-channel kernel: a block's running sums stay in L1
+# while the kernel walks down the channels, and a 55x55 batch-1 map still splits 12 ways.
+ACROSS_BLOCK = 256
+
+
+@njit(cache=True)
+def _block_peak(a, q0, m):
+    """max |a[:, q0:q0+m]| over the channels of one image, inf if any value is inf or NaN
+    (a running sum must never take those in: inf - inf is NaN). Elementwise maxima down the
+    channels first, so the loops vectorise; a * 0 is 0 for finite values, NaN otherwise."""
+    col = np.zeros(m, dtype=np.float32)
+    bad = np.zeros(m, dtype=np.float32)
+    for ch in range(a.shape[0]):
+        for q in range(m):
+            v = a[ch, q0 + q]
+            av = abs(v)
+            col[q] = av if av > col[q] else col[q]
+            bad[q] += v * np.float32(0)
+    top = np.float32(0)
+    for q in range(m):
+        if bad[q] != bad[q]:
+            return np.float32(np.inf)
+        top = col[q] if col[q] > top else top
+    return top
+
+
+@njit(cache=True, parallel=True)
+def _lrn_across_cpu(x, size, alpha, beta, k):
+    """Numba kernel for the across-channel lrn, one block of pixels per parallel iteration.
+
+    Walking down the channels, the window's energy slides: S(c+1) = S(c) + x[c + after + 1]^2 -
+    x[c - before]^2, two terms per output instead of `size`. The squares of float32 values are
+    exact in float64 and the running sum is float64, so its rounding error is about
+    C * eps64 * (largest square in the block). Blocks where that could reach 1e-9 of d >= k (far
+    below float32's 6e-8; at ZF's alpha = 1e-4, k = 1 that takes |x| > ~7e4) sum every window
+    afresh instead. Written as one function with the loops inline: split into helpers taking
+    array views, LLVM no longer vectorised them (2x slower).
+    """
+    n, c, h, w = x.shape
+    hw = h * w
+    blocks = (hw + ACROSS_BLOCK - 1) // ACROSS_BLOCK
+    before, after = size // 2, (size - 1) // 2
+    scale = alpha / size
+    sqrt_path = beta == 0.75                                        # see _neg_power
+    y = np.empty((n, c, h, w), dtype=np.float32)                    # (N, C, H, W)
+    xf, yf = x.reshape((n, c, hw)), y.reshape((n, c, hw))
+    for t in prange(n * blocks):
+        b, q0 = t // blocks, (t % blocks) * ACROSS_BLOCK
+        m = min(hw, q0 + ACROSS_BLOCK) - q0
+        top = np.float64(_block_peak(xf[b], q0, m))
+        slide = scale * top * top * c * 2.3e-16 <= 1e-9 * k
+        s = np.zeros(m, dtype=np.float64)                           # S of the current channel
+        for cc in range(min(after, c - 1) + 1):
+            for q in range(m):
+                v = np.float64(xf[b, cc, q0 + q])
+                s[q] += v * v
+        if slide and sqrt_path:
+            # the common case (ZF, AlexNet, Caffe: beta = 0.75), with no tests inside the loops
+            for ch in range(c):
+                for q in range(m):
+                    d = k + scale * s[q]
+                    yf[b, ch, q0 + q] = xf[b, ch, q0 + q] * (1.0 / math.sqrt(d * math.sqrt(d)))
+                enter, leave = ch + after + 1, ch - before
+                if enter < c:
+                    for q in range(m):
+                        v = np.float64(xf[b, enter, q0 + q])
+                        s[q] += v * v
+                if leave >= 0:
+                    for q in range(m):
+                        v = np.float64(xf[b, leave, q0 + q])
+                        s[q] -= v * v
+            continue
+        for ch in range(c):
+            if not slide and ch > 0:
+                s[:] = 0.0
+                for cc in range(max(ch - before, 0), min(ch + after, c - 1) + 1):
+                    for q in range(m):
+                        v = np.float64(xf[b, cc, q0 + q])
+                        s[q] += v * v
+            if sqrt_path:
+                for q in range(m):
+                    d = k + scale * s[q]
+                    yf[b, ch, q0 + q] = xf[b, ch, q0 + q] * (1.0 / math.sqrt(d * math.sqrt(d)))
+            else:
+                for q in range(m):
+                    yf[b, ch, q0 + q] = xf[b, ch, q0 + q] * math.exp(-beta * math.log(k + scale * s[q]))
+            if slide:
+                enter, leave = ch + after + 1, ch - before
+                if enter < c:
+                    for q in range(m):
+                        v = np.float64(xf[b, enter, q0 + q])
+                        s[q] += v * v
+                if leave >= 0:
+                    for q in range(m):
+                        v = np.float64(xf[b, leave, q0 + q])
+                        s[q] -= v * v
+    return y
+
+
+def lrn_cpu(x, size, alpha, beta, k, within_channel):
+    """CPU kernel for lrn: y = x * d^-beta (see the module docstring)."""
+    if within_channel:
+        return _lrn_within_cpu(x, size, alpha, beta, k)
+    return _lrn_across_cpu(x, size, alpha, beta, k)
 
 
 @njit(cache=True, parallel=True)

@@ -102,6 +102,41 @@ def test_lrn_across_channels_twins_and_pytorch_agree(rng, size, c, n, beta):
     np.testing.assert_allclose(y_cpu, _torch_lrn(x, size, alpha, beta, k), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("hw", [(16, 16), (17, 31), (3, 100)])        # one block, a partial last block, several
+@pytest.mark.parametrize("size", [1, 4, 5, 13])
+def test_lrn_across_channels_sliding_window_over_pixel_blocks(rng, hw, size):
+    """The CPU kernel slides the channel sum over blocks of ACROSS_BLOCK pixels: every block
+    boundary and every window size (wider than C too) gives the twin's numbers."""
+    x = _x(rng, (2, 11, *hw), scale=3.0)
+    x[0, 4] = 0.0                                                    # a silent channel inside the window
+    x[1, :, 0, :5] *= 1e4                                            # large squares next to small ones
+    y_ref = lrn(x, size, 0.5, 0.75, 1.0, backend="reference")
+    y_cpu = lrn(x, size, 0.5, 0.75, 1.0, backend="cpu")
+    np.testing.assert_allclose(y_cpu, y_ref, rtol=2e-7, atol=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_lrn_across_channels_non_finite_values_stay_in_their_windows(bad):
+    x = np.ones((1, 12, 4, 70), np.float32)
+    x[0, 2, 1, 3] = bad
+    y_ref = lrn(x, 3, 1e-4, 0.75, 1.0, backend="reference")
+    y_cpu = lrn(x, 3, 1e-4, 0.75, 1.0)
+    np.testing.assert_array_equal(np.isnan(y_cpu), np.isnan(y_ref))
+    assert np.isfinite(y_cpu[0, 5:]).all()
+    np.testing.assert_allclose(np.nan_to_num(y_cpu), np.nan_to_num(y_ref), rtol=2e-7)
+
+
+def test_lrn_across_channels_huge_values_do_not_leak_into_later_windows():
+    """A square of 1e40 leaving the window would leave float64 rounding of ~1e24 behind in a
+    running sum; such blocks sum every window afresh, so the small windows after it stay exact."""
+    x = np.ones((1, 12, 4, 70), np.float32)
+    x[0, 0, 1, 3] = 1e20
+    for backend in ("reference", "cpu"):
+        y = lrn(x, 3, 1e-4, 0.75, 1.0, backend=backend)
+        np.testing.assert_allclose(y[0, 5:11], (1 + 1e-4) ** -0.75, rtol=1e-7)   # full windows of ones
+    np.testing.assert_allclose(lrn(x, 3, 1e-4, 0.75, 1.0), lrn(x, 3, 1e-4, 0.75, 1.0, backend="reference"), rtol=2e-7)
+
+
 def test_lrn_window_for_even_sizes_is_pytorchs():
     """size 4: channel c is normalised by channels c-2 .. c+1 (torch's window; ONNX's is c-1 .. c+2)."""
     x = np.zeros((1, 6, 1, 1), dtype=np.float32)
