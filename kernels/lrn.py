@@ -177,6 +177,21 @@ def _lrn_within_cpu(x, size, alpha, beta, k):
     return y
 
 
+@njit(cache=True)
+def _slide(xf, b, enter, leave, q0, m, s):
+    """s += x[b, enter]^2 - x[b, leave]^2 over pixels q0 .. q0+m-1 (channels outside [0, C) add
+    nothing). Takes the whole (N, C, H*W) array and indices, not views: LLVM vectorises that."""
+    c = xf.shape[1]
+    if enter < c:
+        for q in range(m):
+            v = np.float64(xf[b, enter, q0 + q])
+            s[q] += v * v
+    if leave >= 0:
+        for q in range(m):
+            v = np.float64(xf[b, leave, q0 + q])
+            s[q] -= v * v
+
+
 # Pixels per parallel iteration of the across-channel kernel: a block's running sums stay in L1
 # while the kernel walks down the channels, and a 55x55 batch-1 map still splits 12 ways.
 ACROSS_BLOCK = 256
@@ -239,15 +254,7 @@ def _lrn_across_cpu(x, size, alpha, beta, k):
                 for q in range(m):
                     d = k + scale * s[q]
                     yf[b, ch, q0 + q] = xf[b, ch, q0 + q] * (1.0 / math.sqrt(d * math.sqrt(d)))
-                enter, leave = ch + after + 1, ch - before
-                if enter < c:
-                    for q in range(m):
-                        v = np.float64(xf[b, enter, q0 + q])
-                        s[q] += v * v
-                if leave >= 0:
-                    for q in range(m):
-                        v = np.float64(xf[b, leave, q0 + q])
-                        s[q] -= v * v
+                _slide(xf, b, ch + after + 1, ch - before, q0, m, s)
             continue
         for ch in range(c):
             if not slide and ch > 0:
@@ -264,15 +271,7 @@ def _lrn_across_cpu(x, size, alpha, beta, k):
                 for q in range(m):
                     yf[b, ch, q0 + q] = xf[b, ch, q0 + q] * math.exp(-beta * math.log(k + scale * s[q]))
             if slide:
-                enter, leave = ch + after + 1, ch - before
-                if enter < c:
-                    for q in range(m):
-                        v = np.float64(xf[b, enter, q0 + q])
-                        s[q] += v * v
-                if leave >= 0:
-                    for q in range(m):
-                        v = np.float64(xf[b, leave, q0 + q])
-                        s[q] -= v * v
+                _slide(xf, b, ch + after + 1, ch - before, q0, m, s)
     return y
 
 
