@@ -68,5 +68,20 @@ def _local_weights(weights_dir, tmp_path_factory):
 
 
 @pytest.fixture
+def unknown_onnx(squeezenet_dir, tmp_path):
+    """A real ONNX file no model card lists: SqueezeNet with one weight changed."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(squeezenet_dir / "squeezenet1_0.onnx"))
+    init = model.graph.initializer[0]
+    w = numpy_helper.to_array(init).copy()
+    w.flat[0] += 1.0
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    path = tmp_path / "tuned.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)

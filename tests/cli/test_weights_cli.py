@@ -2,25 +2,10 @@
 import json
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import numpy_helper
 
 from zfnet.cli import main
 from zfnet.weights import list_cards, load_net
-
-
-@pytest.fixture
-def unknown_onnx(squeezenet_dir, tmp_path):
-    """A real ONNX file no model card lists: SqueezeNet with one weight changed."""
-    model = onnx.load(str(squeezenet_dir / "squeezenet1_0.onnx"))
-    init = model.graph.initializer[0]
-    w = numpy_helper.to_array(init).copy()
-    w.flat[0] += 1.0
-    init.CopyFrom(numpy_helper.from_array(w, init.name))
-    path = tmp_path / "tuned.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture(autouse=True)

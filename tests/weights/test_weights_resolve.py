@@ -9,9 +9,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
 
 import zfnet.convert
 from zfnet import ZFNetError
@@ -27,19 +25,6 @@ SQUEEZENET_META = {
     "resize": 256, "classes": "imagenet", "converter_version": "1",
 }
 NET_SHA = "e4ab6960ae8cd81505e1c2136921201507e930966c53deaf15862a395b3a3261"
-
-
-@pytest.fixture
-def unknown_onnx(squeezenet_dir, tmp_path):
-    """A real ONNX file no model card lists: SqueezeNet with one weight changed."""
-    model = onnx.load(str(squeezenet_dir / "squeezenet1_0.onnx"))
-    init = model.graph.initializer[0]
-    w = numpy_helper.to_array(init).copy()
-    w.flat[0] += 1.0
-    init.CopyFrom(numpy_helper.from_array(w, init.name))
-    path = tmp_path / "tuned.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture(autouse=True)
