@@ -39,35 +39,3 @@ def features(net, x, layers, with_output=False):
     r = forward(net, np.ascontiguousarray(x[None]), keep=list(layers))
     f = {l: r[l][0].ravel().astype(np.float64) for l in layers}
     return (f, r.output[0]) if with_output else f
-
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-def open_in_chromium(page_path):
-    """Load a page in headless Chromium -> (images [(src, complete, naturalWidth)], console errors,
-    requests that were not file: or data:, link hrefs, page text)."""
-    from pathlib import Path
-
-    from playwright.sync_api import sync_playwright   # a dev requirement: missing must fail, not skip
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
-    errors, foreign = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run", "--disable-sync"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.on("request", lambda r: foreign.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
-            page.goto(Path(page_path).resolve().as_uri(), wait_until="load")
-            page.wait_for_load_state("networkidle")
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.getAttribute('src'), e.complete, e.naturalWidth])")
-            links = page.eval_on_selector_all("a", "els => els.map(e => e.getAttribute('href'))")
-            text = page.inner_text("body")
-        finally:
-            browser.close()
-    return images, errors, foreign, links, text

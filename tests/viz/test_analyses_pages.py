@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analyses_support import open_in_chromium, run_cli
+from analyses_support import run_cli
+from browser_support import open_in_chromium
 from zfnet.net import Architecture, Conv, Flatten, GlobalAvgPool, MaxPool, Net, ReLU, Softmax
 from zfnet.viz.correspondence import default_layers as corr_layers
 from zfnet.viz.invariance import default_layers as inv_layers
@@ -74,7 +75,7 @@ def test_the_four_commands_and_their_pages(setup, capsys):
         assert rc == 0, (name, err)
         printed = json.loads(stdout)                                # --json: the numbers on stdout
         assert printed == {**json.loads((out / f"{name}.json").read_text()), **printed}
-        images, errors, foreign, links, text = open_in_chromium(out / f"{name}.html")
+        images, errors, foreign, links, _, text = open_in_chromium(out / f"{name}.html")
         assert errors == [] and foreign == [], (name, errors, foreign)
         assert images and all(complete and width > 0 for _, complete, width in images), (name, images)
         assert {src for src, _, _ in images} <= {p.name for p in out.iterdir()}   # figures beside the page

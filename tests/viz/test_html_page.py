@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser_support import open_in_chromium
 from topk_support import tiny_net, write_images
 from zfnet import ZFNetError
 from zfnet.atomic import save_png
@@ -15,11 +16,6 @@ from zfnet.viz import topk as T
 from zfnet.viz.html import Cell, Link, Page
 from zfnet.viz.scan import STATE_FILE, scan
 from zfnet.weights import save_net
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-
 
 # -- the builder -----------------------------------------------------------------------------------
 def _png(path, h=6, w=10):
@@ -80,37 +76,9 @@ def test_page_write_is_atomic(tmp_path, monkeypatch):
 
 
 # -- in a browser ----------------------------------------------------------------------------------
-def _open_in_chromium(page_path):
-    """Load a page in headless Chromium; return (images [(src, naturalWidth)], console errors,
-    requests that were not file: or data:, link targets, page text)."""
-    from playwright.sync_api import sync_playwright   # a dev requirement: missing must fail, not skip
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install -y chromium"
-    errors, foreign = [], []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("requestfailed", lambda r: errors.append(f"failed: {r.url}"))
-            page.on("request", lambda r: foreign.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
-            response = page.goto(Path(page_path).resolve().as_uri(), wait_until="load")
-            assert response is None or response.ok
-            page.wait_for_load_state("networkidle")
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.getAttribute('src').slice(0, 60), e.complete, e.naturalWidth])")
-            links = page.eval_on_selector_all("a", "els => els.map(e => [e.getAttribute('href'), e.href])")
-            boxes = page.eval_on_selector_all(
-                ".fig a", "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
-            text = page.inner_text("body")
-        finally:
-            browser.close()
-    return images, errors, foreign, links, boxes, text
-
-
 def _check_links(page_path, links):
     folder = Path(page_path).parent
-    for href, _ in links:
+    for href in links:
         if href.startswith("#"):
             continue
         assert not href.startswith(("http:", "https:", "//")), href
@@ -124,12 +92,12 @@ def test_topk_page_renders_in_chromium(tmp_path, rng):
     out = tmp_path / "out"
     state = scan(net, paths, "relu2", "0-3,", k=4, state_path=out / STATE_FILE).state
     T.render_topk(net, state, out, cell=24)
-    images, errors, foreign, links, boxes, text = _open_in_chromium(out / "index.html")
+    images, errors, foreign, links, boxes, text = open_in_chromium(out / "index.html")
     assert errors == [] and foreign == []
     assert len(images) == 1 + 4                                       # the sheet and one block per map
     assert all(complete and width > 0 for _, complete, width in images), images
     _check_links(out / "index.html", links)
-    cell_links = [l for l in links if l[0].startswith("inputs/")]
+    cell_links = [href for href in links if href.startswith("inputs/")]
     assert len(cell_links) >= 4 * 4 * 2                                # every projection and patch cell
     assert all(w > 5 and h > 5 for w, h in boxes)                     # the clickable cells have a size
     for words in ("tiny", "relu2", "images scanned", "9", "deconvnet", "centre crop 32x32", "receptive field"):
@@ -144,7 +112,7 @@ def test_filters_page_and_embedded_topk_page_render_in_chromium(tmp_path, rng):
     out = tmp_path / "filters"
     assert main(["filters", "--model", str(model), "--images", str(tmp_path / "imgs"), "--filter", "1",
                  "--k", "4", "--out", str(out)]) == 0
-    images, errors, foreign, links, _, text = _open_in_chromium(out / "index.html")
+    images, errors, foreign, links, _, text = open_in_chromium(out / "index.html")
     assert errors == [] and foreign == [] and len(images) == 2
     assert all(complete and width > 0 for _, complete, width in images)
     _check_links(out / "index.html", links)
@@ -159,5 +127,5 @@ def test_filters_page_and_embedded_topk_page_render_in_chromium(tmp_path, rng):
     alone = tmp_path / "alone"
     alone.mkdir()
     os.replace(single / "index.html", alone / "index.html")
-    images, errors, foreign, _, _, _ = _open_in_chromium(alone / "index.html")
+    images, errors, foreign, _, _, _ = open_in_chromium(alone / "index.html")
     assert foreign == [] and len(images) == 3 and all(c and w > 0 for _, c, w in images)
