@@ -34,7 +34,7 @@ way, so that it vectorises: it copies groups of planes into a polyphase scratch 
 and applies each window offset (u, v), in row-major order, to many outputs at once with a
 branch-free update. The comment above the kernel explains the layout.
 """
-import os
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -296,14 +296,11 @@ def _group_size(planes, kh, kw, sh, sw, ho, wo):
 # Threads for the parallel path: plain Python threads, each running _pool_groups (which releases
 # the GIL) on its own run of groups. A Numba prange over the same calls measured the same speed
 # but took 2.5-3.5 s more to compile on first use.
-_pool = []
-
-
-def _threads():
-    if not _pool:
-        _pool.append(ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1),
-                                        thread_name_prefix="zfnet-pool"))
-    return _pool[0]
+@functools.lru_cache(maxsize=1)
+def _workers():
+    """The threads that run all runs of groups but the first (Numba's thread count, less the caller)."""
+    return ThreadPoolExecutor(max_workers=max(1, numba.config.NUMBA_NUM_THREADS - 1),
+                              thread_name_prefix="zfnet-maxpool")
 
 
 def _max_pool2d_parallel(x, y, switches, kh, kw, sh, sw, ph, pw, g, chunks, rectify, record):
@@ -311,7 +308,7 @@ def _max_pool2d_parallel(x, y, switches, kh, kw, sh, sw, ph, pw, g, chunks, rect
     n, c = x.shape[:2]
     groups = (n * c + g - 1) // g
     runs = [(t * groups // chunks, (t + 1) * groups // chunks) for t in range(chunks)]
-    others = [_threads().submit(_pool_groups, x, y, switches, g, a, b, kh, kw, sh, sw, ph, pw, rectify, record)
+    others = [_workers().submit(_pool_groups, x, y, switches, g, a, b, kh, kw, sh, sw, ph, pw, rectify, record)
               for a, b in runs[1:]]
     _pool_groups(x, y, switches, g, *runs[0], kh, kw, sh, sw, ph, pw, rectify, record)
     for f in others:
