@@ -89,16 +89,22 @@ def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out
     raise ZFNetError(f"layer {layer.name!r}: no forward rule for op {op!r}")
 
 
+def readers_of(layers):
+    """{tensor name: [the layers that read it]}."""
+    readers = {}
+    for layer in layers:
+        for name in layer.inputs:
+            readers.setdefault(name, []).append(layer)
+    return readers
+
+
 def fused_relus(layers, keep_names):
     """{conv name: relu name} for every conv whose only reader is a ReLU and that nobody keeps.
 
     Such a conv's pre-ReLU output is never seen, so the conv computes relu(conv(x)) in one pass
     (kernels.conv2d(relu=True), bit-for-bit the same numbers) and the ReLU passes it on.
     """
-    readers = {}
-    for layer in layers:
-        for name in layer.inputs:
-            readers.setdefault(name, []).append(layer)
+    readers = readers_of(layers)
     fused = {}
     for layer in layers:
         r = readers.get(layer.name, [])
@@ -117,10 +123,7 @@ def relus_into_pools(layers, keep_names, fused):
     the conv's bias is folded into its GEMM (a wide first layer) this saves a whole pass over the
     largest activation of the network.
     """
-    readers = {}
-    for layer in layers:
-        for name in layer.inputs:
-            readers.setdefault(name, []).append(layer)
+    readers = readers_of(layers)
     moved = {}
     for relu in fused.values():
         r = readers.get(relu, [])
@@ -137,10 +140,7 @@ def concat_slices(arch, layers, keep_names, fused):
     output (kernels.conv2d(out=...)) and the concat copies nothing. Kept activations stay arrays
     of their own; the concat copies those.
     """
-    readers = {}
-    for layer in layers:
-        for name in layer.inputs:
-            readers.setdefault(name, []).append(layer)
+    readers = readers_of(layers)
     producer = {relu: conv for conv, relu in fused.items()}
     producer.update({layer.name: layer.name for layer in layers if layer.op == "conv" and layer.name not in fused})
     slices = {}
