@@ -4,7 +4,7 @@ import pytest
 
 from zfnet import kernels
 from zfnet.net import Net, forward, get_architecture
-from zfnet.net.forward import fused_relus
+from zfnet.net.plan import fused_relus
 
 
 @pytest.mark.parametrize("shape,wshape,stride,padding,groups,bias", [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from zfnet.net import Net, forward, get_architecture
-from zfnet.net.forward import fused_relus, relus_into_pools
+from zfnet.net.plan import fused_relus, relus_into_pools
 
 
 @pytest.fixture(scope="module", params=["zfnet", "squeezenet1_0", "zf_caffe"])

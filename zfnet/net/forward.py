@@ -5,9 +5,15 @@
     result.switches["pool5"]                   # (N, F, H', W') int64 flat indices into pool5's input plane
     result.output                              # the last layer's output, e.g. (N, 1000) probabilities
 
-Every max-pool's switches are always recorded (the deconvnet needs them); activations are kept
-only for the names in ``keep`` ("all", a list of names, or None for the last layer alone), and
-a tensor is dropped as soon as no later layer reads it, so memory stays at the live set.
+Every max-pool's switches are recorded (the deconvnet needs them) unless switches=False;
+activations are kept only for the names in ``keep`` ("all", a list of names, or None for the last
+layer alone), and a tensor is dropped as soon as no later layer reads it, so memory stays at the
+live set.
+
+forward() walks a plan (plan.py): the layer specs turned once into steps, where a conv may apply
+the ReLU above it, a max-pool the ReLU below it, and a conv may write straight into its concat's
+output: the same numbers bit for bit. fuse=False walks the layers one at a time, the reference.
+Every step runs through one function, run_step -> apply_layer (one layer's rule on the kernels).
 """
 from dataclasses import dataclass, field
 
@@ -17,6 +23,7 @@ from zfnet import kernels
 from zfnet.errors import ZFNetError
 from zfnet.kernels._checks import check_array
 from zfnet.net.graph import INPUT
+from zfnet.net.plan import plan
 
 
 @dataclass
@@ -43,14 +50,28 @@ def _gap(x):
     return x.mean(axis=(2, 3), dtype=np.float64, keepdims=True).astype(np.float32)
 
 
-def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out=None, relu_input=False):
+def _fill(layer, inputs, out, filled):
+    # concat into `out` (N, C, H, W): copy each input not already in its channels
+    first = 0
+    for name, x in zip(layer.inputs, inputs):
+        c = x.shape[1]
+        if name not in filled:
+            out[:, first:first + c] = x
+        first += c
+    return out
+
+
+def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out=None, relu_input=False,
+                filled=()):
     """One layer's forward rule. `inputs` are the arrays named by ``layer.inputs``, batched.
 
     For a max-pool, its switches are stored in ``switches[layer.name]`` when a dict is given (and
     not recorded at all when switches is None).
     relu=True (conv only): return relu(conv(x)), the ReLU above it fused into the same pass.
-    out (conv only): write the result into this array (see kernels.conv2d) and return it.
+    out (conv, concat): write the result into this array (see kernels.conv2d) and return it.
     relu_input=True (max-pool only): pool relu(x), the ReLU below it applied as x is read.
+    filled (concat with out): the inputs already in `out` (their convs wrote there); the others
+    are copied in.
     """
     op = layer.op
     if op == "conv":
@@ -76,7 +97,7 @@ def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out
         return kernels.lrn(inputs[0], layer.size, layer.alpha, layer.beta, layer.k,
                            layer.within_channel, backend=backend)
     if op == "concat":
-        return np.concatenate(inputs, axis=1)
+        return np.concatenate(inputs, axis=1) if out is None else _fill(layer, inputs, out, filled)
     if op == "dropout":
         return inputs[0]
     if op == "flatten":
@@ -89,87 +110,6 @@ def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out
     raise ZFNetError(f"layer {layer.name!r}: no forward rule for op {op!r}")
 
 
-def readers_of(layers):
-    """{tensor name: [the layers that read it]}."""
-    readers = {}
-    for layer in layers:
-        for name in layer.inputs:
-            readers.setdefault(name, []).append(layer)
-    return readers
-
-
-def fused_relus(layers, keep_names):
-    """{conv name: relu name} for every conv whose only reader is a ReLU and that nobody keeps.
-
-    Such a conv's pre-ReLU output is never seen, so the conv computes relu(conv(x)) in one pass
-    (kernels.conv2d(relu=True), bit-for-bit the same numbers) and the ReLU passes it on.
-    """
-    readers = readers_of(layers)
-    fused = {}
-    for layer in layers:
-        r = readers.get(layer.name, [])
-        if (layer.op == "conv" and layer.name not in keep_names and len(r) == 1 and r[0].op == "relu"
-                and list(r[0].inputs) == [layer.name]):
-            fused[layer.name] = r[0].name
-    return fused
-
-
-def relus_into_pools(layers, keep_names, fused):
-    """{relu name: pool name} for every fused ReLU (see fused_relus) whose only reader is a max-pool
-    and that nobody keeps.
-
-    Its conv then skips the ReLU and the pool rectifies its input as it reads it
-    (kernels.max_pool2d(relu_input=True): the same numbers and switches as pooling relu(x)). Where
-    the conv's bias is folded into its GEMM (a wide first layer) this saves a whole pass over the
-    largest activation of the network.
-    """
-    readers = readers_of(layers)
-    moved = {}
-    for relu in fused.values():
-        r = readers.get(relu, [])
-        if relu not in keep_names and len(r) == 1 and r[0].op == "maxpool":
-            moved[relu] = r[0].name
-    return moved
-
-
-def concat_slices(arch, layers, keep_names, fused):
-    """{conv name: (concat name, first channel)} for every conv that writes straight into a concat.
-
-    A concat input qualifies when it is a conv's output (or its fused ReLU's, see fused_relus) that
-    only the concat reads and nobody keeps: the conv then writes its channels of the concat's
-    output (kernels.conv2d(out=...)) and the concat copies nothing. Kept activations stay arrays
-    of their own; the concat copies those.
-    """
-    readers = readers_of(layers)
-    producer = {relu: conv for conv, relu in fused.items()}
-    producer.update({layer.name: layer.name for layer in layers if layer.op == "conv" and layer.name not in fused})
-    slices = {}
-    for layer in layers:
-        if layer.op != "concat":
-            continue
-        first = 0
-        for name in layer.inputs:
-            if (name in producer and name not in keep_names and producer[name] not in keep_names
-                    and len(readers[name]) == 1):
-                slices[producer[name]] = (layer.name, first)
-            first += arch.shapes[name][0]
-    return slices
-
-
-def _keep_set(arch, keep):
-    if keep is None:
-        return {arch.output}
-    if keep == "all":
-        return {INPUT, *arch.names}
-    if isinstance(keep, str):
-        keep = [keep]
-    names = set(keep)
-    for n in names:
-        if n != INPUT:
-            arch.layer(n)  # raises with the list of valid names
-    return names | {arch.output}
-
-
 def check_input(net, x):
     """x must be (N, C, H, W) float32 with the architecture's channel count."""
     check_array(x, "x", 4)
@@ -179,65 +119,51 @@ def check_input(net, x):
     return x
 
 
-def forward(net, x, keep=None, upto=None, backend=None, switches=True):
+def run_step(step, live, net, switches=None, backend=None):
+    """Run one plan step (plan.Step) on the tensors in `live`; return its output.
+
+    live: {tensor name: (N, ...) array}; a concat's output being filled in place by its convs
+    also lives there, under the concat's name, until the concat step completes it.
+    switches: the dict the max-pools' switches go to, or None (not recorded).
+    """
+    if step.applied_by is not None:
+        return live[step.inputs[0]]             # a ReLU its conv or its pool applies
+    inputs = [live[n] for n in step.inputs]
+    out = None
+    if step.into is not None:
+        # this conv's channels of the concat's output, allocated by the first conv that writes there
+        concat, first, stop, shape = step.into
+        if concat not in live:
+            live[concat] = np.empty((inputs[0].shape[0], *shape), np.float32)      # (N, C, H, W)
+        out = live[concat][:, first:stop]                                          # (N, F, H', W')
+    elif step.filled:
+        out = live[step.name]
+    return apply_layer(step.layer, inputs, net, switches, backend, relu=step.relu, out=out,
+                       relu_input=step.relu_input, filled=step.filled)
+
+
+def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True):
     """Run `net` on a batch. x: (N, C, H, W) float32; any H, W the layers accept.
 
     keep: "all", a name or list of names, or None (the last layer only).
     upto: stop after this layer (saves the work above it); it becomes the result's output.
     switches=False: do not record the max-pools' switches (``result.switches`` stays empty): a
     faster pass for classifying and scanning, which never project back.
+    fuse=True: walk the fused plan (plan.py: a conv applies the ReLU above it, a max-pool the ReLU
+    below it, convs write into their concat's output; never for a kept tensor). fuse=False: one
+    layer at a time, the reference; both give the same bits. ``print(plan(net.arch, ...))``
+    shows the steps.
     """
     check_input(net, x)
-    arch = net.arch if tuple(x.shape[1:]) == net.arch.input_shape else net.arch.with_input_shape(x.shape[1:])
-    last = arch.index(upto) if upto is not None else len(arch.layers) - 1
-    layers = arch.layers[: last + 1]
-    keep_names = _keep_set(arch, keep) | {layers[-1].name}
-    # The last reader of each tensor, so that tensors nobody needs any more can be dropped.
-    last_use = {}
-    for i, layer in enumerate(layers):
-        for name in layer.inputs:
-            last_use[name] = i
-    fused = fused_relus(layers, keep_names)
-    rectified = set(fused.values())
-    into_pools = relus_into_pools(layers, keep_names, fused)
-    pooled_relu = set(into_pools.values())
-    slices = concat_slices(arch, layers, keep_names, fused)
-    concat_out = {}                          # {concat name: its (N, C, H, W) output, being filled}
-    in_place = set()                         # tensors already in their concat's output
-    live = {INPUT: x}
-    result = ForwardResult(output_name=layers[-1].name)
-    if INPUT in keep_names:
+    p = plan(net.arch, x.shape[1:], keep, upto, switches, fuse)
+    result = ForwardResult(output_name=p.output)
+    if p.keep_input:
         result.outputs[INPUT] = x
-    for i, layer in enumerate(layers):
-        if layer.name in rectified:
-            # its conv already applied it (fused_relus), or its pool will (relus_into_pools)
-            y = live[layer.inputs[0]]
-        elif layer.name in slices:
-            # write this conv's channels of the concat's output (concat_slices)
-            concat, first = slices[layer.name]
-            if concat not in concat_out:
-                concat_out[concat] = np.empty((x.shape[0], *arch.shapes[concat]), np.float32)
-            out = concat_out[concat][:, first:first + arch.shapes[layer.name][0]]   # (N, F, H', W')
-            y = apply_layer(layer, [live[layer.inputs[0]]], net, backend=backend,
-                            relu=layer.name in fused, out=out)
-            in_place.add(fused.get(layer.name, layer.name))
-        elif layer.name in concat_out:
-            # the convs wrote their channels already; copy the rest (kept or not a conv's output)
-            y, first = concat_out.pop(layer.name), 0
-            for name in layer.inputs:
-                c = live[name].shape[1]
-                if name not in in_place:
-                    y[:, first:first + c] = live[name]
-                first += c
-        else:
-            y = apply_layer(layer, [live[n] for n in layer.inputs], net,
-                            result.switches if switches else None, backend,
-                            relu=layer.name in fused and fused[layer.name] not in into_pools,
-                            relu_input=layer.name in pooled_relu)
-        live[layer.name] = y
-        if layer.name in keep_names:
-            result.outputs[layer.name] = y
-        for name in layer.inputs:
-            if last_use[name] == i:
-                live.pop(name, None)
+    live = {INPUT: x}
+    for step in p.steps:
+        y = live[step.name] = run_step(step, live, net, result.switches if p.switches else None, backend)
+        if step.keep:
+            result.outputs[step.name] = y
+        for name in step.drop:
+            live.pop(name, None)
     return result
