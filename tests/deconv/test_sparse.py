@@ -6,6 +6,8 @@ sparse walk switched off) and the dense walk, and against PyTorch autograd; at t
 edges and centre of every spatial layer, in the deconvnet and guided modes, for each of the walk's filter
 kernels forced in turn, for zero units and for switches shared by overlapping pooling windows.
 """
+import importlib
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,8 @@ from zfnet.deconv import MODES, Unit, project, sparse
 from zfnet.deconv.crop import unit_plan
 from zfnet.net import (LRN, Architecture, Conv, Dropout, MaxPool, Net, ReLU, forward,
                        get_architecture)
+
+conv_transpose_sparse_mod = importlib.import_module("zfnet.kernels.conv_transpose_sparse")
 
 TOL = 1e-6          # against the other walks: float32 summation order only
 TORCH_TOL = 2e-5    # as test_project_torch.py
@@ -89,25 +93,13 @@ def test_caffenet_grouped(monkeypatch):
     _compare(monkeypatch, net, x, ["conv2", "pool2", "conv4", "conv5"])
 
 
-@pytest.mark.parametrize("kernel", ["by_position", "sparse", "dense"])
-def test_each_filter_kernel(monkeypatch, kernel):
-    # force every filter step onto one kernel: each must give the rules' projection alone
+@pytest.mark.parametrize("path", ["by_position", "by_filter", "columns"])
+def test_each_filter_kernel(monkeypatch, path):
+    # force every filter step onto one kernel (by_position where one group allows it): each must
+    # give the rules' projection alone
     net, x = _zfnet_small(seed=4)
-    by_position = sparse._filter_by_position
-    if kernel == "sparse":          # never position by position
-        monkeypatch.setattr(sparse, "_filter_by_position",
-                            lambda g, r, wt, KH, KW, sh, sw, oy, ox, x, *_: sparse._filter_sparse(
-                                g, r, wt, 1, KH, KW, sh, sw, oy, ox, x))
-    elif kernel == "dense":         # every step a GEMM and a col2im
-        monkeypatch.setattr(sparse, "DENSE", -1.0)
-        monkeypatch.setattr(sparse, "_filter_by_position",
-                            lambda g, r, wt, KH, KW, sh, sw, oy, ox, x, *_: sparse._add_columns(
-                                np.matmul(np.maximum(g, 0) if r else g, wt).reshape(1, -1, wt.shape[1]),
-                                1, KH, KW, sh, sw, oy, ox, g.shape[1], x))
-    else:                           # position by position wherever one group allows it
-        monkeypatch.setattr(sparse, "_filter", lambda g, r, unpooled, wt, G, *a: (
-            by_position(g, r, wt, *a, np.empty(wt.shape[1], np.float32), np.empty(g.shape[2], np.int64),
-                        np.empty(g.shape[2], np.float32)) if G == 1 else sparse._filter_sparse(g, r, wt, G, *a)))
+    monkeypatch.setattr(conv_transpose_sparse_mod, "choose_path", lambda g, rectify, groups, unpooled: (
+        "by_filter" if path == "by_position" and groups != 1 else path))
     _compare(monkeypatch, net, x, ["conv2", "conv5", "pool5"], torch_check=False)
 
 

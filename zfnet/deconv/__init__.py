@@ -8,14 +8,16 @@
 
 Modules, one job each:
     select.py    which activations to keep: Unit, strongest_unit, whole_map, top_maps
-    backward.py  one rule per layer type and the three modes (deconvnet, guided, gradient)
+    modes.py     the three modes as data (deconvnet, guided, gradient): rectify? mask?
+    backward.py  one rule per layer type
     crop.py      the boxes of the receptive-field-cropped walk
     project.py   the walk from a layer down to the pixels
     sparse.py    the fast walk of one unit of a chain network: only its nonzero values
     render.py    a projection as an RGB image; the receptive-field patch
     unit.py      one unit end to end (forward, choose, project, box): what the CLI calls
 """
-from zfnet.deconv.backward import LRN_RULES, MODES
+from zfnet.deconv.backward import LRN_RULES
+from zfnet.deconv.modes import MODES
 from zfnet.deconv.project import project
 from zfnet.deconv.render import cut, render
 from zfnet.deconv.select import (DeadMapWarning, Unit, is_dead_map, map_strengths, strongest_unit,

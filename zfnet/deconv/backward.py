@@ -5,7 +5,7 @@ Shape legend: K = projections walked together (seeds), C/F = channels below/abov
 
 Each rule takes the signal g on its layer's output, (K, F, h', w') or (K, F), and returns one
 signal per input, each on that input's box. The three modes differ only at ReLUs, where x is
-the ReLU's forward input:
+the ReLU's forward input; modes.py holds them as data (rectify? mask?):
 
     deconvnet   g_in = max(g, 0)                 rectify the signal, ignore the forward mask
                                                  (Zeiler & Fergus, Sec. 2.1)
@@ -38,8 +38,8 @@ import numpy as np
 from zfnet import kernels
 from zfnet.errors import ZFNetError
 from zfnet.deconv.crop import box_shape, crop, expand, full_box, local_switches, paste
+from zfnet.deconv.modes import DECONVNET, Mode
 
-MODES = ("deconvnet", "guided", "gradient")
 LRN_RULES = ("identity", "gradient")
 
 
@@ -55,7 +55,7 @@ class Context:
     outputs: dict         # forward activations {tensor: (N, ...)}
     switches: dict        # forward switches {maxpool: (N, C, H', W') int64}
     images: np.ndarray
-    mode: str = "deconvnet"
+    mode: Mode = DECONVNET  # modes.py: rectify? mask?
     lrn: str = "identity"
     backend: object = None
 
@@ -82,8 +82,10 @@ class Context:
 
     def forward_switches(self, pool, box, k):
         """Switches of max-pool `pool` for the seeds' images on its output `box`: (k, C, h', w')."""
-        sw = crop(self._gather(self.switches, pool, "switches of max-pool"), box)
-        return np.ascontiguousarray(np.broadcast_to(sw, (k,) + sw.shape[1:])) if sw.shape[0] != k else sw
+        switches = crop(self._gather(self.switches, pool, "switches of max-pool"), box)
+        if switches.shape[0] == k:
+            return switches
+        return np.ascontiguousarray(np.broadcast_to(switches, (k,) + switches.shape[1:]))
 
 
 def _repeat(a, k):
@@ -105,7 +107,7 @@ def conv_back(layer, g, ctx):
     """Filter: g_in = conv_transpose2d(g, w) with the forward conv's stride, padding and groups.
 
     g (K, F, h', w') -> (K, C, h, w). Dense: output_size = the input's (H, W). Cropped: the
-    transposed conv of the box without padding covers input rows [a*sh - ph, (b-1)*sh - ph + KH);
+    transposed conv of the box without padding covers input rows [a*sy - py, (b-1)*sy - py + KH);
     the part on the input's box is kept (the rest lies in the padding).
     """
     (name,) = layer.inputs
@@ -114,24 +116,19 @@ def conv_back(layer, g, ctx):
         H, W = ctx.shapes[name][1:]
         return [kernels.conv_transpose2d(g, w, layer.stride, layer.padding, layer.groups,
                                          output_size=(H, W), backend=ctx.backend)]   # (K, C, H, W)
-    (sh, sw), (ph, pw) = layer.stride, layer.padding
+    (sy, sx), (py, px) = layer.stride, layer.padding
     a, _, c, _ = ctx.plan[layer.name]
     z = kernels.conv_transpose2d(g, w, layer.stride, 0, layer.groups, backend=ctx.backend)
-    return [paste(z, a * sh - ph, c * sw - pw, ctx.plan[name])]                        # (K, C, h, w)
+    return [paste(z, a * sy - py, c * sx - px, ctx.plan[name])]                        # (K, C, h, w)
 
 
 def relu_back(layer, g, ctx):
-    """Rectify (deconvnet), rectify and mask (guided) or mask (gradient); see the module docstring."""
+    """g_in = max(g, 0) if the mode rectifies, times [x > 0] if it masks (modes.py)."""
     (name,) = layer.inputs
-    if ctx.mode == "deconvnet":
-        out = kernels.relu(g, backend=ctx.backend)
-    else:
+    out = kernels.relu(g, backend=ctx.backend) if ctx.mode.rectify else g
+    if ctx.mode.mask:
         # the forward mask [x > 0] of this ReLU's input, on the signal's box
-        mask = ctx.forward(name, ctx.plan[layer.name]) > 0
-        if ctx.mode == "guided":
-            out = np.where(mask, kernels.relu(g, backend=ctx.backend), np.float32(0))
-        else:
-            out = np.where(mask, g, np.float32(0))
+        out = np.where(ctx.forward(name, ctx.plan[layer.name]) > 0, out, np.float32(0))
     return [_moved(np.ascontiguousarray(out, dtype=np.float32), layer, name, ctx)]
 
 
@@ -143,10 +140,10 @@ def maxpool_back(layer, g, ctx):
     """
     (name,) = layer.inputs
     in_box = ctx.plan[name]
-    sw = ctx.forward_switches(layer.name, ctx.plan[layer.name], g.shape[0])
+    switches = ctx.forward_switches(layer.name, ctx.plan[layer.name], g.shape[0])
     if not ctx.is_full(name):
-        sw = local_switches(sw, in_box, ctx.shapes[name][2])
-    return [kernels.max_unpool2d(g, sw, box_shape(in_box), backend=ctx.backend)]       # (K, C, h, w)
+        switches = local_switches(switches, in_box, ctx.shapes[name][2])
+    return [kernels.max_unpool2d(g, switches, box_shape(in_box), backend=ctx.backend)]  # (K, C, h, w)
 
 
 def avgpool_back(layer, g, ctx):
@@ -157,21 +154,24 @@ def avgpool_back(layer, g, ctx):
     """
     (name,) = layer.inputs
     H, W = ctx.shapes[name][1:]
-    (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+    (KH, KW), (sy, sx), (py, px) = layer.kernel_size, layer.stride, layer.padding
     a, b, c, d = ctx.plan[layer.name]
     y0, y1, x0, x1 = ctx.plan[name]
     dx = np.zeros(g.shape[:2] + (y1 - y0, x1 - x0), np.float32)                       # (K, C, h, w)
     for i in range(a, b):
-        h0 = i * sh - ph
-        h1 = min(h0 + kh, H + ph)
-        hs, he = max(h0, 0), min(h1, H)
+        # window rows [top, bottom) with the padding, [top_in, bottom_in) on the image
+        top = i * sy - py
+        bottom = min(top + KH, H + py)
+        top_in, bottom_in = max(top, 0), min(bottom, H)
         for j in range(c, d):
-            w0 = j * sw - pw
-            w1 = min(w0 + kw, W + pw)
-            ws, we = max(w0, 0), min(w1, W)
-            D = (h1 - h0) * (w1 - w0) if layer.count_include_pad else (he - hs) * (we - ws)
+            left = j * sx - px
+            right = min(left + KW, W + px)
+            left_in, right_in = max(left, 0), min(right, W)
+            D = ((bottom - top) * (right - left) if layer.count_include_pad
+                 else (bottom_in - top_in) * (right_in - left_in))
             # output (i, j) spreads g / D evenly over the real inputs of its window
-            dx[:, :, hs - y0:he - y0, ws - x0:we - x0] += (g[:, :, i - a, j - c] / np.float32(D))[:, :, None, None]
+            dx[:, :, top_in - y0:bottom_in - y0, left_in - x0:right_in - x0] += (
+                g[:, :, i - a, j - c] / np.float32(D))[:, :, None, None]
     return [dx]
 
 

@@ -32,7 +32,8 @@ from zfnet.errors import ZFNetError
 from zfnet.kernels._threads import serial
 from zfnet.net.forward import check_input, forward
 from zfnet.net.graph import INPUT
-from zfnet.deconv.backward import LRN_RULES, MODES, Context, backward
+from zfnet.deconv.backward import LRN_RULES, Context, backward
+from zfnet.deconv.modes import as_mode
 from zfnet.deconv import sparse
 from zfnet.deconv.crop import ancestors, dense_plan, full_box, paste, unit_plan
 from zfnet.deconv.select import as_units, check_units, warn_dead
@@ -42,10 +43,11 @@ CHUNK = 16
 
 
 def _check_options(mode, lrn):
-    if mode not in MODES:
-        raise ZFNetError(f"unknown projection mode {mode!r}; choose one of {', '.join(MODES)}")
+    """The Mode named `mode` (modes.py); raises for an unknown mode or lrn rule."""
+    mode = as_mode(mode)
     if lrn not in LRN_RULES:
         raise ZFNetError(f"unknown lrn rule {lrn!r}; choose one of {', '.join(LRN_RULES)}")
+    return mode
 
 
 def shaped_arch(net, x):
@@ -119,7 +121,7 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     A unit whose activation is zero projects to zeros; a unit of a map that is all zeros for its
     image also emits a DeadMapWarning saying so.
     """
-    _check_options(mode, lrn)
+    mode = _check_options(mode, lrn)
     check_input(net, x)
     arch = shaped_arch(net, x)
     start = seed_tensor(arch, layer)
