@@ -55,14 +55,14 @@ def union(a, b):
 def window_back(box, window, in_hw):
     """Rows/columns of the input that the windows of output `box` read, clipped to (H, W).
 
-    window: ((KH, KW), (sh, sw), (ph, pw)). Output rows [a, b) -> input rows
-    [a*sh - ph, (b-1)*sh - ph + KH) clipped to [0, H); columns likewise.
+    window: ((KH, KW), (sy, sx), (py, px)): kernel, stride, padding. Output rows [a, b) -> input
+    rows [a*sy - py, (b-1)*sy - py + KH) clipped to [0, H); columns likewise.
     """
-    (kh, kw), (sh, sw), (ph, pw) = window
+    (KH, KW), (sy, sx), (py, px) = window
     a, b, c, d = box
     H, W = in_hw
-    return (max(a * sh - ph, 0), min((b - 1) * sh - ph + kh, H),
-            max(c * sw - pw, 0), min((d - 1) * sw - pw + kw, W))
+    return (max(a * sy - py, 0), min((b - 1) * sy - py + KH, H),
+            max(c * sx - px, 0), min((d - 1) * sx - px + KW, W))
 
 
 def input_box(layer, box, in_shape, lrn):
