@@ -46,7 +46,8 @@ def _check_layers(net, x, layers, combos=MODES_ONLY):
                 worst = max(worst, e)
                 identical += int(np.array_equal(cropped[k], dense[k]))
                 total += 1
-    assert identical > 0
+    # How many come out bit-equal depends on the BLAS kernel's summation order (CPU-specific),
+    # so only the tolerance above is the contract; the count is returned for information.
     return worst, identical, total
 
 

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from deconv_support import kitchen_sink, truncated
+from deconv_support import kitchen_sink, rel_err, truncated
 from zfnet import ZFNetError
 from zfnet.deconv import (DeadMapWarning, Unit, is_dead_map, map_strengths, project, project_unit,
                           strongest_unit, top_maps, whole_map)
@@ -55,9 +55,12 @@ def test_many_units_in_one_call_match_one_at_a_time(small):
     net, x, fwd = small
     units = [Unit(1, 3, 2, 2), Unit(0, 5), strongest_unit(fwd["conv5"], 0, 7), Unit(1, 0, 0, 0), Unit(0, 5)]
     together = project(net, x, "conv5", units, forward_result=fwd)
+    # Equal to float32 rounding: a batch of units is one wider GEMM, whose summation order the
+    # BLAS kernel may block differently than for one unit (bit-equal on some CPUs, not all).
     for k, u in enumerate(units):
-        assert np.array_equal(together[k], project(net, x, "conv5", u, forward_result=fwd)[0])
-    # the same without a given forward pass
+        alone = project(net, x, "conv5", u, forward_result=fwd)[0]
+        assert rel_err(together[k], alone) <= 1e-6, (u, rel_err(together[k], alone))
+    # the same without a given forward pass: the same calls, so the same bits
     assert np.array_equal(together, project(net, x, "conv5", units))
 
 
