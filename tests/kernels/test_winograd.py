@@ -9,8 +9,7 @@ import importlib
 import numpy as np
 import pytest
 
-from zfnet.kernels import conv2d
-from zfnet.kernels._prepared import frozen, prepared
+from zfnet.kernels import conv2d, frozen, prepared
 from zfnet.kernels.conv2d import conv2d_reference
 
 from test_conv2d import assert_conv_close

@@ -34,7 +34,7 @@ others (branches, average pools, the LRN gradient, the gradient mode) by the rul
 import numpy as np
 from numba import njit, uint64
 
-from zfnet.kernels._prepared import prepared
+from zfnet.kernels import prepared
 from zfnet.net.graph import INPUT
 from zfnet.deconv.crop import ancestors
 

@@ -178,7 +178,7 @@ def occlusion_maps(net, x, layer=None, target=None, size=48, stride=8, batch_siz
     layer: tensor name (default: ``default_layer``); target: class index (default: top-1 of x).
     Positions are run through the network `batch_size` at a time. Returns an OcclusionResult.
     """
-    from zfnet.kernels._checks import check_array
+    from zfnet.kernels import check_array
     check_array(x, "x", 3)
     if int(batch_size) < 1:
         raise ZFNetError(f"batch_size must be >= 1, got {batch_size}")
