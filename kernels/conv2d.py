@@ -214,7 +214,7 @@ def _filters_with_bias(w, b, G):
     """[w[g] | b[g]] (G, F/G, C/G*KH*KW + 1): each group's filter matrix with its biases as one
     more column, so that the GEMM with a row of ones under the unrolled input adds the bias.
 
-    Built once per frozen w and b (kernels._prepared: a Net's tensors are read-only) and kept with
+    Built once per frozen w and b (kernels.prepared: a Net's tensors are read-only) and kept with
     a reference to b, so id(b) in the key cannot be reused by another array while it is kept.
     """
     F = w.shape[0]
