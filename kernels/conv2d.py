@@ -426,7 +426,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False
     x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None -> y (N, F, H', W'),
     H' = floor((H + 2*ph - KH) / sh) + 1, W' = floor((W + 2*pw - KW) / sw) + 1.
     `stride` and `padding` are ints or (h, w) pairs. All arrays float32, C-contiguous; x is not
-    modified. `backend`: 'reference' (NumPy twin) or 'cpu' (im2col + BLAS); None = process default.
+    modified. `backend`: 'reference' (NumPy twin) or 'cpu' (one of CPU_PATHS, chosen by cpu_path:
+    im2col + BLAS, a plain 1x1 GEMM or Winograd F(4x4, 3x3)); None = process default.
     relu=True returns relu(conv2d(...)) (the conv layer and the ReLU after it, fused: one pass and
     one array fewer; exactly equal to applying kernels.relu afterwards).
     out: write y into this float32 array of shape (N, F, H', W') and return it. Each out[n] must be
