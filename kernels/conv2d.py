@@ -261,6 +261,7 @@ def images_per_chunk(N, C, KH, KW, P):
 
 
 def _bias_or_zeros(b, F):
+    """b, or F zeros where there is none (the bias pass always adds one)."""
     return np.zeros(F, np.float32) if b is None else b
 
 
@@ -363,7 +364,7 @@ def cpu_path(x_shape, w_shape, out_hw, stride, padding, G, has_bias, winograd=Tr
     winograd=False skips the first row (the fallback for outputs Winograd made non-finite).
     """
     N, C = x_shape[:2]
-    F, Cg, KH, KW = w_shape
+    _, Cg, KH, KW = w_shape
     (Ho, Wo), P, Kg = out_hw, out_hw[0] * out_hw[1], Cg * KH * KW
     tiles = N * -(-Ho // 4) * -(-Wo // 4)
     if (winograd and _winograd.applies(w_shape, stride, padding, G)
