@@ -367,8 +367,8 @@ def cpu_path(x_shape, w_shape, out_hw, stride, padding, G, has_bias, winograd=Tr
     _, Cg, KH, KW = w_shape
     (Ho, Wo), P, Kg = out_hw, out_hw[0] * out_hw[1], Cg * KH * KW
     tiles = N * -(-Ho // 4) * -(-Wo // 4)
-    if (winograd and _winograd.applies(w_shape, stride, padding, G)
-            and Cg >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES):
+    if (winograd and Cg >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES
+            and _winograd.applies(w_shape, stride, padding, G)):
         return "winograd"
     if (KH, KW, *stride, *padding) == (1, 1, 1, 1, 0, 0):
         return "gemm_1x1"
