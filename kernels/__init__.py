@@ -10,7 +10,8 @@ and width, H', W' = output height and width, KH, KW = kernel size, G = groups.
     conv2d(x, w, b=None, stride=1, padding=0, groups=1, relu=False, out=None)  (N,C,H,W) -> (N,F,H',W')
     conv_transpose2d(y, w, stride=1, padding=0, groups=1, output_size=None)  (N,F,H',W') -> (N,C,H,W)
     relu(x)                                                              same shape
-    max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False)  -> (y, switches)
+    max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, relu_input=False,
+               return_switches=True)                                 -> (y, switches), or y
     max_unpool2d(y, switches, output_size)                               (N,C,H',W') -> (N,C,H,W)
     avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)
     lrn(x, size, alpha=1e-4, beta=0.75, k=1.0, within_channel=False)     same shape
