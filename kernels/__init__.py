@@ -10,7 +10,8 @@ and width, H', W' = output height and width, KH, KW = kernel size, G = groups.
     conv2d(x, w, b=None, stride=1, padding=0, groups=1, relu=False, out=None)  (N,C,H,W) -> (N,F,H',W')
     conv_transpose2d(y, w, stride=1, padding=0, groups=1, output_size=None)  (N,F,H',W') -> (N,C,H,W)
     relu(x)                                                              same shape
-    max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False)  -> (y, switches)
+    max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, relu_input=False,
+               return_switches=True)                                 -> (y, switches), or y
     max_unpool2d(y, switches, output_size)                               (N,C,H',W') -> (N,C,H,W)
     avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True)
     lrn(x, size, alpha=1e-4, beta=0.75, k=1.0, within_channel=False)     same shape
@@ -20,9 +21,18 @@ and width, H', W' = output height and width, KH, KW = kernel size, G = groups.
 
 Every function also takes ``backend=`` ('reference' or 'cpu'); the default is the process-wide
 choice (``set_backend``, ``use_backend``, or the ZFNET_BACKEND environment variable).
+
+Helpers the layers above use (net, deconv, viz):
+
+    check_array(a, name, ndim)      a C-contiguous float32 ndarray of ndim dimensions, else ZFNetError
+    positive_pair(v, name), non_negative_pair(v, name)   an int or pair of ints -> (a, b), checked
+    frozen(a)                       True when neither a nor anything it views can be written
+    prepared(w, kind, make)         make(w), computed once per frozen array w and kind (a cache)
+    serial()                        ``with serial():`` kernels called from this thread use one core
 """
 from ._backend import BACKENDS, get_backend, set_backend, use_backend
-from ._checks import ZFNetError
+from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
+from ._prepared import frozen, prepared
 from .conv2d import conv2d, conv2d_output_size
 from .conv_transpose2d import conv_transpose2d
 from .linear import linear
@@ -32,7 +42,7 @@ from .avg_pool2d import avg_pool2d
 from .max_unpool2d import max_unpool2d
 from .relu import relu
 from .softmax import softmax
-from ._threads import one_at_a_time
+from ._threads import one_at_a_time, serial
 
 # Safe to call from several Python threads: one op at a time (see _threads.py for why).
 conv2d, conv_transpose2d, linear, lrn, lrn_backward, max_pool2d, avg_pool2d, max_unpool2d, relu, softmax = map(
@@ -44,4 +54,5 @@ __all__ = [
     "BACKENDS", "ZFNetError", "get_backend", "set_backend", "use_backend",
     "conv2d", "conv2d_output_size", "conv_transpose2d", "relu", "max_pool2d", "pool_output_size",
     "max_unpool2d", "avg_pool2d", "lrn", "lrn_backward", "linear", "softmax",
+    "check_array", "positive_pair", "non_negative_pair", "frozen", "prepared", "serial",
 ]

@@ -1,14 +1,15 @@
-"""Filters transformed once and reused: the cache behind the Winograd convolution.
+"""Values derived from read-only weights, computed once and reused (`kernels.prepared`).
 
-A fast convolution path may want the filters in another form (Winograd's transformed filters
-U = G w G^T). Computing that costs about as much as a batch-1 convolution, so it is done once per
-filter array and kept, but only for arrays that cannot change afterwards: a cached transform of an
-array that was later modified in place would silently give wrong results. An array counts as
+A fast path may want the weights in another form: Winograd's transformed filters U = G w G^T,
+conv2d's filters with the bias as one more column, the deconvnet's sparse walk's filter taps.
+Computing that can cost as much as a batch-1 convolution, so it is done once per array and kept,
+but only for arrays that cannot change afterwards: a cached transform of an array that was later
+modified in place would silently give wrong results. An array counts as
 frozen when it is read-only and so is everything it views (a read-only ndarray base chain ending
 in an immutable buffer). zfnet.net.Net freezes the weights it holds, so a network's filters are
 transformed once per process; a writeable array is transformed on every call.
 
-Entries are dropped when their filter array is garbage-collected (a weak reference per entry).
+Entries are dropped when their array is garbage-collected (a weak reference per entry).
 """
 import threading
 import weakref

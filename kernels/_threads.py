@@ -3,10 +3,10 @@
 A convolution alternates two thread pools: Numba's (im2col, col2im, bias) and OpenBLAS's (the GEMM).
 Numba's default pool on Linux is OpenMP (libgomp), whose idle workers busy-wait for a while after
 every parallel loop. On a machine with few cores they then steal the cores the very next GEMM
-needs: on 2 cores we measured conv2d 2-4x slower (ZFNet conv1: 6.8 ms instead of 2.1 ms) than
-with either pool alone. Numba's `workqueue` pool puts its workers to sleep at once, costs no
-speed here, and (unlike OMP_WAIT_POLICY=passive, which libgomp reads only when it is loaded and
-which would also slow down PyTorch in the same process) can be chosen at run time.
+needs (timings: benchmarks/RESULTS.md, "Why the thresholds"). Numba's `workqueue` pool puts its
+workers to sleep at once, costs no speed here, and (unlike OMP_WAIT_POLICY=passive, which libgomp
+reads only when it is loaded and which would also slow down PyTorch in the same process) can be
+chosen at run time.
 
 So, unless the user has chosen a threading layer (NUMBA_THREADING_LAYER, or
 numba.config.THREADING_LAYER before importing zfnet), zfnet picks `workqueue`. This must happen
@@ -53,11 +53,11 @@ def one_at_a_time(op):
 
 # A walk of many small ops (the deconvnet's receptive-field-cropped projection of one unit: a
 # dozen GEMMs of a few hundred columns and small parallel loops) spends more time waking worker
-# threads than working, and on a busy machine each wake-up can wait for a time slice: measured on
-# 2 shared cores, one ZFNet conv5 unit took 44 ms with both pools and 8-9 ms on one thread.
-# `serial()` runs the kernels called from this thread on one core: Numba's parallel loops (a
-# per-thread setting) and OpenBLAS (its thread-local setting, OpenBLAS >= 0.3.27, looked up in the
-# library numpy loaded; where there is none, BLAS is left as it is). Both are restored on exit.
+# threads than working, and on a busy machine each wake-up can wait for a time slice (timings:
+# benchmarks/RESULTS.md). `serial()` runs the kernels called from this thread on one core: Numba's
+# parallel loops (a per-thread setting) and OpenBLAS (its thread-local setting, OpenBLAS >= 0.3.27,
+# looked up in the library numpy loaded; where there is none, BLAS is left as it is). Both are
+# restored on exit.
 
 def _openblas_set_threads_local():
     """OpenBLAS's ``openblas_set_num_threads_local`` from the loaded library, or None."""

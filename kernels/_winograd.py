@@ -10,7 +10,7 @@ d of x_pad whose top-left corner is (4*ty, 4*tx), and for every input channel c 
 
     Y_t = A^T [ sum_c (G w[k, c] G^T) * (B^T d[c] B) ] A        (* is elementwise, 6x6)
 
-with the constant matrices (interpolation points 0, 1, -1, 2, -2 and infinity)
+with the constant matrices (interpolation points 0, 1, -1, 2, -2 and infinity; B_T, G and A_T below)
 
     B^T = [[4,  0, -5,  0, 1, 0],      G = [[ 1/4,     0,    0],      A^T = [[1, 1,  1, 1,  1, 0],
            [0, -4, -4,  1, 1, 0],           [-1/6,  -1/6, -1/6],             [0, 1, -1, 2, -2, 0],
@@ -39,24 +39,65 @@ import numpy as np
 from numba import njit, prange
 
 from ._prepared import prepared
+from ._scratch import work_buffer
 
 M_TILE, ALPHA = 4, 6           # output tile 4x4, input patch 6x6
 
 # Images per GEMM batch: V and M together stay under this many bytes (at least one image).
 WINO_BYTES = 24 * 2**20
 
-_G = np.array([[1 / 4, 0, 0],
-               [-1 / 6, -1 / 6, -1 / 6],
-               [-1 / 6, 1 / 6, -1 / 6],
-               [1 / 24, 1 / 12, 1 / 6],
-               [1 / 24, -1 / 12, 1 / 6],
-               [0, 0, 1]], np.float64)
+# The constant matrices of the docstring. _input_transform and _output_transform are the products
+# B^T d B and A^T M A written out by hand; tests/kernels/test_winograd.py checks them against these.
+B_T = np.array([[4, 0, -5, 0, 1, 0],
+                [0, -4, -4, 1, 1, 0],
+                [0, 4, -4, -1, 1, 0],
+                [0, -2, -1, 2, 1, 0],
+                [0, 2, -1, -2, 1, 0],
+                [0, 4, 0, -5, 0, 1]], np.float64)                                  # (6, 6)
+G = np.array([[1 / 4, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6],
+              [0, 0, 1]], np.float64)                                          # (6, 3)
+A_T = np.array([[1, 1, 1, 1, 1, 0],
+                [0, 1, -1, 2, -2, 0],
+                [0, 1, 1, 4, 4, 0],
+                [0, 1, -1, 8, -8, 1]], np.float64)                                # (4, 6)
+
+
+def winograd_reference(x, w, b, padding):
+    """The matrix-form NumPy twin of conv3x3_winograd, in float64, one 4x4 output tile at a time:
+
+        Y_t = A^T [ sum_c (G w[k, c] G^T) * (B^T d_t[c] B) ] A  (+ b[k])
+
+    x (N, C, H, W), w (K, C, 3, 3), b (K,) or None, padding (ph, pw) -> y (N, K, H', W') float32.
+    """
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    ph, pw = padding
+    Ho, Wo = H + 2 * ph - 2, W + 2 * pw - 2
+    th, tw = -(-Ho // M_TILE), -(-Wo // M_TILE)
+    x_pad = np.zeros((N, C, 4 * th + 2, 4 * tw + 2))                       # zeros past the edges too
+    x_pad[:, :, ph:ph + H, pw:pw + W] = x
+    U = np.einsum("iu,kcuv,jv->kcij", G, w.astype(np.float64), G)           # (K, C, 6, 6) G w G^T
+    y = np.zeros((N, K, 4 * th, 4 * tw))
+    for ty in range(th):
+        for tx in range(tw):
+            d = x_pad[:, :, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]          # (N, C, 6, 6)
+            V = np.einsum("ir,ncrs,js->ncij", B_T, d, B_T)                  # B^T d B
+            M = np.einsum("kcij,ncij->nkij", U, V)                         # sum over c, elementwise
+            y[:, :, 4 * ty:4 * ty + 4, 4 * tx:4 * tx + 4] = np.einsum("ai,nkij,bj->nkab", A_T, M, A_T)
+    y = y[:, :, :Ho, :Wo]
+    if b is not None:
+        y = y + b.astype(np.float64)[None, :, None, None]
+    return y.astype(np.float32)
 
 
 def filter_transform(w):
     """U[e, c, k] = (G w[k, c] G^T)[e] for w (K, C, 3, 3) -> U (36, C, K) float32, summed in float64."""
     K, C = w.shape[:2]
-    U = np.einsum("iu,kcuv,jv->ijck", _G, w.astype(np.float64), _G)            # (6, 6, C, K)
+    U = np.einsum("iu,kcuv,jv->ijck", G, w.astype(np.float64), G)            # (6, 6, C, K)
     return np.ascontiguousarray(U.reshape(ALPHA * ALPHA, C, K), dtype=np.float32)
 
 
@@ -109,6 +150,7 @@ def _input_transform(x, ph, pw, th, tw, V):
                     V[e + 4, t, c] = 2 * (q1 - q3) - q2 + q4
                     V[e + 5, t, c] = 4 * q1 - 5 * q3 + q5
 
+
 @njit(parallel=True, cache=True)
 def _output_transform(M, b, relu, th, tw, y):
     """y[n, k, 4*ty + i, 4*tx + j] = (A^T M_t[k] A)[i, j] + b[k]; M (36, N*th*tw, K) -> y (N, K, H', W').
@@ -153,10 +195,10 @@ def _output_transform(M, b, relu, th, tw, y):
                         y[n, k, ty * 4 + i, tx * 4 + j] = o[i, j, k]
 
 
-def applies(w, stride, padding, groups):
-    """True when the Winograd path can compute this convolution: 3x3 filters, stride 1, groups 1,
-    padding at most 2 (a pad of 3 would make a whole 3x3 window padding)."""
-    return (w.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and groups == 1
+def applies(w_shape, stride, padding, groups):
+    """True when the Winograd path can compute this convolution: w_shape (K, C, 3, 3), stride 1,
+    groups 1, padding at most 2 (a pad of 3 would make a whole 3x3 window padding)."""
+    return (tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and groups == 1
             and max(padding) <= 2)
 
 
@@ -166,7 +208,6 @@ def conv3x3_winograd(x, w, b, padding, relu, y):
     x (N, C, H, W) float32 C-contiguous; w (K, C, 3, 3); b (K,) or None; y preallocated
     (N, K, H', W'), written in place (it may be a channel slice of a larger array).
     """
-    from .conv2d import work_buffer         # (conv2d imports this module)
     N, C, H, W = x.shape
     K = w.shape[0]
     Ho, Wo = y.shape[2:]

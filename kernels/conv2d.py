@@ -15,10 +15,10 @@ The CPU path is im2col + GEMM. Every output unit's receptive field is unrolled i
     cols[(c, u, v), (n, i, j)] = x_pad[n, c, i*sh + u, j*sw + v]            (C*KH*KW, N*H'*W')
 
 and each group becomes one matrix product, y[:, g] = w[g] (F/G, C/G*KH*KW) @ cols[g]. A 1x1,
-stride-1, unpadded convolution needs no unrolling: it is the GEMM w (F, C) @ x[n] (C, H*W).
+stride-1, unpadded convolution needs no unrolling: it is the GEMM w (F, C) @ x[n] (C, H*W). Wide
+3x3, stride-1 layers take Winograd's F(4x4, 3x3) instead (kernels/_winograd.py). The paths are
+named below (CPU_PATHS) and `cpu_path` picks one, reading as a table.
 """
-import threading
-
 import numpy as np
 from numba import njit, prange, uint64
 
@@ -27,39 +27,22 @@ from . import _winograd
 from ._backend import resolve
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
 from ._prepared import frozen, prepared
+from ._scratch import work_buffer
 
 # Shape legend: N batch, C input channels, F filters, G groups, (H, W) input, (H', W') output,
 # (KH, KW) kernel, (sh, sw) stride, (ph, pw) padding, K = C*KH*KW rows of the unrolled input.
 #
 # The Numba kernels index flat views with uint64 indices: with signed indices Numba checks each one
-# for Python's negative wraparound, which blocks vectorisation (im2col measured 2-4x slower).
+# for Python's negative wraparound, which blocks vectorisation (benchmarks/RESULTS.md).
 
 # im2col buffers are built for a chunk of images at a time, at most this many bytes (but always
 # at least one image), so a batch of 128 does not allocate gigabytes.
 COLS_BYTES = 64 * 2**20
 
 # Outputs of at least this many positions are computed one image at a time: the GEMM then writes
-# y[n] itself (no pass moving the batch out front) and the unrolled input stays small enough to
-# be read back from cache. Batch 16, same run: ZFNet conv1 (P = 12100) 0.85x, conv2 (676) 0.89x,
-# SqueezeNet conv1 0.76x the time of chunks of several images; 13x13 maps (169) want the chunks,
-# whose wider GEMMs run faster.
+# y[n] itself and the unrolled input stays in cache; smaller maps want the wider GEMMs of several
+# images (timings: benchmarks/RESULTS.md, "Why the thresholds").
 ONE_IMAGE_COLUMNS = 512
-
-# Work buffers (the unrolled input, the GEMM output) are kept between calls, one set per thread:
-# allocating tens of MB afresh on every call costs more in page faults than the im2col itself.
-_buffers = threading.local()
-
-
-def work_buffer(slot, size):
-    """A float32 scratch array of `size` elements, reused by later calls in this thread (grow-only).
-
-    Its contents are garbage; callers overwrite what they read. `slot` names independent buffers.
-    """
-    store = _buffers.__dict__
-    buf = store.get(slot)
-    if buf is None or buf.size < size:
-        buf = store[slot] = np.empty(size, np.float32)
-    return buf[:size]
 
 
 def conv2d_output_size(hw, kernel_size, stride, padding):
@@ -171,7 +154,7 @@ def _bias_row(src, s, dst, d, P, bf, relu):
 @njit(cache=True)
 def _bias_row_in_place(y, d, P, bf, relu):
     """y[d:d+P] += bf, rectified if relu. (Apart from _bias_row: with one array LLVM knows the reads
-    and writes cannot overlap and vectorises; two possibly aliasing arrays measured 2-3x slower.)"""
+    and writes cannot overlap and vectorises, which two possibly aliasing arrays do not.)"""
     zero = np.float32(0)
     if relu:
         for p in range(P):
@@ -204,11 +187,8 @@ def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
             _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
 
 
-# Below this many output elements the bias pass runs on one thread. Waking Numba's workers costs
-# ~10 us, and right after a GEMM they compete with OpenBLAS's still-spinning threads for the cores:
-# measured on 2 shared cores, right after the GEMM, serial/parallel time was 0.55 at 0.2 M elements
-# (F=64, P=3025) and 0.7 at 0.4 M; at 1.2 M (ZFNet conv1) the two were within noise, so from 1 M on
-# the pass stays parallel (every SqueezeNet conv but conv1 runs serially at batch 1).
+# Below this many output elements the bias pass runs on one thread: waking Numba's workers right
+# after a GEMM, while OpenBLAS's threads still spin, costs more than the pass (benchmarks/RESULTS.md).
 SERIAL_BIAS_BELOW = 1 << 20
 
 
@@ -234,7 +214,7 @@ def _filters_with_bias(w, b, G):
     """[w[g] | b[g]] (G, F/G, C/G*KH*KW + 1): each group's filter matrix with its biases as one
     more column, so that the GEMM with a row of ones under the unrolled input adds the bias.
 
-    Built once per frozen w and b (kernels._prepared: a Net's tensors are read-only) and kept with
+    Built once per frozen w and b (kernels.prepared: a Net's tensors are read-only) and kept with
     a reference to b, so id(b) in the key cannot be reused by another array while it is kept.
     """
     F = w.shape[0]
@@ -249,87 +229,171 @@ def _filters_with_bias(w, b, G):
     return prepared(w, ("filters_with_bias", id(b)), make)[1]
 
 
-# 3x3 stride-1 convolutions take Winograd's F(4x4, 3x3) (kernels/_winograd.py) only with at least
-# this many input channels (per group) and 4x4 output tiles over the batch. Its transformed filters
-# are 4x the size of the filters and are read once per call, so a batch of one 13x13 map does not
-# pay for them (measured inside the forward pass: ZFNet batch 1 1.2x, SqueezeNet 1.15x slower);
-# with few channels its 36 GEMMs have too short a sum (SqueezeNet batch 16: 1.18x slower). ZFNet's
-# conv3-5 at batch 16 (256-384 channels, 256 tiles): 0.9-0.95x the im2col time.
-WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_MIN_TILES = 128
+# ----------------------------------------------------------------------------------------------
+# The CPU paths. Each computes y (N, F, H', W') = conv2d(x, w, b, stride, padding, G), rectified if
+# relu, into the preallocated y (which may be a channel slice of a larger array), all with the
+# same signature; `cpu_path` below says which one runs.
+# ----------------------------------------------------------------------------------------------
 
+def _unroll_and_multiply(x, w_g, kernel, stride, padding, out_hw, cols, gemm, spacing, fold):
+    """gemm[g*F/G:(g+1)*F/G] = w_g[g] @ cols[g] for every group g, after cols = im2col(x) (n images).
 
-def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
-    """im2col + one GEMM per group on a chunk of images; the 1x1/stride-1/no-pad case is a plain GEMM.
-
-    relu: rectify in the pass that adds the bias (no separate pass over y, no second array).
-    out: None, or the (N, F, H', W') float32 array to write y into, each out[n] C-contiguous
-    (checked by conv2d), e.g. a channel slice of a concat's output; y is then `out`.
+    w_g (G, F/G, Kg), or with fold (G, F/G, Kg + 1) and a row of ones after each group's rows of
+    cols, so that the GEMM adds the bias column. cols (G*spacing, n*P), gemm (F, n*P).
     """
-    N, C, H, W = x.shape
-    F, Cg, KH, KW = w.shape
-    (sh, sw), (ph, pw), G = stride, padding, groups
-    Fg, Kg = F // G, Cg * KH * KW
-    Ho, Wo = conv2d_output_size((H, W), (KH, KW), (sh, sw), (ph, pw))
-    P = Ho * Wo
-    y = np.empty((N, F, Ho, Wo), np.float32) if out is None else out            # (N, F, H', W')
-    y_flat, n_stride = _flat_images(y)
-    w_g = w.reshape(G, Fg, Kg)                                                    # (G, F/G, C/G*KH*KW)
-    b_or_0 = np.zeros(F, np.float32) if b is None else b
-
-    if (Cg >= WINOGRAD_MIN_CHANNELS and _winograd.applies(w, (sh, sw), (ph, pw), G)
-            and N * -(-Ho // 4) * -(-Wo // 4) >= WINOGRAD_MIN_TILES):
-        _winograd.conv3x3_winograd(x, w, b, (ph, pw), relu, y)
-        # Non-finite values spread over a whole 4x4 tile in Winograd's transforms (an inf times the
-        # transform's 0 is NaN); im2col keeps them to the outputs whose windows hold them.
-        if np.isfinite(y).all():
-            return y
-
-    if KH == 1 and KW == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
-        # 1x1 conv: y[n, g] = w[g] @ x[n, g]; x itself is the unrolled input, no copy.
-        np.matmul(w_g, x.reshape(N, G, Cg, P), out=np.reshape(y, (N, G, Fg, P), copy=False))
-        if b is not None or relu:
-            _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, b_or_0, relu)
-        return y
-
-    # images per chunk: one where an image alone makes a wide GEMM (P >= ONE_IMAGE_COLUMNS), else all
-    # of them unless the unrolled input would pass COLS_BYTES
-    per_image = C * KH * KW * P * 4
-    chunk = 1 if P >= ONE_IMAGE_COLUMNS else max(1, min(N, COLS_BYTES // per_image))
-    # One image per chunk: the GEMM writes y[n] itself, and adds the bias too, as one more column
-    # of the filters times a row of ones under each group's unrolled input (no pass over y for it;
-    # measured 0.82-0.92x for ZFNet conv1/conv5 and SqueezeNet's expand3x3). Only where the filter
-    # matrix is smaller than the output (Kg < P): then even rebuilt on every call (a writeable w)
-    # it costs less than the pass it saves, and frozen and writeable filters take the same path.
-    fold = b is not None and chunk == 1 and Kg < P
-    spacing = Kg + 1 if fold else Kg                                              # rows per group in cols
+    (KH, KW), (sh, sw), (ph, pw), (Ho, Wo) = kernel, stride, padding, out_hw
+    G, Fg = w_g.shape[:2]
+    Kg = x.shape[1] // G * KH * KW
+    _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing)               # (G*spacing, n*P)
     if fold:
-        w_g = _filters_with_bias(w, b, G)                                         # (G, F/G, Kg + 1)
+        cols[Kg::spacing] = 1.0                                                   # each group's row of ones
+    for g in range(G):
+        # (F/G, Kg) @ (Kg, n*P), or (F/G, Kg + 1) @ (Kg + 1, P) with the bias
+        np.matmul(w_g[g], cols[g * spacing:(g + 1) * spacing], out=gemm[g * Fg:(g + 1) * Fg])
+
+
+def images_per_chunk(N, C, KH, KW, P):
+    """Images per im2col + GEMM: one where an image alone makes a wide GEMM (P >= ONE_IMAGE_COLUMNS),
+    else all of them unless the unrolled input (C*KH*KW, n*P) would pass COLS_BYTES (at least one)."""
+    if P >= ONE_IMAGE_COLUMNS:
+        return 1
+    return max(1, min(N, COLS_BYTES // (C * KH * KW * P * 4)))
+
+
+def _bias_or_zeros(b, F):
+    """b, or F zeros where there is none (the bias pass always adds one)."""
+    return np.zeros(F, np.float32) if b is None else b
+
+
+def conv_winograd(x, w, b, stride, padding, G, relu, y):
+    """3x3, stride 1, groups 1: Winograd F(4x4, 3x3), 36 GEMMs over 4x4 output tiles (kernels/_winograd.py)."""
+    return _winograd.conv3x3_winograd(x, w, b, padding, relu, y)
+
+
+def conv_gemm_1x1(x, w, b, stride, padding, G, relu, y):
+    """1x1, stride 1, no padding: y[n, g] = w[g] @ x[n, g], x itself the unrolled input; then the bias pass."""
+    N, C, H, W = x.shape
+    F, P = w.shape[0], H * W
+    y_flat, n_stride = _flat_images(y)
+    np.matmul(w.reshape(G, F // G, C // G), x.reshape(N, G, C // G, P),
+              out=np.reshape(y, (N, G, F // G, P), copy=False))                   # (N, G, F/G, P)
+    if b is not None or relu:
+        _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, _bias_or_zeros(b, F), relu)
+    return y
+
+
+def conv_im2col_chunked(x, w, b, stride, padding, G, relu, y):
+    """Small maps (P < ONE_IMAGE_COLUMNS): im2col of several images, one GEMM per group into a scratch
+    (F, n*P), then one pass moving the batch out front and adding the bias (a last lone image: in place)."""
+    N, C = x.shape[:2]
+    F, Cg, KH, KW = w.shape
+    Ho, Wo = y.shape[2:]
+    P, Kg = Ho * Wo, Cg * KH * KW
+    chunk = images_per_chunk(N, C, KH, KW, P)
+    y_flat, n_stride = _flat_images(y)
+    w_g, b_or_0 = w.reshape(G, F // G, Kg), _bias_or_zeros(b, F)                 # (G, F/G, Kg)
     # flat buffers, reshaped per chunk so every array handed to Numba is C-contiguous
-    cols_buf = work_buffer("cols", G * spacing * chunk * P)
+    cols_buf = work_buffer("cols", G * Kg * chunk * P)
     out_buf = work_buffer("out", F * chunk * P) if chunk > 1 else None
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
         m = (n1 - n0) * P
-        cols = cols_buf[:G * spacing * m].reshape(G * spacing, m)
+        cols = cols_buf[:G * Kg * m].reshape(G * Kg, m)
         # one image: the GEMM writes y[n0] directly; several: into `gemm`, columns ordered (n, i, j)
         gemm = y[n0].reshape(F, P) if n1 - n0 == 1 else out_buf[:F * m].reshape(F, m)
-        # unroll the receptive fields of every output unit of images n0..n1
-        _im2col(x[n0:n1], KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing)     # (C*KH*KW, n*P)
-        if fold:
-            cols[Kg::spacing] = 1.0                                               # each group's row of ones
-        for g in range(G):
-            # one GEMM per group: (F/G, Kg) @ (Kg, n*P), or (F/G, Kg + 1) @ (Kg + 1, P) with the bias
-            np.matmul(w_g[g], cols[g * spacing:(g + 1) * spacing], out=gemm[g * Fg:(g + 1) * Fg])
+        _unroll_and_multiply(x[n0:n1], w_g, (KH, KW), stride, padding, (Ho, Wo), cols, gemm, Kg, False)
         y_n0 = y_flat[n0 * n_stride:]
-        if n1 - n0 == 1:
-            if relu or (b is not None and not fold):
-                # the ReLU alone where the GEMM added the bias
-                bias = np.zeros(F, np.float32) if fold else b_or_0
-                _bias_pass(y_n0, n_stride, P, y_n0, n_stride, 1, F, P, bias, relu)
-        else:
-            # move the batch out front and add the bias (and rectify) in the same pass
+        if n1 - n0 > 1:
             _bias_pass(gemm.ravel(), P, m, y_n0, n_stride, n1 - n0, F, P, b_or_0, relu)  # (n, F, P)
+        elif relu or b is not None:
+            _bias_pass(y_n0, n_stride, P, y_n0, n_stride, 1, F, P, b_or_0, relu)
+    return y
+
+
+def _im2col_one_image_at_a_time(x, w, b, stride, padding, G, relu, y, fold):
+    """im2col + GEMM per image, the GEMM writing y[n]; with fold, [w | b] @ [cols; 1] adds the bias."""
+    N = x.shape[0]
+    F, Cg, KH, KW = w.shape
+    Ho, Wo = y.shape[2:]
+    P, Kg = Ho * Wo, Cg * KH * KW
+    spacing = Kg + 1 if fold else Kg                                              # rows per group in cols
+    w_g = _filters_with_bias(w, b, G) if fold else w.reshape(G, F // G, Kg)       # (G, F/G, spacing)
+    y_flat, n_stride = _flat_images(y)
+    cols = work_buffer("cols", G * spacing * P).reshape(G * spacing, P)
+    bias = _bias_or_zeros(None if fold else b, F)                                 # the ReLU alone where folded
+    for n in range(N):
+        _unroll_and_multiply(x[n:n + 1], w_g, (KH, KW), stride, padding, (Ho, Wo), cols,
+                             y[n].reshape(F, P), spacing, fold)
+        if relu or (b is not None and not fold):
+            y_n = y_flat[n * n_stride:]
+            _bias_pass(y_n, n_stride, P, y_n, n_stride, 1, F, P, bias, relu)
+    return y
+
+
+def conv_im2col_one_image(x, w, b, stride, padding, G, relu, y):
+    """Wide maps (P >= ONE_IMAGE_COLUMNS) or a batch over COLS_BYTES: im2col + GEMM per image, written
+    into y[n] itself (no layout pass), then the bias (and ReLU) pass over y[n] in place."""
+    return _im2col_one_image_at_a_time(x, w, b, stride, padding, G, relu, y, fold=False)
+
+
+def conv_im2col_bias_folded(x, w, b, stride, padding, G, relu, y):
+    """As im2col_one_image, where b is given and the filter matrix is smaller than the output (Kg < P):
+    the bias rides in the GEMM as one more filter column against a row of ones (a pass only for relu)."""
+    return _im2col_one_image_at_a_time(x, w, b, stride, padding, G, relu, y, fold=True)
+
+
+CPU_PATHS = {
+    "winograd": conv_winograd,
+    "gemm_1x1": conv_gemm_1x1,
+    "im2col_chunked": conv_im2col_chunked,
+    "im2col_bias_folded": conv_im2col_bias_folded,
+    "im2col_one_image": conv_im2col_one_image,
+}
+
+# Winograd pays only with at least this many input channels (per group) and 4x4 output tiles over
+# the batch: its transformed filters (4x the filters) are read once per call, and with few channels
+# its 36 GEMMs have too short a sum (timings: benchmarks/RESULTS.md, "Why the thresholds").
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_TILES = 128
+
+
+def cpu_path(x_shape, w_shape, out_hw, stride, padding, G, has_bias, winograd=True):
+    """The name (a key of CPU_PATHS) of the path that computes this convolution: the first row that holds.
+
+    x_shape (N, C, H, W), w_shape (F, C/G, KH, KW), out_hw (H', W'); stride and padding pairs.
+    winograd=False skips the first row (the fallback for outputs Winograd made non-finite).
+    """
+    N, C = x_shape[:2]
+    _, Cg, KH, KW = w_shape
+    (Ho, Wo), P, Kg = out_hw, out_hw[0] * out_hw[1], Cg * KH * KW
+    tiles = N * -(-Ho // 4) * -(-Wo // 4)
+    if (winograd and Cg >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES
+            and _winograd.applies(w_shape, stride, padding, G)):
+        return "winograd"
+    if (KH, KW, *stride, *padding) == (1, 1, 1, 1, 0, 0):
+        return "gemm_1x1"
+    if images_per_chunk(N, C, KH, KW, P) > 1:
+        return "im2col_chunked"
+    if has_bias and Kg < P:
+        return "im2col_bias_folded"
+    return "im2col_one_image"
+
+
+def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
+    """y (N, F, H', W') by the CPU path `cpu_path` picks; y is `out` where given (checked by conv2d).
+
+    relu: rectify in the pass that adds the bias (no separate pass over y, no second array).
+    """
+    N, F = x.shape[0], w.shape[0]
+    Ho, Wo = conv2d_output_size(x.shape[2:], w.shape[2:], stride, padding)
+    y = np.empty((N, F, Ho, Wo), np.float32) if out is None else out            # (N, F, H', W')
+    path = cpu_path(x.shape, w.shape, (Ho, Wo), stride, padding, groups, b is not None)
+    CPU_PATHS[path](x, w, b, stride, padding, groups, relu, y)
+    if path == "winograd" and not np.isfinite(y).all():
+        # Winograd's transforms spread an inf or NaN over its whole 4x4 tile (inf times the
+        # transform's 0 is NaN); im2col keeps it to the outputs whose windows hold it.
+        path = cpu_path(x.shape, w.shape, (Ho, Wo), stride, padding, groups, b is not None, winograd=False)
+        CPU_PATHS[path](x, w, b, stride, padding, groups, relu, y)
     return y
 
 
@@ -363,7 +427,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False
     x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None -> y (N, F, H', W'),
     H' = floor((H + 2*ph - KH) / sh) + 1, W' = floor((W + 2*pw - KW) / sw) + 1.
     `stride` and `padding` are ints or (h, w) pairs. All arrays float32, C-contiguous; x is not
-    modified. `backend`: 'reference' (NumPy twin) or 'cpu' (im2col + BLAS); None = process default.
+    modified. `backend`: 'reference' (NumPy twin) or 'cpu' (one of CPU_PATHS, chosen by cpu_path:
+    im2col + BLAS, a plain 1x1 GEMM or Winograd F(4x4, 3x3)); None = process default.
     relu=True returns relu(conv2d(...)) (the conv layer and the ReLU after it, fused: one pass and
     one array fewer; exactly equal to applying kernels.relu afterwards).
     out: write y into this float32 array of shape (N, F, H', W') and return it. Each out[n] must be

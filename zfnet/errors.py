@@ -1,4 +1,4 @@
 """The project's one exception type (defined beside the kernels, which cannot import zfnet)."""
-from zfnet.kernels._checks import ZFNetError
+from zfnet.kernels import ZFNetError
 
 __all__ = ["ZFNetError"]

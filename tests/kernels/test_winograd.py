@@ -9,8 +9,7 @@ import importlib
 import numpy as np
 import pytest
 
-from zfnet.kernels import conv2d
-from zfnet.kernels._prepared import frozen, prepared
+from zfnet.kernels import conv2d, frozen, prepared
 from zfnet.kernels.conv2d import conv2d_reference
 
 from test_conv2d import assert_conv_close
@@ -70,8 +69,8 @@ def test_real_layer_shapes_match_im2col():
         w = _frozen_randn(rng, K, C, 3, 3) * np.float32(np.sqrt(2 / (9 * C)))
         w.setflags(write=False)
         got = _run(x, w, None, (1, 1), False)
-        want = conv2d_mod._conv2d_im2col(x, w, None, (1, 1), (1, 1), 1) \
-            if hasattr(conv2d_mod, "_conv2d_im2col") else conv2d_reference(x, w, None, 1, 1)
+        want = conv2d_mod.CPU_PATHS["im2col_chunked"](x, w, None, (1, 1), (1, 1), 1, False,
+                                                     np.empty_like(got))
         assert_conv_close(got, want, x, w, 1, 1, 1, rtol=2e-5)
 
 
@@ -98,11 +97,81 @@ def test_filter_transform_is_G_w_Gt():
     rng = np.random.default_rng(7)
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     U = wino.filter_transform(w)                                     # (36, C, K)
-    G = wino._G
     for k in range(3):
         for c in range(2):
-            want = G @ w[k, c].astype(np.float64) @ G.T                # (6, 6)
+            want = wino.G @ w[k, c].astype(np.float64) @ wino.G.T      # (6, 6)
             np.testing.assert_allclose(U[:, c, k].reshape(6, 6), want, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------------------------
+# the matrices B^T, G, A^T, the matrix-form twin, and the hand-expanded transforms against them
+# ----------------------------------------------------------------------------------------------
+
+def test_matrices_give_a_1d_correlation():
+    """F(4, 3): A^T [(G g) * (B^T d)] = the 4 outputs of correlating 6 inputs d with 3 taps g."""
+    rng = np.random.default_rng(12)
+    for _ in range(20):
+        d, g = rng.standard_normal(6), rng.standard_normal(3)
+        want = np.correlate(d, g, "valid")                                 # (4,)
+        np.testing.assert_allclose(wino.A_T @ ((wino.G @ g) * (wino.B_T @ d)), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1), (2, 0)])
+def test_matrix_form_twin_equals_the_direct_twin(padding):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 9, 6)).astype(np.float32)
+    w, b = rng.standard_normal((4, 3, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    got = wino.winograd_reference(x, w, b, padding)
+    want = conv2d_reference(x, w, b, 1, padding)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_kernel_equals_the_matrix_form_twin():
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 6, 10, 7)).astype(np.float32)
+    w, b = _frozen_randn(rng, 5, 6, 3, 3), _frozen_randn(rng, 5)
+    got = _run(x, w, b, (1, 2), False)
+    assert_conv_close(got, wino.winograd_reference(x, w, b, (1, 2)), x, w, 1, (1, 2), 1, rtol=2e-5)
+
+
+@pytest.mark.parametrize("padding", [(0, 0), (1, 2)])
+def test_input_transform_is_BT_d_B(padding):
+    """Small integers: every sum is exact in float32, so the expansion must equal the formula bit for bit."""
+    rng = np.random.default_rng(15)
+    N, C, H, W = 2, 3, 9, 7
+    x = rng.integers(-8, 9, (N, C, H, W)).astype(np.float32)
+    ph, pw = padding
+    th, tw = -(-(H + 2 * ph - 2) // 4), -(-(W + 2 * pw - 2) // 4)
+    V = np.full((36, N * th * tw, C), np.nan, np.float32)
+    wino._input_transform(x, ph, pw, th, tw, V)
+    x_pad = np.zeros((N, C, 4 * th + 2, 4 * tw + 2))
+    x_pad[:, :, ph:ph + H, pw:pw + W] = x
+    for n in range(N):
+        for ty in range(th):
+            for tx in range(tw):
+                d = x_pad[n, :, 4 * ty:4 * ty + 6, 4 * tx:4 * tx + 6]                 # (C, 6, 6)
+                want = np.einsum("ir,crs,js->ijc", wino.B_T, d, wino.B_T).reshape(36, C)
+                np.testing.assert_array_equal(V[:, (n * th + ty) * tw + tx], want)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_output_transform_is_AT_M_A(relu):
+    rng = np.random.default_rng(16)
+    N, K, Ho, Wo = 2, 3, 7, 5                                   # tiles overhang the map's edge
+    th, tw = 2, 2
+    M = rng.integers(-8, 9, (36, N * th * tw, K)).astype(np.float32)
+    b = rng.integers(-50, 51, K).astype(np.float32)
+    y = np.full((N, K, Ho, Wo), np.nan, np.float32)
+    wino._output_transform(M, b, relu, th, tw, y)
+    want = np.empty((N, K, 4 * th, 4 * tw))
+    for n in range(N):
+        for ty in range(th):
+            for tx in range(tw):
+                m = M[:, (n * th + ty) * tw + tx].reshape(6, 6, K).astype(np.float64)
+                tile = np.einsum("ai,ijk,bj->kab", wino.A_T, m, wino.A_T) + b[:, None, None]
+                want[n, :, 4 * ty:4 * ty + 4, 4 * tx:4 * tx + 4] = tile
+    want = want[:, :, :Ho, :Wo]
+    np.testing.assert_array_equal(y, np.maximum(want, 0) if relu else want)
 
 
 # ----------------------------------------------------------------------------------------------

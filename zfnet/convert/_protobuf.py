@@ -23,7 +23,6 @@ numeric field may be "packed" (one wire-type-2 field holding the values back to 
 (one field per value); parsers must accept both. Groups (wire types 3, 4) are obsolete and
 refused.
 """
-import math
 import re
 
 import numpy as np
@@ -364,11 +363,3 @@ def _parse_text_value(tokens, pos, f, schema, where):
     if kind in ("number", "ident"):
         return pos + 1, _text_number(tok, f, where, line)
     raise ProtobufError(f"line {line}: unexpected {tok!r} as the value of {where}")
-
-
-def float32_clean(v):
-    """A float32 field's value as the shortest decimal that round-trips (1e-4, not 9.99999e-05)."""
-    v = float(v)
-    if not math.isfinite(v):
-        return v
-    return float(str(np.float32(v)))

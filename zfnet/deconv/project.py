@@ -29,7 +29,7 @@ at a time.
 import numpy as np
 
 from zfnet.errors import ZFNetError
-from zfnet.kernels._threads import serial
+from zfnet.kernels import serial
 from zfnet.net.forward import check_input, forward
 from zfnet.net.graph import INPUT
 from zfnet.deconv.backward import LRN_RULES, Context, backward

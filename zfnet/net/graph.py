@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zfnet.errors import ZFNetError
-from zfnet.kernels._prepared import frozen
+from zfnet.kernels import frozen
 from zfnet.net.spec import layer_from_dict, layer_to_dict
 
 INPUT = "data"

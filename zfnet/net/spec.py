@@ -14,8 +14,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from zfnet.errors import ZFNetError
-from zfnet.kernels import conv2d_output_size, pool_output_size
-from zfnet.kernels._checks import non_negative_pair, positive_pair
+from zfnet.kernels import conv2d_output_size, non_negative_pair, pool_output_size, positive_pair
 
 
 def _freeze_window(spec):

@@ -174,6 +174,71 @@ def random_box(rng, size, hw):
     return x0, y0, x0 + bw, y0 + bh
 
 
+def check_parts(parts, hws, names):
+    """{part: [box per image]} with every box checked (check_box) -> {part: [(x0, y0, x1, y1)]}.
+
+    hws: [(H_i, W_i)] of the N images; names: their names, for the messages.
+    """
+    checked = {}
+    for part, boxes in parts.items():
+        if not isinstance(boxes, (list, tuple)) or len(boxes) != len(hws):
+            got = len(boxes) if isinstance(boxes, (list, tuple)) else boxes
+            raise ZFNetError(f"part {part!r}: need one box per image ({len(hws)}), got {got}")
+        checked[part] = [check_box(b, hw, f"part {part!r}, image {i} ({names[i]})")
+                         for i, (b, hw) in enumerate(zip(boxes, hws))]
+    return checked
+
+
+class _Masking:
+    """One run's unmasked features, and how to mask its images and measure the change."""
+
+    def __init__(self, net, images, names, layers, crop):
+        from zfnet.image import preprocess
+        self.net, self.images, self.names, self.layers, self.crop = net, images, names, layers, crop
+        self.colour = mean_colour_rgb(net.meta)
+        self.x = np.stack([preprocess(im, net.meta, crop=crop) for im in images])   # (N, 3, H, W)
+        self.f0 = _features(net, self.x, layers)
+
+    def masked_input(self, i, box, label):
+        """Image i with `box` painted in the mean colour, preprocessed: (3, H, W). With a label, a
+        ZFNetError naming it if the box does not change the network's input."""
+        from zfnet.image import preprocess
+        xm = preprocess(mask(self.images[i], box, self.colour), self.net.meta, crop=self.crop)   # (3, H, W)
+        if label is not None and np.array_equal(xm, self.x[i]):
+            raise ZFNetError(
+                f"{label}: the box {list(box)} in image {i} ({self.names[i]}) does not change the network's "
+                f"input (it lies outside the part of the image the network sees, or is already the "
+                f"mean colour)" + ("; run without the centre crop" if self.crop else "")
+            )
+        return xm
+
+    def measure(self, xm):
+        """The masked inputs xm (N, 3, H, W) -> ({layer: Delta_norm}, {layer: Delta}, {layer: [changed]})."""
+        fm = _features(self.net, xm, self.layers)
+        out, raw, changed = {}, {}, {}
+        for l in self.layers:
+            eps = self.f0[l].astype(np.float64) - fm[l].astype(np.float64)    # (N, D_l)
+            out[l], raw[l] = delta(eps)
+            changed[l] = [float(np.count_nonzero(e) / e.size) for e in eps]
+        return out, raw, changed
+
+    def random_trial(self, rng, sizes, t):
+        """Trial t: in each image a box of sizes[i] at a random place the network sees -> (boxes, xm)."""
+        boxes, xm = [], []
+        for i, image in enumerate(self.images):
+            # A random box that the network does not see is drawn again (up to 100 times).
+            for _ in range(100):
+                b = random_box(rng, sizes[i], image.shape[:2])
+                xi = self.masked_input(i, b, None)
+                if not np.array_equal(xi, self.x[i]):
+                    break
+            else:
+                xi = self.masked_input(i, b, f"random trial {t}")   # raises, naming the image
+            boxes.append(b)
+            xm.append(xi)
+        return boxes, np.stack(xm)
+
+
 def correspondence(net, images, parts, layers=None, random=5, seed=0, crop=False, names=None, progress=False):
     """Table 1 for N images of one kind.
 
@@ -183,7 +248,6 @@ def correspondence(net, images, parts, layers=None, random=5, seed=0, crop=False
     so every box is seen). Returns a CorrespondenceResult.
     """
     from tqdm import tqdm
-    from zfnet.image import preprocess
     names = list(names) if names else [f"image {i}" for i in range(len(images))]
     if len(images) < 2:
         raise ZFNetError(f"correspondence needs at least 2 images, got {len(images)}")
@@ -192,39 +256,10 @@ def correspondence(net, images, parts, layers=None, random=5, seed=0, crop=False
     layers = tuple(layers or default_layers(net.arch))
     for l in layers:
         net.arch.layer(l)
-    hws = [im.shape[:2] for im in images]
-    checked = {}
-    for part, boxes in parts.items():
-        if not isinstance(boxes, (list, tuple)) or len(boxes) != len(images):
-            got = len(boxes) if isinstance(boxes, (list, tuple)) else boxes
-            raise ZFNetError(f"part {part!r}: need one box per image ({len(images)}), got {got}")
-        checked[part] = [check_box(b, hw, f"part {part!r}, image {i} ({names[i]})")
-                         for i, (b, hw) in enumerate(zip(boxes, hws))]
+    checked = check_parts(parts, [im.shape[:2] for im in images], names)
+    run = _Masking(net, images, names, layers, crop)
 
-    colour = mean_colour_rgb(net.meta)
-    x = np.stack([preprocess(im, net.meta, crop=crop) for im in images])   # (N, 3, H, W)
-    f0 = _features(net, x, layers)
-
-    def masked_input(i, box, label):
-        xm = preprocess(mask(images[i], box, colour), net.meta, crop=crop)     # (3, H, W)
-        if label is not None and np.array_equal(xm, x[i]):
-            raise ZFNetError(
-                f"{label}: the box {list(box)} in image {i} ({names[i]}) does not change the network's "
-                f"input (it lies outside the part of the image the network sees, or is already the "
-                f"mean colour)" + ("; run without the centre crop" if crop else "")
-            )
-        return xm
-
-    def measure(xm):
-        fm = _features(net, xm, layers)
-        out, raw, changed = {}, {}, {}
-        for l in layers:
-            eps = f0[l].astype(np.float64) - fm[l].astype(np.float64)    # (N, D_l)
-            out[l], raw[l] = delta(eps)
-            changed[l] = [float(np.count_nonzero(e) / e.size) for e in eps]
-        return out, raw, changed
-
-    # The named parts, then the random trials.
+    # The named parts, then the random trials with boxes of the parts' mean size in each image.
     rng = np.random.default_rng(seed)
     mean_size = [(int(round(np.mean([b[3] - b[1] for b in (checked[p][i] for p in checked)]))),
                   int(round(np.mean([b[2] - b[0] for b in (checked[p][i] for p in checked)]))))
@@ -234,30 +269,19 @@ def correspondence(net, images, parts, layers=None, random=5, seed=0, crop=False
                desc="correspondence", unit="mask", leave=False)
     try:
         for part, boxes in checked.items():
-            xm = np.stack([masked_input(i, b, f"part {part!r}") for i, b in enumerate(boxes)])   # (N, 3, H, W)
-            table[part], raw[part], changed[part] = measure(xm)
+            xm = np.stack([run.masked_input(i, b, f"part {part!r}") for i, b in enumerate(boxes)])   # (N, 3, H, W)
+            table[part], raw[part], changed[part] = run.measure(xm)
             bar.update(1)
         for t in range(int(random)):
-            # A random box that the network does not see is drawn again (up to 100 times).
-            boxes, xm = [], []
-            for i in range(len(images)):
-                for _ in range(100):
-                    b = random_box(rng, mean_size[i], hws[i])
-                    xi = masked_input(i, b, None)
-                    if not np.array_equal(xi, x[i]):
-                        break
-                else:
-                    xi = masked_input(i, b, f"random trial {t}")   # raises, naming the image
-                boxes.append(b)
-                xm.append(xi)
-            d, r, _ = measure(np.stack(xm))
+            boxes, xm = run.random_trial(rng, mean_size, t)
+            d, r, _ = run.measure(xm)
             trials.append({"boxes": [list(b) for b in boxes], "delta": d, "raw": r})
             bar.update(1)
     finally:
         bar.close()
     return CorrespondenceResult(
         layers=layers, parts={p: [list(b) for b in bs] for p, bs in checked.items()}, table=table, raw=raw,
-        random=trials, dims={l: int(f0[l].shape[1]) for l in layers}, n_images=len(images), changed=changed,
+        random=trials, dims={l: int(run.f0[l].shape[1]) for l in layers}, n_images=len(images), changed=changed,
     )
 
 

@@ -112,7 +112,7 @@ def feature_evolution(nets, x, layer, maps=None, count=8, labels=None, mode="dec
     from tqdm import tqdm
 
     from zfnet.deconv import DeadMapWarning, Unit, project
-    from zfnet.kernels._checks import check_array
+    from zfnet.kernels import check_array
     from zfnet.net.receptive import unit_box
     check_array(x, "x", 4)
     check_same_architecture(nets, labels)

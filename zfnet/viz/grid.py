@@ -133,33 +133,3 @@ def hstack(images, gap=8, color=BACKGROUND):
         out[:img.shape[0], x:x + img.shape[1]] = img
         x += img.shape[1] + gap
     return out
-
-
-def vstack(images, gap=8, color=BACKGROUND):
-    """Images one above the other, left-aligned, `gap` pixels apart."""
-    images = [_check_rgb(img) for img in images]
-    w = max(img.shape[1] for img in images)
-    h = sum(img.shape[0] for img in images) + gap * (len(images) - 1)
-    out = blank(h, w, color)                                                      # (sum h, max w, 3)
-    y = 0
-    for img in images:
-        out[y:y + img.shape[0], :img.shape[1]] = img
-        y += img.shape[0] + gap
-    return out
-
-
-def draw_box(img, box, color=(255, 0, 0), width=2):
-    """A copy of `img` with the outline of box (y0, y1, x0, x1) (half-open) drawn in `color`."""
-    _check_rgb(img)
-    out = img.copy()
-    y0, y1, x0, x1 = (int(v) for v in box)
-    h, w = out.shape[:2]
-    y0, y1, x0, x1 = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
-    if y1 <= y0 or x1 <= x0:
-        return out
-    t = max(1, min(width, (y1 - y0 + 1) // 2, (x1 - x0 + 1) // 2))
-    out[y0:y0 + t, x0:x1] = color
-    out[y1 - t:y1, x0:x1] = color
-    out[y0:y1, x0:x0 + t] = color
-    out[y0:y1, x1 - t:x1] = color
-    return out

@@ -170,7 +170,7 @@ def invariance_curves(net, x, layers=None, target=None, sweeps=None, batch_size=
     x: (3, H, W) preprocessed; layers: layer names (default ``default_layers``); target: class index
     (default: top-1 of x); sweeps: {kind: amounts} (default SWEEPS). Returns an InvarianceResult.
     """
-    from zfnet.kernels._checks import check_array
+    from zfnet.kernels import check_array
     from tqdm import tqdm
     check_array(x, "x", 3)
     if int(batch_size) < 1:

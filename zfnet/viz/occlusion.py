@@ -178,7 +178,7 @@ def occlusion_maps(net, x, layer=None, target=None, size=48, stride=8, batch_siz
     layer: tensor name (default: ``default_layer``); target: class index (default: top-1 of x).
     Positions are run through the network `batch_size` at a time. Returns an OcclusionResult.
     """
-    from zfnet.kernels._checks import check_array
+    from zfnet.kernels import check_array
     check_array(x, "x", 3)
     if int(batch_size) < 1:
         raise ZFNetError(f"batch_size must be >= 1, got {batch_size}")
@@ -261,6 +261,101 @@ def projection_panels(net, x, result, percentile=99.5, mode="deconvnet"):
 
 
 # -- rendering -----------------------------------------------------------------------------------
+def _frame(ax, result, title):
+    """Input pixel coordinates on every panel, so a map cell sits where its square's centre is."""
+    h, w = result.input_hw
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(labelsize=7)
+
+
+def _draw_squares(ax, result, which, colour="white"):
+    """Outline the squares of cells [(number or None, (i, j))], numbered where a number is given."""
+    from matplotlib.patches import Rectangle
+    for n, (i, j) in which:
+        y0, y1, x0, x1 = result.square(i, j)
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5,
+                               gid=f"square-{i}-{j}"))
+        if n is not None:
+            ax.text(x0 + 2, y0 + 2, str(n), color=colour, fontsize=8, va="top", ha="left")
+
+
+def _panel_input(fig, cell, result, image, name):
+    """(a) the input with the three example squares."""
+    h, w = result.input_hw
+    ax = fig.add_subplot(cell)
+    ax.imshow(image, extent=(0, w, h, 0), interpolation="nearest")
+    _draw_squares(ax, result, [(n + 1, c) for n, c in enumerate(result.example_cells())], "yellow")
+    p0 = result.base_probabilities
+    _frame(ax, result, f"(a) input; top-1 {name(int(p0.argmax()))} {p0.max():.2f}")
+
+
+def _panel_activation(fig, cell, result):
+    """(b) total activation of the strongest map, per square position."""
+    ax = fig.add_subplot(cell)
+    im = ax.imshow(result.activation, extent=result.map_extent(), cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    _frame(ax, result, f"(b) {result.layer} map {result.feature_map}: total activation\n"
+                       f"(unoccluded {result.base_activation:.4g})")
+
+
+def _panel_probability(fig, cell, result, name):
+    """(d) probability of the target class, per square position."""
+    p0 = result.base_probabilities
+    ax = fig.add_subplot(cell)
+    im = ax.imshow(result.probability, extent=result.map_extent(), cmap="viridis", vmin=0.0,
+                   vmax=max(float(result.probability.max()), float(p0[result.target]), 1e-12),
+                   interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+    _frame(ax, result, f"(d) p({name(result.target)})\n(unoccluded {p0[result.target]:.3f})")
+
+
+def _panel_top_class(fig, cell, legend_cell, result, name, legend_max):
+    """(e) most probable class, with a legend naming the classes (most frequent first)."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from zfnet.viz.plotting import class_colours
+    ax = fig.add_subplot(cell)
+    seen, counts = np.unique(result.top_class, return_counts=True)
+    order = [int(seen[k]) for k in np.argsort(-counts, kind="stable")]
+    shown = order[:legend_max]
+    index = {k: n for n, k in enumerate(shown)}
+    other = len(shown)
+    codes = np.vectorize(lambda k: index.get(int(k), other))(result.top_class)   # (NY, NX)
+    colours = class_colours(len(shown)) + [(0.6, 0.6, 0.6)]
+    ax.imshow(codes, extent=result.map_extent(), cmap=ListedColormap(colours), vmin=-0.5,
+              vmax=len(colours) - 0.5, interpolation="nearest")
+    _frame(ax, result, "(e) most probable class")
+    handles = [Patch(color=colours[n], label=f"{name(k)} ({k})") for n, k in enumerate(shown)]
+    if len(order) > len(shown):
+        handles.append(Patch(color=colours[-1], label=f"{len(order) - len(shown)} other classes"))
+    lax = fig.add_subplot(legend_cell)
+    lax.axis("off")
+    lax.legend(handles=handles, loc="center left", fontsize=8, frameon=False, title="(e) classes",
+               title_fontsize=9)
+
+
+def _panels_projection(fig, cells, result, projections, unit_boxes):
+    """(c) the map projected to the pixels: unoccluded, then with the square at each example cell."""
+    from matplotlib.patches import Rectangle
+    h, w = result.input_hw
+    examples = result.example_cells()
+    titles = ["(c) projection, unoccluded"] + [f"(c) square {n + 1}: activation "
+                                               f"{result.activation[c]:.4g}" for n, c in enumerate(examples)]
+    for k, (proj, title) in enumerate(zip(projections, titles)):
+        ax = fig.add_subplot(cells[k])
+        ax.imshow(proj, extent=(0, w, h, 0), interpolation="nearest")
+        if k > 0:
+            _draw_squares(ax, result, [(None, examples[k - 1])], "white")
+        if unit_boxes is not None:
+            y0, y1, x0, x1 = unit_boxes[k]
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="cyan",
+                                   linewidth=1.0, linestyle="--"))
+        _frame(ax, result, title)
+
+
 def render_occlusion(result, image, projections=None, labels=None, unit_boxes=None, legend_max=10):
     """Fig. 7 as one matplotlib Figure (Agg).
 
@@ -270,90 +365,19 @@ def render_occlusion(result, image, projections=None, labels=None, unit_boxes=No
     of each projected unit, drawn dashed. Every panel uses input pixel coordinates,
     so a map cell sits where its square's centre is in the image.
     """
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch, Rectangle
-
     from zfnet.viz.classes import short_label
-    from zfnet.viz.plotting import class_colours, new_figure
+    from zfnet.viz.plotting import new_figure
 
-    h, w = result.input_hw
-    cells = result.example_cells()
     name = (lambda k: short_label(labels[k])) if labels else (lambda k: f"class {k}")
     fig = new_figure(16, 7.2)
     gs = fig.add_gridspec(2, 5, width_ratios=[1, 1, 1, 1, 0.8], hspace=0.3, wspace=0.3,
                           left=0.03, right=0.99, top=0.93, bottom=0.04)
-
-    def frame(ax, title):
-        ax.set_xlim(0, w)
-        ax.set_ylim(h, 0)
-        ax.set_title(title, fontsize=10)
-        ax.tick_params(labelsize=7)
-
-    def squares(ax, which, colour="white"):
-        for n, (i, j) in which:
-            y0, y1, x0, x1 = result.square(i, j)
-            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.5,
-                                   gid=f"square-{i}-{j}"))
-            if n is not None:
-                ax.text(x0 + 2, y0 + 2, str(n), color=colour, fontsize=8, va="top", ha="left")
-
-    # (a) the input with the three example squares.
-    ax = fig.add_subplot(gs[0, 0])
-    ax.imshow(image, extent=(0, w, h, 0), interpolation="nearest")
-    squares(ax, [(n + 1, c) for n, c in enumerate(cells)], "yellow")
-    p0 = result.base_probabilities
-    frame(ax, f"(a) input; top-1 {name(int(p0.argmax()))} {p0.max():.2f}")
-
-    # (b) total activation of the strongest map, per square position.
-    ext = result.map_extent()
-    ax = fig.add_subplot(gs[0, 1])
-    im = ax.imshow(result.activation, extent=ext, cmap="viridis", interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
-    frame(ax, f"(b) {result.layer} map {result.feature_map}: total activation\n"
-              f"(unoccluded {result.base_activation:.4g})")
-
-    # (d) probability of the target class.
-    ax = fig.add_subplot(gs[0, 2])
-    im = ax.imshow(result.probability, extent=ext, cmap="viridis", vmin=0.0,
-                   vmax=max(float(result.probability.max()), float(p0[result.target]), 1e-12),
-                   interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
-    frame(ax, f"(d) p({name(result.target)})\n(unoccluded {p0[result.target]:.3f})")
-
-    # (e) most probable class, with a legend naming the classes (most frequent first).
-    ax = fig.add_subplot(gs[0, 3])
-    seen, counts = np.unique(result.top_class, return_counts=True)
-    order = [int(seen[k]) for k in np.argsort(-counts, kind="stable")]
-    shown = order[:legend_max]
-    index = {k: n for n, k in enumerate(shown)}
-    other = len(shown)
-    codes = np.vectorize(lambda k: index.get(int(k), other))(result.top_class)   # (NY, NX)
-    colours = class_colours(len(shown)) + [(0.6, 0.6, 0.6)]
-    ax.imshow(codes, extent=ext, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(colours) - 0.5,
-              interpolation="nearest")
-    frame(ax, "(e) most probable class")
-    handles = [Patch(color=colours[n], label=f"{name(k)} ({k})") for n, k in enumerate(shown)]
-    if len(order) > len(shown):
-        handles.append(Patch(color=colours[-1], label=f"{len(order) - len(shown)} other classes"))
-    lax = fig.add_subplot(gs[0, 4])
-    lax.axis("off")
-    lax.legend(handles=handles, loc="center left", fontsize=8, frameon=False, title="(e) classes",
-               title_fontsize=9)
-
-    # (c) the map projected to the pixels: unoccluded, then with the square at each example cell.
+    _panel_input(fig, gs[0, 0], result, image, name)
+    _panel_activation(fig, gs[0, 1], result)
+    _panel_probability(fig, gs[0, 2], result, name)
+    _panel_top_class(fig, gs[0, 3], gs[0, 4], result, name, legend_max)
     if projections is not None:
-        titles = ["(c) projection, unoccluded"] + [f"(c) square {n + 1}: activation "
-                                                   f"{result.activation[c]:.4g}" for n, c in enumerate(cells)]
-        for k, (proj, title) in enumerate(zip(projections, titles)):
-            ax = fig.add_subplot(gs[1, k])
-            ax.imshow(proj, extent=(0, w, h, 0), interpolation="nearest")
-            if k > 0:
-                squares(ax, [(None, cells[k - 1])], "white")
-            if unit_boxes is not None:
-                y0, y1, x0, x1 = unit_boxes[k]
-                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="cyan",
-                                       linewidth=1.0, linestyle="--"))
-            frame(ax, title)
+        _panels_projection(fig, [gs[1, k] for k in range(4)], result, projections, unit_boxes)
     info = fig.add_subplot(gs[1, 4])
     info.axis("off")
     info.text(0.0, 0.5, f"square {result.size} px (model mean colour),\nstride {result.stride} px, "

@@ -26,13 +26,6 @@ def save_figure(fig, path, dpi=None):
     return path
 
 
-def figure_pixels(fig):
-    """The figure as drawn: (H, W, 3) uint8 RGB (for tests and for embedding)."""
-    import numpy as np
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-
-
 def class_colours(n):
     """n distinct RGB colours (tab10, then tab20's light shades) for class maps and legends."""
     from matplotlib import colormaps
