@@ -21,7 +21,7 @@ import numpy as np
 
 from zfnet import kernels
 from zfnet.errors import ZFNetError
-from zfnet.kernels._checks import check_array
+from zfnet.kernels import check_array
 from zfnet.net.graph import INPUT
 from zfnet.net.plan import plan
 
