@@ -4,6 +4,8 @@ import re
 import sys
 from pathlib import Path
 
+from zfnet.cli._common import add_model_argument
+
 EXAMPLE = """\
 examples:
   zfnet project cat.jpg --layer fire9/concat --map 40 --out proj/
@@ -23,7 +25,6 @@ writes, in --out (names start with the layer, map, position and mode):
 
 
 def register(subparsers):
-    from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "project", help="project one unit back to pixel space (deconvnet)",
         description="Run IMAGE through the network, keep one activation of LAYER (map C at Y,X, or "
@@ -31,7 +32,7 @@ def register(subparsers):
                     "with the deconvnet (unpool with the switches, rectify, transposed filters).",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="a photograph (JPEG, PNG, ...)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--layer", required=True, help="layer name, e.g. conv5, fire9/concat, fc8, prob")
     p.add_argument("--map", required=True, type=int, metavar="C",
                    help="feature map (channel) of LAYER; in a flat layer (fc, prob) the unit or class index")

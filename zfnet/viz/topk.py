@@ -4,15 +4,15 @@ each as its deconvnet projection beside the image patch it came from.
 Shape legend: M = chosen feature maps, k = units kept per map, H, W = the network's input size,
 (h, w) = a unit's receptive-field box clipped to the input.
 
-Three steps, each usable on its own:
+This module renders what a scan found (zfnet.viz.scan: stream the collection once, keep per map
+the k strongest units, one per image; the rules are in zfnet.viz.summary). Two steps, each
+usable on its own:
 
-1. ``scan`` (zfnet.viz.scan): stream the collection once, keep per map the k strongest units,
-   one per image (resumable, extendable; the rules are in that module's docstring);
-2. ``project_topk``: for each kept unit, its deconvnet projection (3, H, W) and its
+1. ``project_topk``: for each kept unit, its deconvnet projection (3, H, W) and its
    receptive-field box; images are visited one at a time and every unit of that image is
    projected from one forward pass (grouping by image), so the cost is one forward per image
    holding a kept unit plus one cropped walk down per unit;
-3. ``render_topk``: the paper's layout. Per map a block [k projections | k patches], each a
+2. ``render_topk``: the paper's layout. Per map a block [k projections | k patches], each a
    sqrt(k) x sqrt(k) grid (3x3 for k = 9), the strongest top-left, row-major; the blocks tiled
    into sheets per layer; plus a JSON index and a self-contained HTML page.
 
@@ -40,13 +40,11 @@ from zfnet.net.forward import forward
 from zfnet.net.receptive import receptive_field
 from zfnet.viz import grid
 from zfnet.viz.html import Cell, Link, Page
-from zfnet.viz.scan import (STATE_FILE, ScanResult, ScanState, TopK, collect_images, image_maxima,
-                            layer_maps, load_input, load_state, parse_maps, scan)
+from zfnet.viz.scan_state import check_unchanged, check_weights
+from zfnet.viz.shard import load_input
 
-__all__ = ["scan", "collect_images", "parse_maps", "image_maxima", "TopK", "ScanState", "ScanResult",
-           "STATE_FILE", "load_state", "TopUnit", "top_units", "iter_projections", "project_image_units",
-           "project_topk", "unit_cells",
-           "map_block", "render_topk", "topk_json", "layer_slug"]
+__all__ = ["TopUnit", "top_units", "units_by_image", "iter_projections", "project_image_units",
+           "project_topk", "place_in_field", "unit_cells", "map_block", "render_topk", "topk_json", "layer_slug"]
 
 UNITS_PER_CALL = 32   # projections computed per call to project (bounds the (K, 3, H, W) buffer)
 # Projections are scaled so that this percentile of |p| in the box is full contrast: with the
@@ -86,15 +84,6 @@ def top_units(state, arch):
             units.append(TopUnit(m, rank, i, state.image_path(i), y, x, v, box, field))
         out.append(units)
     return out
-
-
-def _check_state_matches(net, state):
-    from zfnet.viz.scan import weights_digest
-    if weights_digest(net, state.layer) != state.weights_sha256:
-        raise ZFNetError(
-            f"the saved scan of {state.layer!r} was made with other weights ({state.model}); "
-            f"render it with the same model, or rescan with --restart"
-        )
 
 
 def iter_projections(net, x, layer, units, mode="deconvnet", lrn="identity"):
@@ -148,29 +137,23 @@ def units_by_image(state, arch):
     return dict(sorted(by_image.items()))
 
 
-def _check_unchanged(state, i):
-    from zfnet.viz.scan import file_stamp
-    rec = state.images[i]
-    if file_stamp(rec["path"]) != (rec["size"], rec["mtime_ns"]):
-        raise ZFNetError(f"{rec['path']} changed or disappeared since it was scanned; rescan with --restart")
-
-
 def project_topk(net, state, mode="deconvnet", lrn="identity", load=load_input):
     """Yield, image by image, (image index, x (3, H, W), units, projections (K, 3, H, W)).
 
     Every kept unit of an image is projected from one forward pass of that image; the arrays
     for one image at a time are all that is held.
     """
-    _check_state_matches(net, state)
+    check_weights(net, state)
     crop = bool(state.preprocessing.get("crop", True))
     for i, units in units_by_image(state, net.arch).items():
-        _check_unchanged(state, i)
+        check_unchanged(state, i)
         x = np.ascontiguousarray(load(state.image_path(i), net.meta, crop)[None], dtype=np.float32)
         yield i, x[0], units, project_image_units(net, x, state.layer, units, mode, lrn)
 
 
-def _frame(img, unit, hw):
-    """Place a clipped box's pixels where they belong in the unit's whole field (capped at H x W)."""
+def place_in_field(img, unit, hw):
+    """Place a clipped box's pixels (h, w, 3) where they belong in the unit's whole field (capped
+    at the input size hw = (H, W)): the part outside the image is left light grey."""
     fh = min(unit.field[1] - unit.field[0], hw[0])
     fw = min(unit.field[3] - unit.field[2], hw[1])
     h, w = img.shape[:2]
@@ -191,7 +174,7 @@ def unit_cells(x_display, projection, unit, meta, cell, percentile=PERCENTILE):
     hw = x_display.shape[:2]
     proj = render(np.ascontiguousarray(projection[:, y0:y1, x0:x1]), meta, percentile)  # (h, w, 3)
     patch = cut(x_display, unit.box)                                                  # (h, w, 3)
-    return (grid.fit(_frame(proj, unit, hw), cell), grid.fit(_frame(patch, unit, hw), cell))
+    return (grid.fit(place_in_field(proj, unit, hw), cell), grid.fit(place_in_field(patch, unit, hw), cell))
 
 
 def block_geometry(k, cell, gap=2, between=10):
@@ -298,7 +281,7 @@ def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, p
     cached = _read_cells(path, tag)
     missing = [u for u in units if (u.map, u.y, u.x) not in cached]
     if missing or not (Path(out_dir) / input_png).exists():
-        _check_unchanged(state, i)
+        check_unchanged(state, i)
         crop = bool(state.preprocessing.get("crop", True))
         x = np.ascontiguousarray(load(state.image_path(i), net.meta, crop)[None], dtype=np.float32)
         shown = to_display(x[0], net.meta)                                            # (H, W, 3) uint8
@@ -325,7 +308,7 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
     Returns the index dict.
     """
     out_dir = Path(out_dir)
-    _check_state_matches(net, state)
+    check_weights(net, state)
     arch, k, slug = net.arch, state.k, layer_slug(state.layer)
     units = top_units(state, arch)
     j_of = {m: j for j, m in enumerate(state.maps.tolist())}
