@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topk_support import (assert_topk_close, brute_force_topk, content_key, duplicate, make_bad_images, scan_entries, tiny_net,
-                          write_images)
+from topk_support import (assert_topk_close, brute_force_topk, content_key, duplicate, make_bad_images,
+                          scan_entries, tiny_net, write_images)
 from zfnet import ZFNetError
 from zfnet.viz.collect import collect_images, image_record
 from zfnet.viz.scan import scan
 from zfnet.viz.scan_state import STATE_FILE, ScanState
-from zfnet.viz.shard import choose_maps, load_input, scan_shard
+from zfnet.viz.shard import (choose_maps, load_input, load_shard, scan_shard, summarize_layers,
+                             summarize_shard)
 from zfnet.viz.summary import TopK, image_maxima, merge, summarize
 
 
@@ -168,6 +169,16 @@ def test_scan_has_ties_at_zero(collection):
     first = sorted(collection, key=content_key)[:3]
     for j in dead:
         assert scan_entries(res.state)[j] == [(p, 0, 0, 0.0) for p in first]
+
+
+def test_one_pass_serves_several_layers(collection):
+    net = tiny_net()
+    loaded = load_shard(collection[:6], net.meta)
+    both = summarize_layers(net, {"conv1": ([0, 3], 2), "relu2": (list(range(8)), 3)}, loaded)
+    for layer, maps, k in (("conv1", [0, 3], 2), ("relu2", list(range(8)), 3)):
+        alone = summarize_shard(net, layer, maps, k, loaded)
+        assert [both[layer].key_entries(j) for j in range(len(maps))] == \
+            [alone.key_entries(j) for j in range(len(maps))]
 
 
 def test_resume_and_extend_equal_one_scan(collection, tmp_path):

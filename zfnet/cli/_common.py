@@ -13,7 +13,8 @@ import time
 def add_model_argument(p):
     """--model NAME|FILE, defaulting to the project's default model."""
     from zfnet.weights import DEFAULT_MODEL
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL}; see 'zfnet weights list')")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name or weights file (default {DEFAULT_MODEL}; see 'zfnet weights list')")
 
 
 def add_output_arguments(p, command):

@@ -124,15 +124,25 @@ def _stack(xs):
     return np.ascontiguousarray(np.stack(xs))
 
 
-def summarize_shard(net, layer, maps, k, loaded):
-    """The top-k summary of loaded images ([Loaded]): one forward pass up to `layer`."""
+def summarize_layers(net, wanted, loaded):
+    """{layer: Summary} of loaded images ([Loaded]) for several layers from one forward pass.
+
+    wanted: {layer: (maps, k)}; the pass runs up to the deepest of them.
+    """
     good = [im for im in loaded if im.x is not None]
     skipped = [im.record for im in loaded if im.x is None]
-    a = None
+    outputs = {}
     if good:
         x = _stack([im.x for im in good])                                            # (N, 3, H, W)
-        a = forward(net, x, upto=layer, switches=False).output                       # (N, C, H', W')
-    return summarize([im.record for im in good], a, maps, k, skipped)
+        deepest = max(wanted, key=net.arch.index)
+        outputs = forward(net, x, keep=list(wanted), upto=deepest, switches=False).outputs   # (N, C, H', W') each
+    return {layer: summarize([im.record for im in good], outputs.get(layer), maps, k, skipped)
+            for layer, (maps, k) in wanted.items()}
+
+
+def summarize_shard(net, layer, maps, k, loaded):
+    """The top-k summary of loaded images ([Loaded]) for one layer."""
+    return summarize_layers(net, {layer: (maps, k)}, loaded)[layer]
 
 
 def scan_shard(net, paths, layer, maps, k, crop=True, load=load_input):

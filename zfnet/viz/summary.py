@@ -163,7 +163,8 @@ def _best_k(top, value, image, y, x, images, dedupe=False):
         value_all, y_all, x_all = (np.where(keep, arr, 0).astype(arr.dtype) for arr in (value_all, y_all, x_all))
         order = np.lexsort((_ranks(image_all, images), primary), axis=1)
     order = order[:, :top.k]
-    return TopK(top.maps, top.k, *(np.take_along_axis(arr, order, axis=1) for arr in (value_all, image_all, y_all, x_all)))
+    best = (np.take_along_axis(arr, order, axis=1) for arr in (value_all, image_all, y_all, x_all))   # (M, k) each
+    return TopK(top.maps, top.k, *best)
 
 
 def _table_index(s):
@@ -178,8 +179,8 @@ def merge_into(acc, other):
     """Merge summary `other` into `acc` in place (acc keeps its table order; other's new images
     are appended). The in-process scan's step; see merge() for the pure form."""
     if acc.topk.k != other.topk.k or not np.array_equal(acc.topk.maps, other.topk.maps):
-        raise ZFNetError(f"cannot merge top-k summaries of different maps or k "
-                         f"({len(acc.topk.maps)} maps, k {acc.topk.k} vs {len(other.topk.maps)} maps, k {other.topk.k})")
+        raise ZFNetError(f"cannot merge top-k summaries of different maps or k ({len(acc.topk.maps)} maps, "
+                         f"k {acc.topk.k} vs {len(other.topk.maps)} maps, k {other.topk.k})")
     index, paths = _table_index(acc)
     remap, overlap = np.empty(len(other.images) + 1, np.int64), False
     remap[-1] = -1
