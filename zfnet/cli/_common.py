@@ -23,6 +23,17 @@ def add_output_arguments(p, command):
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
 
 
+def check_out_dir(out):
+    """--out must be a folder, or not exist yet (checked before any work)."""
+    from pathlib import Path
+
+    from zfnet.errors import ZFNetError
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ZFNetError(f"--out {out} exists and is not a folder; give a folder (it is created if missing)")
+    return out
+
+
 def load_classifier(model, cls):
     """--model and --class -> (net, its K class labels, the class index C or None for each image's top-1)."""
     from zfnet.viz.classes import class_labels, resolve_class

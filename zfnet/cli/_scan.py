@@ -51,13 +51,6 @@ def add_scan_arguments(p, images_required, restart_help):
     p.add_argument("--restart", action="store_true", help=restart_help)
 
 
-def check_out_dir(out):
-    """--out must be a folder (or not exist yet)."""
-    from zfnet.errors import ZFNetError
-    if out.exists() and not out.is_dir():
-        raise ZFNetError(f"--out {out} exists and is not a folder")
-
-
 def progress_bar(desc, unit):
     """(update(n, total=None), close()): a tqdm bar on stderr, made on the first report (when
     the total is known)."""

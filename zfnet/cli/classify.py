@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument
+from zfnet.cli._common import add_model_argument, check_out_dir
 
 EXAMPLE = """\
 examples:
@@ -53,6 +53,8 @@ def run(args):
 
     if args.batch_size < 1:
         raise ZFNetError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out:
+        check_out_dir(args.out)
     net = load_model(args.model)
     crop = not args.no_crop
     results, failed = [], 0

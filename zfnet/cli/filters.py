@@ -3,8 +3,8 @@ import argparse
 import json
 import sys
 
-from zfnet.cli._common import add_model_argument
-from zfnet.cli._scan import add_scan_arguments, check_out_dir, print_scan
+from zfnet.cli._common import add_model_argument, check_out_dir
+from zfnet.cli._scan import add_scan_arguments, print_scan
 
 EXAMPLE = """\
 example:

@@ -4,7 +4,7 @@ import re
 import sys
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument
+from zfnet.cli._common import add_model_argument, check_out_dir
 
 EXAMPLE = """\
 examples:
@@ -80,13 +80,14 @@ def run(args):
     at = parse_at(args.at) if args.at is not None else None
     if not 0 < args.percentile <= 100:
         raise ZFNetError(f"--percentile must be in (0, 100], got {args.percentile}")
+    out = check_out_dir(args.out)
     net = load_model(args.model)
     x = preprocess(load_image(args.image), net.meta, crop=not args.no_crop)[None]      # (1, 3, H, W)
     r = project_unit(net, x, args.layer, args.map, at=at, mode=args.mode, lrn=args.lrn, crop=not args.dense)
 
     seen = to_display(x[0], net.meta)                                                # (H, W, 3)
     picture = render(r.projection, net.meta, percentile=args.percentile)             # (H, W, 3)
-    out, stem = Path(args.out), _stem(args.layer, r.unit, args.mode)
+    stem = _stem(args.layer, r.unit, args.mode)
     files = {
         "projection": out / f"{stem}_projection.png",
         "projection_rf": out / f"{stem}_projection_rf.png",

@@ -3,9 +3,8 @@ import argparse
 import json
 import sys
 
-from zfnet.cli._common import add_model_argument
-from zfnet.cli._scan import (MAPS_HELP, add_scan_arguments, check_out_dir, parse_maps, print_scan,
-                             progress_bar)
+from zfnet.cli._common import add_model_argument, check_out_dir
+from zfnet.cli._scan import MAPS_HELP, add_scan_arguments, parse_maps, print_scan, progress_bar
 
 EXAMPLE = """\
 example:
