@@ -28,7 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from zfnet.errors import ZFNetError
+from zfnet.image import to_display
 from zfnet.viz import grid
+from zfnet.viz.scan_state import check_unchanged
+from zfnet.viz.shard import load_input
+from zfnet.viz.topk import place_in_field, top_units
 
 
 def image_layers(net):
@@ -144,10 +148,6 @@ def top_patches(net, state, filter=None, cell=56, load=None):
     each patch is the input box the unit's filter was applied to (clipped at the border, placed
     in its full field), enlarged with nearest neighbour so its pixels stay visible.
     """
-    from zfnet.image import to_display
-    from zfnet.viz.scan_state import check_unchanged
-    from zfnet.viz.shard import load_input
-    from zfnet.viz.topk import place_in_field, top_units
     load = load or load_input
     maps = state.maps.tolist()
     if filter is None:

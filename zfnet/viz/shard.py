@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zfnet.errors import ZFNetError
+from zfnet.image import load_image, preprocess
 from zfnet.net.forward import forward
 from zfnet.viz.collect import file_sha256, file_stamp
 from zfnet.viz.summary import summarize
@@ -68,7 +69,6 @@ def preprocessing_of(meta, crop):
 # -- loading ---------------------------------------------------------------------------------
 def load_input(path, meta, crop=True):
     """Load and preprocess one image: (3, H, W) float32 (zfnet.image's rules)."""
-    from zfnet.image import load_image, preprocess
     return preprocess(load_image(path), meta, crop=crop)
 
 

@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from zfnet.atomic import atomic_write, save_png, write_json
+from zfnet.deconv import Unit, cut, project, render
 from zfnet.errors import ZFNetError
+from zfnet.image import to_display
 from zfnet.net.forward import forward
 from zfnet.net.receptive import receptive_field
 from zfnet.viz import grid
@@ -95,7 +97,6 @@ def iter_projections(net, x, layer, units, mode="deconvnet", lrn="identity"):
     must reproduce the scan's values (up to summation order): otherwise the image or the
     computation changed since the scan.
     """
-    from zfnet.deconv import Unit, project
     zero = np.zeros((3,) + x.shape[2:], np.float32)
     walk = [u for u in units if u.value != 0.0]
     fwd = forward(net, x, keep="all", upto=layer) if walk else None
@@ -169,7 +170,6 @@ def unit_cells(x_display, projection, unit, meta, cell, percentile=PERCENTILE):
     percentile: the projection is scaled so this percentile of its magnitudes (in the box) is
     full contrast (None: its maximum).
     """
-    from zfnet.deconv import cut, render
     y0, y1, x0, x1 = unit.box
     hw = x_display.shape[:2]
     proj = render(np.ascontiguousarray(projection[:, y0:y1, x0:x1]), meta, percentile)  # (h, w, 3)
@@ -266,7 +266,6 @@ def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, p
     The cache (out_dir/cells/img<i>.npz) makes rendering resumable after a crash, and makes a
     re-render after an extended scan project only the units that are new in the top-k.
     """
-    from zfnet.image import to_display
     path = Path(out_dir) / CELL_CACHE / f"img{i:06d}.npz"
     tag = _cell_tag(state, i, mode, lrn, cell, percentile)
     cached = _read_cells(path, tag)
