@@ -4,7 +4,7 @@ import json
 import sys
 
 from zfnet.cli._common import add_model_argument, check_out_dir
-from zfnet.cli._scan import add_scan_arguments, print_scan
+from zfnet.cli._scan import add_scan_arguments, print_scan, progress_bar
 
 EXAMPLE = """\
 example:
@@ -52,8 +52,12 @@ def _scan_filter(net, images, layer, out, args):
     from zfnet.errors import ZFNetError
     from zfnet.viz.scan import scan
     from zfnet.viz.scan_state import STATE_FILE
-    res = scan(net, images, layer, [args.filter], k=args.k, state_path=out / f"filter{args.filter}_{STATE_FILE}",
-               batch_size=args.batch, restart=args.restart)
+    update, close = progress_bar(f"scan {layer} filter {args.filter}", "img")
+    try:
+        res = scan(net, images, layer, [args.filter], k=args.k, state_path=out / f"filter{args.filter}_{STATE_FILE}",
+                   batch_size=args.batch, restart=args.restart, progress=update)
+    finally:
+        close()
     print_scan(res)
     if not res.state.images:
         raise ZFNetError(f"{args.images}: none of the images could be read")
@@ -61,8 +65,6 @@ def _scan_filter(net, images, layer, out, args):
 
 
 def run(args):
-    from pathlib import Path
-
     from zfnet.errors import ZFNetError
     from zfnet.viz.collect import collect_images
     from zfnet.viz.filters import first_layer_weights
@@ -75,8 +77,7 @@ def run(args):
     layer, w = first_layer_weights(net, args.layer)
     if args.filter is not None and not 0 <= args.filter < w.shape[0]:
         raise ZFNetError(f"--filter {args.filter}: {layer} has {w.shape[0]} filters (0..{w.shape[0] - 1})")
-    out = Path(args.out)
-    check_out_dir(out)
+    out = check_out_dir(args.out)
     state = _scan_filter(net, images, layer, out, args) if images is not None else None
     report = write_filters_report(net, out, layer, args.cell or default_cell(w), state, args.filter, args.model)
     print(f"wrote {out / report['grid']}, {out / 'filters.json'}, {out / 'index.html'}", file=sys.stderr)

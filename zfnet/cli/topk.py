@@ -79,8 +79,6 @@ def _render(net, state, out, args):
 
 
 def run(args):
-    from pathlib import Path
-
     from zfnet.errors import ZFNetError
     from zfnet.viz import topk
     from zfnet.viz.collect import collect_images
@@ -93,8 +91,7 @@ def run(args):
     images = collect_images(args.images)
     net = load_model(args.model)
     maps = parse_maps(args.maps, layer_maps(net, args.layer)[0])      # a clear error before any work
-    out = Path(args.out or f"zfnet-topk-{topk.layer_slug(args.layer)}")
-    check_out_dir(out)
+    out = check_out_dir(args.out or f"zfnet-topk-{topk.layer_slug(args.layer)}")
 
     update, close = progress_bar(f"scan {args.layer}", "img")
     try:
