@@ -36,6 +36,9 @@ def main(argv=None):
 
     from zfnet.atomic import atomic_write, save_png
     from zfnet.viz import filters, topk
+    from zfnet.viz.collect import collect_images
+    from zfnet.viz.scan import scan
+    from zfnet.viz.summary import TopK
     from zfnet.weights import load_model
 
     net = load_model("squeezenet1_0")
@@ -43,14 +46,14 @@ def main(argv=None):
     save_png(HERE / "filters_conv1.png", grid_img)
     print(f"wrote {HERE / 'filters_conv1.png'}")
 
-    paths = topk.collect_images(images)
+    paths = collect_images(images)
     with tqdm(total=len(paths), desc=f"scan {LAYER}", unit="img", file=sys.stderr) as bar:
-        res = topk.scan(net, paths, LAYER, "all", k=9, batch_size=12, progress=lambda n, total: bar.update(n))
+        res = scan(net, paths, LAYER, "all", k=9, batch_size=12, progress=lambda n, total: bar.update(n))
     state = res.state
     ninth = state.topk.value[:, -1]                                   # (512,) the 9th-strongest values
     chosen = np.sort(np.argsort(-ninth, kind="stable")[:MAPS])
-    state.topk = topk.TopK(state.topk.maps[chosen], state.k, state.topk.value[chosen], state.topk.image[chosen],
-                           state.topk.y[chosen], state.topk.x[chosen])
+    state.topk = TopK(state.topk.maps[chosen], state.k, state.topk.value[chosen], state.topk.image[chosen],
+                    state.topk.y[chosen], state.topk.x[chosen])
     with tempfile.TemporaryDirectory() as tmp:
         index = topk.render_topk(net, state, tmp, cell=72, maps_per_sheet=MAPS, sheet_columns=2)
         with atomic_write(HERE / f"topk_{topk.layer_slug(LAYER)}.png") as part:

@@ -6,7 +6,8 @@ from topk_support import tiny_net
 from zfnet import ZFNetError
 from zfnet.image import load_image, preprocess
 from zfnet.viz import filters as F
-from zfnet.viz import scan as S
+from zfnet.viz.collect import collect_images
+from zfnet.viz.scan import scan
 from zfnet.viz import topk as T
 
 
@@ -89,9 +90,9 @@ def test_top_patches_share_their_filters_orientation(squeezenet, images_dir):
     net = squeezenet
     w = net.weight("conv1")
     sel, ang = F.orientation_selectivity(w)
-    paths = S.collect_images(images_dir)
+    paths = collect_images(images_dir)
     chosen = [int(f) for f in np.argsort(-sel)[:4]]
-    state = S.scan(net, paths, "conv1", chosen, k=9, batch_size=12).state
+    state = scan(net, paths, "conv1", chosen, k=9, batch_size=12).state
     for f in chosen:
         found = F.top_patches(net, state, f, cell=28)
         assert len(found) == 9
@@ -113,13 +114,13 @@ def test_top_patches_wants_one_filter(tmp_path, rng):
     from topk_support import write_images
     net = tiny_net()
     paths = write_images(tmp_path, 3, rng)
-    state = S.scan(net, paths, "conv1", "2", k=2).state
+    state = scan(net, paths, "conv1", [0, 1], k=2).state
     with pytest.raises(ZFNetError, match="say which one"):
         F.top_patches(net, state)
     with pytest.raises(ZFNetError, match="not part of the scan"):
         F.top_patches(net, state, 3)
     assert F.top_patches(net, state, 1, cell=10)[0][0].map == 1
-    state = S.scan(net, paths, "conv1", [4], k=2).state
+    state = scan(net, paths, "conv1", [4], k=2).state
     (u, cell, shown), _ = F.top_patches(net, state, cell=10)
     assert cell.shape == (10, 10, 3) and u.map == 4 and shown.shape == (32, 32, 3)
     assert T.top_units(state, net.arch)[0][0] == u

@@ -14,7 +14,8 @@ from zfnet.atomic import save_png
 from zfnet.cli import main
 from zfnet.viz import topk as T
 from zfnet.viz.html import Cell, Link, Page
-from zfnet.viz.scan import STATE_FILE, scan
+from zfnet.viz.scan import scan
+from zfnet.viz.scan_state import STATE_FILE
 from zfnet.weights import save_net
 
 # -- the builder -----------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ def test_topk_page_renders_in_chromium(tmp_path, rng):
     paths = write_images(tmp_path / "imgs", 9, rng)
     net = tiny_net()
     out = tmp_path / "out"
-    state = scan(net, paths, "relu2", "0-3,", k=4, state_path=out / STATE_FILE).state
+    state = scan(net, paths, "relu2", [0, 1, 2, 3], k=4, state_path=out / STATE_FILE).state
     T.render_topk(net, state, out, cell=24)
     images, errors, foreign, links, boxes, text = open_in_chromium(out / "index.html")
     assert errors == [] and foreign == []

@@ -8,7 +8,8 @@ from PIL import Image
 from zfnet.cli import main
 from zfnet.viz import grid
 from zfnet.viz import topk as T
-from zfnet.viz.scan import collect_images, load_state
+from zfnet.viz.collect import collect_images
+from zfnet.viz.scan_state import load_state
 
 
 @pytest.mark.slow

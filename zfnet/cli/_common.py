@@ -13,13 +13,25 @@ import time
 def add_model_argument(p):
     """--model NAME|FILE, defaulting to the project's default model."""
     from zfnet.weights import DEFAULT_MODEL
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name or weights file (default {DEFAULT_MODEL}; see 'zfnet weights list')")
 
 
 def add_output_arguments(p, command):
     """--out DIR (default ./zfnet-<command>) and --json."""
     p.add_argument("--out", default=f"zfnet-{command}", metavar="DIR", help=f"output folder (default ./zfnet-{command})")
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
+
+
+def check_out_dir(out):
+    """--out must be a folder, or not exist yet (checked before any work)."""
+    from pathlib import Path
+
+    from zfnet.errors import ZFNetError
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ZFNetError(f"--out {out} exists and is not a folder; give a folder (it is created if missing)")
+    return out
 
 
 def load_classifier(model, cls):

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+from zfnet.cli._common import add_model_argument, check_out_dir
+
 EXAMPLE = """\
 examples:
   zfnet classify cat.jpg dog.png
@@ -18,7 +20,6 @@ the others are still classified, and the exit status is 1.
 
 
 def register(subparsers):
-    from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "classify", help="top-5 ImageNet classes of images",
         description="Classify each IMAGE with a pretrained network: the 5 most probable classes "
@@ -26,8 +27,7 @@ def register(subparsers):
                     "resized, centre crop, channel order, mean, std).",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (JPEG, PNG, ...)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"model name or weights file (default {DEFAULT_MODEL}; see 'zfnet weights list')")
+    add_model_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-crop", action="store_true",
                    help="resize the whole image to the network's input size instead of a centre crop")
@@ -53,6 +53,8 @@ def run(args):
 
     if args.batch_size < 1:
         raise ZFNetError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out:
+        check_out_dir(args.out)
     net = load_model(args.model)
     crop = not args.no_crop
     results, failed = [], 0

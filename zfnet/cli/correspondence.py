@@ -4,7 +4,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument, add_output_arguments, layer_names, print_result, run_facts
+from zfnet.cli._common import (add_model_argument, add_output_arguments, check_out_dir, layer_names,
+                               print_result, run_facts)
 
 EXAMPLE = """\
 example:
@@ -50,6 +51,7 @@ def run(args):
 
     if args.random < 0:
         raise ZFNetError(f"--random must be >= 0, got {args.random}")
+    check_out_dir(args.out)
     t0 = time.perf_counter()
     parts = load_boxes(args.boxes)
     images = [load_image(p) for p in args.images]                            # [(H_i, W_i, 3) uint8]

@@ -4,7 +4,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import add_output_arguments, print_result
+from zfnet.cli._common import add_output_arguments, check_out_dir, print_result
 
 EXAMPLE = """\
 example:
@@ -62,6 +62,7 @@ def run(args):
         maps = [int(v) for v in args.maps.split(",") if v.strip()] if args.maps else None
     except ValueError:
         raise ZFNetError(f"--maps must be comma-separated integers, got {args.maps!r}") from None
+    check_out_dir(args.out)
     t0 = time.perf_counter()
     files = _image_files(args.images, args.max_images)
     nets = load_checkpoints(args.checkpoints)

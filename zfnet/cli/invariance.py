@@ -4,7 +4,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import (add_model_argument, add_output_arguments, layer_names, load_classifier,
+from zfnet.cli._common import (add_model_argument, add_output_arguments, check_out_dir, layer_names, load_classifier,
                                print_result, run_facts)
 
 EXAMPLE = """\
@@ -45,6 +45,7 @@ def run(args):
 
     if args.batch < 1:
         raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
+    check_out_dir(args.out)
     t0 = time.perf_counter()
     net, labels, target = load_classifier(args.model, args.cls)
     layers = layer_names(args.layers)

@@ -4,7 +4,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument, add_output_arguments, load_classifier, print_result, run_facts
+from zfnet.cli._common import (add_model_argument, add_output_arguments, check_out_dir, load_classifier,
+                               print_result, run_facts)
 
 EXAMPLE = """\
 example:
@@ -44,6 +45,7 @@ def run(args):
 
     if args.batch < 1:
         raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
+    check_out_dir(args.out)
     t0 = time.perf_counter()
     net, labels, target = load_classifier(args.model, args.cls)
     x = preprocess(load_image(args.image), net.meta)                          # (3, H, W)

@@ -4,6 +4,8 @@ import re
 import sys
 from pathlib import Path
 
+from zfnet.cli._common import add_model_argument, check_out_dir
+
 EXAMPLE = """\
 examples:
   zfnet project cat.jpg --layer fire9/concat --map 40 --out proj/
@@ -23,7 +25,6 @@ writes, in --out (names start with the layer, map, position and mode):
 
 
 def register(subparsers):
-    from zfnet.weights import DEFAULT_MODEL
     p = subparsers.add_parser(
         "project", help="project one unit back to pixel space (deconvnet)",
         description="Run IMAGE through the network, keep one activation of LAYER (map C at Y,X, or "
@@ -31,7 +32,7 @@ def register(subparsers):
                     "with the deconvnet (unpool with the switches, rectify, transposed filters).",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="a photograph (JPEG, PNG, ...)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or weights file (default {DEFAULT_MODEL})")
+    add_model_argument(p)
     p.add_argument("--layer", required=True, help="layer name, e.g. conv5, fire9/concat, fc8, prob")
     p.add_argument("--map", required=True, type=int, metavar="C",
                    help="feature map (channel) of LAYER; in a flat layer (fc, prob) the unit or class index")
@@ -79,13 +80,14 @@ def run(args):
     at = parse_at(args.at) if args.at is not None else None
     if not 0 < args.percentile <= 100:
         raise ZFNetError(f"--percentile must be in (0, 100], got {args.percentile}")
+    out = check_out_dir(args.out)
     net = load_model(args.model)
     x = preprocess(load_image(args.image), net.meta, crop=not args.no_crop)[None]      # (1, 3, H, W)
     r = project_unit(net, x, args.layer, args.map, at=at, mode=args.mode, lrn=args.lrn, crop=not args.dense)
 
     seen = to_display(x[0], net.meta)                                                # (H, W, 3)
     picture = render(r.projection, net.meta, percentile=args.percentile)             # (H, W, 3)
-    out, stem = Path(args.out), _stem(args.layer, r.unit, args.mode)
+    stem = _stem(args.layer, r.unit, args.mode)
     files = {
         "projection": out / f"{stem}_projection.png",
         "projection_rf": out / f"{stem}_projection_rf.png",

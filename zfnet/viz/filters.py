@@ -28,7 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from zfnet.errors import ZFNetError
+from zfnet.image import to_display
 from zfnet.viz import grid
+from zfnet.viz.scan_state import check_unchanged
+from zfnet.viz.shard import load_input
+from zfnet.viz.topk import place_in_field, top_units
 
 
 def image_layers(net):
@@ -138,15 +142,12 @@ def filter_stats(net, layer=None):
 def top_patches(net, state, filter=None, cell=56, load=None):
     """The receptive-field patches of a filter's kept units (a top-k scan of its conv layer).
 
-    state: a zfnet.viz.scan.ScanState of a layer-1 conv; filter: which of its chosen maps
+    state: a zfnet.viz.scan_state.ScanState of a layer-1 conv; filter: which of its chosen maps
     (may be left out when the scan has one map only).
     Returns [(TopUnit, patch cell (cell, cell, 3) uint8, input (H, W, 3) uint8)], strongest first:
     each patch is the input box the unit's filter was applied to (clipped at the border, placed
     in its full field), enlarged with nearest neighbour so its pixels stay visible.
     """
-    from zfnet.image import to_display
-    from zfnet.viz.scan import load_input
-    from zfnet.viz.topk import _check_unchanged, _frame, top_units
     load = load or load_input
     maps = state.maps.tolist()
     if filter is None:
@@ -158,10 +159,10 @@ def top_patches(net, state, filter=None, cell=56, load=None):
     crop = bool(state.preprocessing.get("crop", True))
     out = []
     for u in top_units(state, net.arch)[maps.index(filter)]:
-        _check_unchanged(state, u.image)
+        check_unchanged(state, u.image)
         shown = to_display(load(u.path, net.meta, crop), net.meta)                     # (H, W, 3)
         y0, y1, x0, x1 = u.box
-        patch = _frame(np.ascontiguousarray(shown[y0:y1, x0:x1]), u, shown.shape[:2])
+        patch = place_in_field(np.ascontiguousarray(shown[y0:y1, x0:x1]), u, shown.shape[:2])
         out.append((u, grid.fit(patch, cell, nearest=True), shown))
     return out
 

@@ -4,17 +4,17 @@ each as its deconvnet projection beside the image patch it came from.
 Shape legend: M = chosen feature maps, k = units kept per map, H, W = the network's input size,
 (h, w) = a unit's receptive-field box clipped to the input.
 
-Three steps, each usable on its own:
+This module renders what a scan found (zfnet.viz.scan: stream the collection once, keep per map
+the k strongest units, one per image; the rules are in zfnet.viz.summary). Two steps, each
+usable on its own:
 
-1. ``scan`` (zfnet.viz.scan): stream the collection once, keep per map the k strongest units,
-   one per image (resumable, extendable; the rules are in that module's docstring);
-2. ``project_topk``: for each kept unit, its deconvnet projection (3, H, W) and its
+1. ``project_topk``: for each kept unit, its deconvnet projection (3, H, W) and its
    receptive-field box; images are visited one at a time and every unit of that image is
    projected from one forward pass (grouping by image), so the cost is one forward per image
    holding a kept unit plus one cropped walk down per unit;
-3. ``render_topk``: the paper's layout. Per map a block [k projections | k patches], each a
+2. ``render_topk``: the paper's layout. Per map a block [k projections | k patches], each a
    sqrt(k) x sqrt(k) grid (3x3 for k = 9), the strongest top-left, row-major; the blocks tiled
-   into sheets per layer; plus a JSON index and a self-contained HTML page.
+   into sheets per layer; plus a JSON index and a self-contained HTML page (zfnet.viz.topk_page).
 
 What a cell shows. The unit (y, x) of a layer sees the input box
 
@@ -35,18 +35,18 @@ from pathlib import Path
 import numpy as np
 
 from zfnet.atomic import atomic_write, save_png, write_json
+from zfnet.deconv import Unit, cut, project, render
 from zfnet.errors import ZFNetError
+from zfnet.image import to_display
 from zfnet.net.forward import forward
 from zfnet.net.receptive import receptive_field
 from zfnet.viz import grid
-from zfnet.viz.html import Cell, Link, Page
-from zfnet.viz.scan import (STATE_FILE, ScanResult, ScanState, TopK, collect_images, image_maxima,
-                            layer_maps, load_input, load_state, parse_maps, scan)
+from zfnet.viz.scan_state import check_unchanged, check_weights
+from zfnet.viz.shard import load_input
+from zfnet.viz.topk_page import write_topk_page
 
-__all__ = ["scan", "collect_images", "parse_maps", "image_maxima", "TopK", "ScanState", "ScanResult",
-           "STATE_FILE", "load_state", "TopUnit", "top_units", "iter_projections", "project_image_units",
-           "project_topk", "unit_cells",
-           "map_block", "render_topk", "topk_json", "layer_slug"]
+__all__ = ["TopUnit", "top_units", "units_by_image", "iter_projections", "project_image_units",
+           "project_topk", "place_in_field", "unit_cells", "map_block", "render_topk", "topk_json", "layer_slug"]
 
 UNITS_PER_CALL = 32   # projections computed per call to project (bounds the (K, 3, H, W) buffer)
 # Projections are scaled so that this percentile of |p| in the box is full contrast: with the
@@ -88,15 +88,6 @@ def top_units(state, arch):
     return out
 
 
-def _check_state_matches(net, state):
-    from zfnet.viz.scan import weights_digest
-    if weights_digest(net, state.layer) != state.weights_sha256:
-        raise ZFNetError(
-            f"the saved scan of {state.layer!r} was made with other weights ({state.model}); "
-            f"render it with the same model, or rescan with --restart"
-        )
-
-
 def iter_projections(net, x, layer, units, mode="deconvnet", lrn="identity"):
     """Yield (unit, projection (3, H, W)) for units (TopUnits of one image), in order.
 
@@ -106,7 +97,6 @@ def iter_projections(net, x, layer, units, mode="deconvnet", lrn="identity"):
     must reproduce the scan's values (up to summation order): otherwise the image or the
     computation changed since the scan.
     """
-    from zfnet.deconv import Unit, project
     zero = np.zeros((3,) + x.shape[2:], np.float32)
     walk = [u for u in units if u.value != 0.0]
     fwd = forward(net, x, keep="all", upto=layer) if walk else None
@@ -148,29 +138,23 @@ def units_by_image(state, arch):
     return dict(sorted(by_image.items()))
 
 
-def _check_unchanged(state, i):
-    from zfnet.viz.scan import file_stamp
-    rec = state.images[i]
-    if file_stamp(rec["path"]) != (rec["size"], rec["mtime_ns"]):
-        raise ZFNetError(f"{rec['path']} changed or disappeared since it was scanned; rescan with --restart")
-
-
 def project_topk(net, state, mode="deconvnet", lrn="identity", load=load_input):
     """Yield, image by image, (image index, x (3, H, W), units, projections (K, 3, H, W)).
 
     Every kept unit of an image is projected from one forward pass of that image; the arrays
     for one image at a time are all that is held.
     """
-    _check_state_matches(net, state)
+    check_weights(net, state)
     crop = bool(state.preprocessing.get("crop", True))
     for i, units in units_by_image(state, net.arch).items():
-        _check_unchanged(state, i)
+        check_unchanged(state, i)
         x = np.ascontiguousarray(load(state.image_path(i), net.meta, crop)[None], dtype=np.float32)
         yield i, x[0], units, project_image_units(net, x, state.layer, units, mode, lrn)
 
 
-def _frame(img, unit, hw):
-    """Place a clipped box's pixels where they belong in the unit's whole field (capped at H x W)."""
+def place_in_field(img, unit, hw):
+    """Place a clipped box's pixels (h, w, 3) where they belong in the unit's whole field (capped
+    at the input size hw = (H, W)): the part outside the image is left light grey."""
     fh = min(unit.field[1] - unit.field[0], hw[0])
     fw = min(unit.field[3] - unit.field[2], hw[1])
     h, w = img.shape[:2]
@@ -186,12 +170,11 @@ def unit_cells(x_display, projection, unit, meta, cell, percentile=PERCENTILE):
     percentile: the projection is scaled so this percentile of its magnitudes (in the box) is
     full contrast (None: its maximum).
     """
-    from zfnet.deconv import cut, render
     y0, y1, x0, x1 = unit.box
     hw = x_display.shape[:2]
     proj = render(np.ascontiguousarray(projection[:, y0:y1, x0:x1]), meta, percentile)  # (h, w, 3)
     patch = cut(x_display, unit.box)                                                  # (h, w, 3)
-    return (grid.fit(_frame(proj, unit, hw), cell), grid.fit(_frame(patch, unit, hw), cell))
+    return (grid.fit(place_in_field(proj, unit, hw), cell), grid.fit(place_in_field(patch, unit, hw), cell))
 
 
 def block_geometry(k, cell, gap=2, between=10):
@@ -247,15 +230,6 @@ def topk_json(state, short_paths=False):
     }
 
 
-def _describe_preprocessing(pre):
-    size = pre.get("input_size") or []
-    crop = (f"short side resized to {pre.get('resize')}, centre crop {size[0]}x{size[1]}"
-            if pre.get("crop", True) and pre.get("resize") and len(size) == 2
-            else f"whole image resized to {'x'.join(str(s) for s in size)}")
-    return (f"{crop}; RGB/255 x {pre.get('scale')} in {pre.get('channel_order')} order, minus mean "
-            f"{pre.get('mean')}, divided by std {pre.get('std')}")
-
-
 CELL_CACHE = "cells"
 
 
@@ -292,13 +266,12 @@ def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, p
     The cache (out_dir/cells/img<i>.npz) makes rendering resumable after a crash, and makes a
     re-render after an extended scan project only the units that are new in the top-k.
     """
-    from zfnet.image import to_display
     path = Path(out_dir) / CELL_CACHE / f"img{i:06d}.npz"
     tag = _cell_tag(state, i, mode, lrn, cell, percentile)
     cached = _read_cells(path, tag)
     missing = [u for u in units if (u.map, u.y, u.x) not in cached]
     if missing or not (Path(out_dir) / input_png).exists():
-        _check_unchanged(state, i)
+        check_unchanged(state, i)
         crop = bool(state.preprocessing.get("crop", True))
         x = np.ascontiguousarray(load(state.image_path(i), net.meta, crop)[None], dtype=np.float32)
         shown = to_display(x[0], net.meta)                                            # (H, W, 3) uint8
@@ -325,24 +298,48 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
     Returns the index dict.
     """
     out_dir = Path(out_dir)
-    _check_state_matches(net, state)
-    arch, k, slug = net.arch, state.k, layer_slug(state.layer)
-    units = top_units(state, arch)
+    check_weights(net, state)
+    units = top_units(state, net.arch)
     j_of = {m: j for j, m in enumerate(state.maps.tolist())}
     proj_cells = [[None] * len(u) for u in units]
     patch_cells = [[None] * len(u) for u in units]
     inputs = {}
-    for i, image_units in units_by_image(state, arch).items():
+    for i, image_units in units_by_image(state, net.arch).items():
         inputs[i] = f"inputs/img{i:06d}.png"
         cells = _cells_of_image(net, state, i, image_units, out_dir, inputs[i], mode, lrn, cell, percentile, load)
         for u in image_units:
             proj_cells[j_of[u.map]][u.rank], patch_cells[j_of[u.map]][u.rank] = cells[(u.map, u.y, u.x)]
         if progress is not None:
             progress(1)
+    entries, sheet_files = _write_figures(out_dir, state, units, proj_cells, patch_cells, inputs, cell,
+                                          maps_per_sheet, sheet_columns)
+    _remove_stale(out_dir, layer_slug(state.layer), sheet_files, {e["png"] for e in entries})
+    rows, cols, block_hw, _, _ = block_geometry(state.k, cell)
+    rf = receptive_field(net.arch, state.layer)
+    info = {
+        "model": state.model, "architecture": net.arch.name, "source_sha256": state.source_sha256,
+        "weights_sha256": state.weights_sha256, "layer": state.layer, "layer_shape": list(state.layer_shape),
+        "maps": state.maps.tolist(), "k": state.k, "images_scanned": len(state.images),
+        "images_skipped": len(state.skipped), "skipped": state.skipped, "scan_seconds": state.seconds,
+        "projection": {"mode": mode, "lrn": lrn}, "preprocessing": state.preprocessing,
+        "receptive_field": {"size": list(rf.size), "stride": list(rf.stride), "offset": list(rf.offset)},
+        "input_size": list(net.arch.input_shape[1:]), "cell": cell, "percentile": percentile,
+        "block_size": list(block_hw), "sheets": sheet_files,
+        "layout": f"per map: {rows}x{cols} projections (left) and {rows}x{cols} patches (right), "
+                  f"strongest first in row-major order",
+    }
+    index = {**info, "results": entries}
+    write_json(out_dir / "index.json", index)
+    write_topk_page(out_dir, index, embed)
+    return index
 
-    # one block per map, tiled into sheets of maps_per_sheet maps (one sheet in memory at a time)
-    rows, cols, block_hw, proj_xy, patch_xy = block_geometry(k, cell)
-    entries, sheet_files, maps = [], [], state.maps.tolist()
+
+def _write_figures(out_dir, state, units, proj_cells, patch_cells, inputs, cell, maps_per_sheet, sheet_columns):
+    """One block per map, tiled into sheets of maps_per_sheet maps (one sheet in memory at a
+    time; each map's cells are dropped once drawn). Returns (index entries, sheet file names)."""
+    k, slug, maps = state.k, layer_slug(state.layer), state.maps.tolist()
+    _, _, _, proj_xy, patch_xy = block_geometry(k, cell)
+    entries, sheet_files = [], []
     for s0 in range(0, len(maps), maps_per_sheet):
         blocks = []
         for j in range(s0, min(s0 + maps_per_sheet, len(maps))):
@@ -362,25 +359,7 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
                           ncols=sheet_columns)
         save_png(out_dir / name, sheet)
         sheet_files.append(name)
-
-    _remove_stale(out_dir, slug, sheet_files, {e["png"] for e in entries})
-
-    rf = receptive_field(arch, state.layer)
-    info = {
-        "model": state.model, "architecture": arch.name, "source_sha256": state.source_sha256,
-        "weights_sha256": state.weights_sha256, "layer": state.layer, "layer_shape": list(state.layer_shape),
-        "maps": state.maps.tolist(), "k": k, "images_scanned": len(state.images),
-        "images_skipped": len(state.skipped), "skipped": state.skipped, "scan_seconds": state.seconds,
-        "projection": {"mode": mode, "lrn": lrn}, "preprocessing": state.preprocessing,
-        "receptive_field": {"size": list(rf.size), "stride": list(rf.stride), "offset": list(rf.offset)},
-        "input_size": list(arch.input_shape[1:]), "cell": cell, "percentile": percentile, "block_size": list(block_hw), "sheets": sheet_files,
-        "layout": f"per map: {rows}x{cols} projections (left) and {rows}x{cols} patches (right), "
-                  f"strongest first in row-major order",
-    }
-    index = {**info, "results": entries}
-    write_json(out_dir / "index.json", index)
-    _write_page(out_dir, index, embed)
-    return index
+    return entries, sheet_files
 
 
 def _remove_stale(out_dir, slug, sheet_files, block_files):
@@ -392,78 +371,3 @@ def _remove_stale(out_dir, slug, sheet_files, block_files):
     for f in (out_dir / "maps").glob(f"{slug}_map*.png"):
         if re.fullmatch(rf"{re.escape(slug)}_map\d+\.png", f.name) and f"maps/{f.name}" not in block_files:
             f.unlink()
-
-
-def _write_page(out_dir, index, embed):
-    n, sk = index["images_scanned"], index["images_skipped"]
-    title = f"Top-{index['k']} activations of {index['layer']} ({index['model']})"
-    page = Page(title, out_dir, embed=embed)
-    rf = index["receptive_field"]
-    page.facts({
-        "model": f"{index['model']} (architecture {index['architecture']}; weights sha256 "
-                 f"{index['weights_sha256'][:16]}..., source file sha256 {index['source_sha256'][:16] or 'n/a'})",
-        "layer": f"{index['layer']}, output {'x'.join(map(str, index['layer_shape']))} (maps x height x width)",
-        "feature maps shown": f"{len(index['maps'])}: {_ranges(index['maps'])}",
-        "k (units kept per map)": f"{index['k']}, one unit per image per map (each image's strongest unit "
-                                  f"in the map; ties: first in row-major order, then the earlier image)",
-        "images scanned": f"{n}" + (f" ({sk} skipped: see the list at the end)" if sk else ""),
-        "projection": f"{index['projection']['mode']} (Zeiler & Fergus Sec. 2.1: unpool with switches, rectify, "
-                      f"transposed filters; LRN layers: {index['projection']['lrn']}), each from one unit with "
-                      f"every other activation of the layer set to zero",
-        "preprocessing": _describe_preprocessing(index["preprocessing"]),
-        "patches": f"the unit's receptive field, {rf['size'][0]}x{rf['size'][1]} input pixels at stride "
-                   f"{rf['stride'][0]} (offset {rf['offset'][0]}), clipped at the image border; cells "
-                   f"resized to {index['cell']} px",
-        "rendering": "projection cut to the same box, shown centred on mid-grey (zero), scaled so that "
-                     + (f"the {index['percentile']}th percentile of its magnitudes in the box is full contrast"
-                        if index["percentile"] is not None else "its largest magnitude is full contrast")
-                     + "; patch and projection both in the network's view of the image (after resize and crop)",
-        "scan time": f"{index['scan_seconds']:.1f} s",
-    })
-    page.paragraph(
-        "Each block: the projections of the map's top units into pixel space (left) and the image patches "
-        "they came from (right), strongest top-left, row-major. Click a cell for the image it came from; "
-        "hover for its unit and value.", cls="note")
-    if index["sheets"]:
-        page.heading("All maps", 2)
-        for s in index["sheets"]:
-            page.figure(s, f"{index['layer']}: {len(index['maps'])} maps tiled, each labelled with its index "
-                           f"(sheet {s})", alt=f"top-{index['k']} sheet {s}")
-    page.heading("Per map", 2)
-    for e in index["results"]:
-        links = []
-        rows = []
-        for c in e["cells"]:
-            desc = (f"map {e['map']}, rank {c['rank'] + 1}: {Path(c['path']).name}, unit (y={c['y']}, x={c['x']}), "
-                    f"value {c['value']:.6g}, box rows {c['box'][0]}:{c['box'][1]} cols {c['box'][2]}:{c['box'][3]}")
-            for y, x, h, w in (c["projection_cell"], c["patch_cell"]):
-                links.append(Link((y, y + h, x, x + w), c["input_png"], desc))
-            rows.append([c["rank"] + 1, Cell(Path(c["path"]).name, c["input_png"], c["path"]), c["y"], c["x"],
-                         f"{c['value']:.6g}", f"{c['box'][0]}:{c['box'][1]}, {c['box'][2]}:{c['box'][3]}"])
-        kept = len(e["cells"])
-        page.figure(e["png"], f"Map {e['map']} of {index['layer']}: its {kept} strongest units over {n} images "
-                              f"(values {_value_range(e['cells'])}); left: {index['projection']['mode']} "
-                              f"projections, right: receptive-field patches.",
-                    links=links, anchor=f"map{e['map']}", alt=f"map {e['map']}")
-        page.table(["rank", "image", "y", "x", "value", "box (rows, cols)"], rows)
-    if index["skipped"]:
-        page.heading("Skipped images", 2)
-        page.table(["image", "reason"], [[s["path"], s["reason"]] for s in index["skipped"]])
-    page.write(Path(out_dir) / "index.html")
-
-
-def _value_range(cells):
-    if not cells:
-        return "none"
-    return f"{cells[0]['value']:.4g} down to {cells[-1]['value']:.4g}"
-
-
-def _ranges(maps):
-    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
-    out, start = [], None
-    for a, b in zip(maps, maps[1:] + [None]):
-        start = a if start is None else start
-        if b != a + 1:
-            out.append(str(start) if start == a else f"{start}-{a}")
-            start = None
-    return ", ".join(out)

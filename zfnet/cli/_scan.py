@@ -1,0 +1,79 @@
+"""What the scanning commands (topk, filters) share: the ``--maps`` syntax, the scan options,
+a progress bar, and the scan's summary lines on stderr.
+
+Not a command: modules of zfnet/cli whose name starts with "_" are skipped by the ``zfnet`` parser.
+"""
+import sys
+
+MAPS_HELP = """\
+  --maps all     every feature map of the layer
+  --maps 16      the first 16 maps (0..15)
+  --maps 3,17,40 those maps (ranges too: 0-7,42; one map: 5,)
+"""
+
+
+def parse_maps(spec, n_maps):
+    """--maps text -> sorted list of map indices for a layer of n_maps maps.
+
+    "all" -> every map 0..C-1; "N" (one integer) -> the first N maps 0..N-1; "i,j,..." -> those
+    maps (ranges "a-b" allowed inside the list, e.g. "0-7,42"; one single map is written "i,").
+    """
+    from zfnet.errors import ZFNetError
+    s = str(spec).strip().lower()
+    if s == "all":
+        return list(range(n_maps))
+    if s.isdigit():
+        n = int(s)
+        if not 1 <= n <= n_maps:
+            raise ZFNetError(f"--maps {s}: the first N maps needs 1 <= N <= {n_maps} (the layer has {n_maps} maps)")
+        return list(range(n))
+    maps = []
+    for part in (p.strip() for p in s.split(",")):
+        if not part:
+            continue
+        a, dash, b = part.partition("-")
+        if not a.isdigit() or (dash and not b.isdigit()):
+            raise ZFNetError(f"--maps {spec!r}: expected 'all', a count N, or map indices like '3,17,40' or '0-7,42'")
+        maps.extend(range(int(a), int(b) + 1) if dash else [int(a)])
+    if not maps:
+        raise ZFNetError(f"--maps {spec!r}: no maps given")
+    bad = [m for m in maps if not 0 <= m < n_maps]
+    if bad:
+        raise ZFNetError(f"--maps {spec!r}: maps {bad} do not exist: the layer has {n_maps} maps (0..{n_maps - 1})")
+    return sorted(set(maps))
+
+
+def add_scan_arguments(p, images_required, restart_help):
+    """--images, --batch and --restart."""
+    p.add_argument("--images", required=images_required, default=None, metavar="DIR_OR_LIST",
+                   help="a folder of images (searched recursively), one image, or a text file listing image paths")
+    p.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--restart", action="store_true", help=restart_help)
+
+
+def progress_bar(desc, unit):
+    """(update(n, total=None), close()): a tqdm bar on stderr, made on the first report (when
+    the total is known)."""
+    from tqdm import tqdm
+    state = {}
+
+    def update(n, total=None):
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+        state["bar"].update(n)
+
+    def close():
+        if "bar" in state:
+            state["bar"].close()
+    return update, close
+
+
+def print_scan(res):
+    """The scan's summary (and every image it skipped) on stderr."""
+    state = res.state
+    note = f" (resumed; {res.not_in_collection} earlier images not in this collection)" if res.not_in_collection \
+        else (" (resumed)" if res.resumed else "")
+    print(f"scanned {res.scanned} new image(s) in {res.seconds:.1f} s ({res.images_per_s:.2f} images/s){note}; "
+          f"{len(state.images)} scanned in all, {len(state.skipped)} skipped", file=sys.stderr)
+    for s in res.skipped:
+        print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
