@@ -13,6 +13,7 @@ The public functions of ``zfnet.kernels`` route ``cuda`` calls to ``kernels/cuda
 """
 import contextlib
 import functools
+import importlib
 import os
 
 from ._checks import ZFNetError
@@ -29,7 +30,7 @@ def get_backend():
 def cuda_problem():
     """None where numba.cuda can run kernels in this process, else what is missing, in words."""
     try:
-        from numba import cuda
+        cuda = importlib.import_module("numba.cuda")
     except ImportError as e:
         return f"Numba's CUDA target is not installed ({e}); install it with pip install 'zfnet[cuda]'"
     if cuda.is_available():
