@@ -10,7 +10,7 @@ and the 8x64 panel of unrolled input for one k-slice (see gemm.py). The epilogue
 and, with relu=True, rectifies (NaN kept, as kernels.relu) as it writes y.
 """
 import numpy as np
-from numba import cuda
+from numba import cuda, float32
 from numba.cuda.cudadrv import devicearray
 
 from .._checks import ZFNetError, non_negative_pair, positive_pair
@@ -26,20 +26,20 @@ def _load_w(w2, geo, g, m, k, M, K):
     """A[m, k] = w[g*F/G + m] flattened over (c, u, v); w2 is w viewed as (F, C/G*KH*KW)."""
     if m < M and k < K:
         return w2[g * geo[11] + m, k]
-    return 0.0
+    return float32(0.0)
 
 
 @cuda.jit(device=True)
 def _load_x(x, geo, g, k, col, K, Ncols):
     """B[k, col] = x_pad[n, g*C/G + c, i*sh + u, j*sw + v], k = (c, u, v), col = (n, i, j)."""
     if k >= K or col >= Ncols:
-        return 0.0
-    Cg, KH, KW, sh, sw, ph, pw, H, W, Ho, Wo = geo[:11]
+        return float32(0.0)
+    Cg, KH, KW, sh, sw, ph, pw, H, W, Ho, Wo, Fg, has_bias, relu = geo
     n, p = col // (Ho * Wo), col % (Ho * Wo)
     c, u, v = k // (KH * KW), (k // KW) % KH, k % KW
     h, w = (p // Wo) * sh - ph + u, (p % Wo) * sw - pw + v
     if h < 0 or h >= H or w < 0 or w >= W:
-        return 0.0                                          # zero padding
+        return float32(0.0)                                 # zero padding
     return x[n, g * Cg + c, h, w]
 
 
@@ -49,7 +49,7 @@ def _store_y(y, b, geo, g, m, col, acc):
     Ho, Wo, f = geo[9], geo[10], g * geo[11] + m
     v = acc + b[f] if geo[12] else acc
     if geo[13] and not (v > 0 or v != v):
-        v = 0.0
+        v = float32(0.0)
     n, p = col // (Ho * Wo), col % (Ho * Wo)
     y[n, f, p // Wo, p % Wo] = v
 

@@ -14,7 +14,7 @@ atomics). With stride s, only 1 tap in s*s is non-zero: the price of keeping the
 One block: a 64x64 tile of x[g] (64 channels x 64 positions (n, h, w')), blockIdx.z = group g.
 One thread: a 4x4 sub-tile. Shared memory: the 8x64 panels of w^T and of taps (see gemm.py).
 """
-from numba import cuda
+from numba import cuda, float32
 import numpy as np
 
 from .._checks import ZFNetError, non_negative_pair, positive_pair
@@ -30,7 +30,7 @@ from ._device import on_device, to_caller
 def _load_wT(w, geo, g, m, k, M, K):
     """A[c, (f, u, v)] = w[g*F/G + f, c, u, v]."""
     if m >= M or k >= K:
-        return 0.0
+        return float32(0.0)
     Fg, KH, KW = geo[1], geo[2], geo[3]
     return w[g * Fg + k // (KH * KW), m, (k // KW) % KH, k % KW]
 
@@ -39,13 +39,13 @@ def _load_wT(w, geo, g, m, k, M, K):
 def _load_taps(y, geo, g, k, col, K, Ncols):
     """B[(f, u, v), (n, h, w')] = y[n, g*F/G + f, i, j] where i*sh + u = h + ph, j*sw + v = w' + pw."""
     if k >= K or col >= Ncols:
-        return 0.0
+        return float32(0.0)
     Cg, Fg, KH, KW, sh, sw, ph, pw, Ho, Wo, H, W = geo
     n, p = col // (H * W), col % (H * W)
     f, u, v = k // (KH * KW), (k // KW) % KH, k % KW
     di, dj = p // W + ph - u, p % W + pw - v          # i*sh and j*sw, if this tap reaches (h, w')
     if di < 0 or dj < 0 or di % sh != 0 or dj % sw != 0 or di // sh >= Ho or dj // sw >= Wo:
-        return 0.0
+        return float32(0.0)
     return y[n, g * Fg + f, di // sh, dj // sw]
 
 

@@ -7,7 +7,7 @@ One block: a 64x64 tile of y^T (64 units x 64 images). One thread: a 4x4 sub-til
 memory: the 8x64 panels of w and of x^T for one slice of the I inputs (see gemm.py). The
 epilogue adds b[o] and writes y[n, o] (the transpose is in the store, no extra pass).
 """
-from numba import cuda
+from numba import cuda, float32
 import numpy as np
 
 from .._checks import ZFNetError
@@ -22,7 +22,7 @@ def _load_w(w, geo, g, m, k, M, K):
     """A[o, i] = w[o, i]."""
     if m < M and k < K:
         return w[m, k]
-    return 0.0
+    return float32(0.0)
 
 
 @cuda.jit(device=True)
@@ -30,7 +30,7 @@ def _load_xT(x, geo, g, k, col, K, Ncols):
     """B[i, n] = x[n, i]."""
     if k < K and col < Ncols:
         return x[col, k]
-    return 0.0
+    return float32(0.0)
 
 
 @cuda.jit(device=True)

@@ -9,7 +9,7 @@ dozen reads, and neighbouring threads read neighbouring inputs.
 """
 import math
 
-from numba import cuda
+from numba import cuda, float32
 import numpy as np
 
 from .._checks import ZFNetError
@@ -29,13 +29,13 @@ def _max_pool(x, y, switches, geo):
     j, i, c, n = q % Wo, (q // Wo) % Ho, (q // (Wo * Ho)) % C, q // (Wo * Ho * C)
     h0, w0 = max(i * sh - ph, 0), max(j * sw - pw, 0)
     h1, w1 = min(i * sh - ph + KH, H), min(j * sw - pw + KW, W)
-    best = -math.inf
+    best = float32(-math.inf)
     arg = h0 * W + w0
     for h in range(h0, h1):
         for w in range(w0, w1):
             v = x[n, c, h, w]
             if rectify and not (v > 0 or v != v):
-                v = 0.0
+                v = float32(0.0)
             if v > best or v != v:                      # first maximum wins; NaN propagates
                 best = v
                 arg = h * W + w

@@ -3,7 +3,7 @@
 One thread: one element of the flat array (x of any shape, viewed as 1-D); 128 threads a block.
 No shared memory.
 """
-from numba import cuda
+from numba import cuda, float32
 import numpy as np
 
 from .._checks import ZFNetError
@@ -15,7 +15,7 @@ def _relu(x, y):
     q = cuda.grid(1)
     if q < x.size:
         v = x[q]
-        y[q] = v if (v > 0 or v != v) else 0.0      # NaN passes through
+        y[q] = v if (v > 0 or v != v) else float32(0.0)      # NaN passes through
 
 
 def relu(x):
