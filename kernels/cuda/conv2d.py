@@ -30,14 +30,24 @@ def _load_w(w2, geo, g, m, k, M, K):
 
 
 @cuda.jit(device=True)
-def _load_x(x, geo, g, k, col, K, Ncols):
-    """B[k, col] = x_pad[n, g*C/G + c, i*sh + u, j*sw + v], k = (c, u, v), col = (n, i, j)."""
-    if k >= K or col >= Ncols:
-        return float32(0.0)
-    Cg, KH, KW, sh, sw, ph, pw, H, W, Ho, Wo, Fg, has_bias, relu = geo
+def _locate(geo, col, Ncols):
+    """Column col = (n, i, j) of the unrolled input -> (n, i*sh - ph, j*sw - pw): image, window corner."""
+    if col >= Ncols:
+        return -1, 0, 0
+    sh, sw, ph, pw, Ho, Wo = geo[3], geo[4], geo[5], geo[6], geo[9], geo[10]
     n, p = col // (Ho * Wo), col % (Ho * Wo)
+    return n, (p // Wo) * sh - ph, (p % Wo) * sw - pw
+
+
+@cuda.jit(device=True)
+def _load_x(x, geo, g, k, where, K):
+    """B[k, col] = x_pad[n, g*C/G + c, top + u, left + v], k = (c, u, v), where = (n, top, left)."""
+    n, top, left = where
+    if k >= K or n < 0:
+        return float32(0.0)
+    Cg, KH, KW, H, W = geo[0], geo[1], geo[2], geo[7], geo[8]
     c, u, v = k // (KH * KW), (k // KW) % KH, k % KW
-    h, w = (p // Wo) * sh - ph + u, (p % Wo) * sw - pw + v
+    h, w = top + u, left + v
     if h < 0 or h >= H or w < 0 or w >= W:
         return float32(0.0)                                 # zero padding
     return x[n, g * Cg + c, h, w]
@@ -54,7 +64,7 @@ def _store_y(y, b, geo, g, m, col, acc):
     y[n, f, p // Wo, p % Wo] = v
 
 
-_conv_gemm = gemm.tiled_gemm(_load_w, _load_x, _store_y)
+_conv_gemm = gemm.tiled_gemm(_load_w, _locate, _load_x, _store_y)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, groups=1, relu=False, out=None):

@@ -36,14 +36,24 @@ def _load_wT(w, geo, g, m, k, M, K):
 
 
 @cuda.jit(device=True)
-def _load_taps(y, geo, g, k, col, K, Ncols):
-    """B[(f, u, v), (n, h, w')] = y[n, g*F/G + f, i, j] where i*sh + u = h + ph, j*sw + v = w' + pw."""
-    if k >= K or col >= Ncols:
-        return float32(0.0)
-    Cg, Fg, KH, KW, sh, sw, ph, pw, Ho, Wo, H, W = geo
+def _locate(geo, col, Ncols):
+    """Column col = (n, h, w') of taps -> (n, h + ph, w' + pw)."""
+    if col >= Ncols:
+        return -1, 0, 0
+    ph, pw, H, W = geo[6], geo[7], geo[10], geo[11]
     n, p = col // (H * W), col % (H * W)
+    return n, p // W + ph, p % W + pw
+
+
+@cuda.jit(device=True)
+def _load_taps(y, geo, g, k, where, K):
+    """B[(f, u, v), col] = y[n, g*F/G + f, i, j] where i*sh = h + ph - u, j*sw = w' + pw - v."""
+    n, hp, wp = where
+    if k >= K or n < 0:
+        return float32(0.0)
+    Fg, KH, KW, sh, sw, Ho, Wo = geo[1], geo[2], geo[3], geo[4], geo[5], geo[8], geo[9]
     f, u, v = k // (KH * KW), (k // KW) % KH, k % KW
-    di, dj = p // W + ph - u, p % W + pw - v          # i*sh and j*sw, if this tap reaches (h, w')
+    di, dj = hp - u, wp - v                           # i*sh and j*sw, if this tap reaches (h, w')
     if di < 0 or dj < 0 or di % sh != 0 or dj % sw != 0 or di // sh >= Ho or dj // sw >= Wo:
         return float32(0.0)
     return y[n, g * Fg + f, di // sh, dj // sw]
@@ -57,7 +67,7 @@ def _store_x(x, unused, geo, g, m, col, acc):
     x[n, g * geo[0] + m, p // W, p % W] = acc
 
 
-_transpose_gemm = gemm.tiled_gemm(_load_wT, _load_taps, _store_x)
+_transpose_gemm = gemm.tiled_gemm(_load_wT, _locate, _load_taps, _store_x)
 
 
 def conv_transpose2d(y, w, stride=1, padding=0, groups=1, output_size=None):

@@ -8,12 +8,17 @@ neighbouring outputs). Shared memory: the BK x BM = 8x64 panel of A and the 8x64
 the current k-slice; every thread loads 2 elements of each, the block syncs, then each thread does
 8 rank-1 updates of its 4x4 accumulators from registers (16 FMAs per 8 shared-memory reads).
 
-A and B are never stored: each op passes three device functions, so the matrices are read
+A and B are never stored: each op passes four device functions, so the matrices are read
 straight from its own arrays ("implicit GEMM"):
 
     load_a(a, geo, g, m, k, M, K)          -> A[m, k] of group g, 0 outside (M, K)
-    load_b(b, geo, g, k, col, K, Ncols)    -> B[k, col] of group g, 0 outside (K, Ncols)
+    locate(geo, col, Ncols)                -> `where`, a tuple of 3 ints: column col of B decoded
+                                              once (e.g. image n and window corner), (-1, 0, 0) past Ncols
+    load_b(b, geo, g, k, where, K)         -> B[k, col] of group g, 0 outside
     store(out, bias, geo, g, m, col, acc)  writes C[m, col] (+ bias, ReLU: the op's epilogue)
+
+A thread loads B from one column in every k-slice (THREADS is a multiple of BN), so `locate`
+runs once per thread, and only the row k is decoded inside the loop.
 
 `geo` is a tuple of ints with the op's geometry (shapes, stride, padding). Tiles at the right and
 bottom edges are partial: loads there give 0 and stores are skipped, so any M, K, Ncols work.
@@ -26,6 +31,7 @@ BM, BN, BK = 64, 64, 8          # the block's tile of C, and the depth of one k-
 TM, TN = 4, 4                   # one thread's sub-tile
 TY, TX = BM // TM, BN // TN     # 16 x 16 threads
 THREADS = TY * TX
+assert THREADS % BN == 0        # so that e % BN == t % BN in every B load of thread t
 
 
 def launch_shape(M, Ncols, G):
@@ -33,8 +39,8 @@ def launch_shape(M, Ncols, G):
     return (math.ceil(Ncols / BN), math.ceil(M / BM), G), THREADS
 
 
-def tiled_gemm(load_a, load_b, store):
-    """The kernel gemm[grid, block](a, b, out, bias, geo, M, Ncols, K) for one op's three functions."""
+def tiled_gemm(load_a, locate, load_b, store):
+    """The kernel gemm[grid, block](a, b, out, bias, geo, M, Ncols, K) for one op's four functions."""
 
     @cuda.jit
     def gemm(a, b, out, bias, geo, M, Ncols, K):
@@ -49,12 +55,13 @@ def tiled_gemm(load_a, load_b, store):
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = 0.0
+        where = locate(geo, n0 + t % BN, Ncols)           # this thread's column of B, every slice
         for k0 in range(0, K, BK):
             # the block loads both panels together: consecutive threads, consecutive k (A) or columns (B)
             for e in range(t, BK * BM, THREADS):
                 a_panel[e % BK, e // BK] = load_a(a, geo, g, m0 + e // BK, k0 + e % BK, M, K)
             for e in range(t, BK * BN, THREADS):
-                b_panel[e // BN, e % BN] = load_b(b, geo, g, k0 + e // BN, n0 + e % BN, K, Ncols)
+                b_panel[e // BN, t % BN] = load_b(b, geo, g, k0 + e // BN, where, K)
             cuda.syncthreads()
             for kk in range(BK):
                 # acc += A[rows, kk] (x) B[kk, cols]: one rank-1 update from registers

@@ -26,10 +26,16 @@ def _load_w(w, geo, g, m, k, M, K):
 
 
 @cuda.jit(device=True)
-def _load_xT(x, geo, g, k, col, K, Ncols):
+def _locate(geo, col, Ncols):
+    """Column n of x^T -> (n, 0, 0)."""
+    return (col, 0, 0) if col < Ncols else (-1, 0, 0)
+
+
+@cuda.jit(device=True)
+def _load_xT(x, geo, g, k, where, K):
     """B[i, n] = x[n, i]."""
-    if k < K and col < Ncols:
-        return x[col, k]
+    if k < K and where[0] >= 0:
+        return x[where[0], k]
     return float32(0.0)
 
 
@@ -39,7 +45,7 @@ def _store_y(y, b, geo, g, m, col, acc):
     y[col, m] = acc + b[m] if geo[0] else acc
 
 
-_linear_gemm = gemm.tiled_gemm(_load_w, _load_xT, _store_y)
+_linear_gemm = gemm.tiled_gemm(_load_w, _locate, _load_xT, _store_y)
 
 
 def linear(x, w, b=None):

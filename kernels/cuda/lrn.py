@@ -67,7 +67,8 @@ def _lrn_backward_pass1(x, dy, p, t, size, alpha, beta, k, within):
     if q < x.size:
         n, c, h, w = _index(q, x.shape)
         m = size * size if within else size
-        d = k + alpha / m * _window_sum(x, n, c, h, w, size // 2, (size - 1) // 2, (size - 1) // 2, within, True)
+        s = _window_sum(x, n, c, h, w, size // 2, (size - 1) // 2, (size - 1) // 2, within, True)
+        d = k + alpha / m * s
         p[n, c, h, w] = _neg_power(d, beta)
         t[n, c, h, w] = float(dy[n, c, h, w]) * x[n, c, h, w] * p[n, c, h, w] / d
 

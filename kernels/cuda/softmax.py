@@ -43,7 +43,8 @@ def softmax(x, axis=-1):
     x, host = on_device(x, "x", tuple(range(1, 33)))
     ndim = len(x.shape)
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool) or not -ndim <= axis < ndim:
-        raise ZFNetError(f"axis must be an int in [{-ndim}, {ndim - 1}] for x of shape {tuple(x.shape)}, got {axis!r}")
+        raise ZFNetError(
+            f"axis must be an int in [{-ndim}, {ndim - 1}] for x of shape {tuple(x.shape)}, got {axis!r}")
     if x.size == 0:
         raise ZFNetError(f"x must be non-empty, got shape {tuple(x.shape)}")
     axis = int(axis) % ndim
