@@ -29,6 +29,7 @@ from numba import cuda, float32
 
 BM, BN, BK = 64, 64, 8          # the block's tile of C, and the depth of one k-slice
 TM, TN = 4, 4                   # one thread's sub-tile
+A_ROW = BM + 4                  # A panel rows 68 words apart: a warp's 8 k's land in 8 banks
 TY, TX = BM // TM, BN // TN     # 16 x 16 threads
 THREADS = TY * TX
 assert THREADS % BN == 0        # so that e % BN == t % BN in every B load of thread t
@@ -44,7 +45,7 @@ def tiled_gemm(load_a, locate, load_b, store):
 
     @cuda.jit
     def gemm(a, b, out, bias, geo, M, Ncols, K):
-        a_panel = cuda.shared.array((BK, BM), float32)   # A[m0:m0+BM, k0:k0+BK], transposed
+        a_panel = cuda.shared.array((BK, A_ROW), float32)  # A[m0:m0+BM, k0:k0+BK], transposed
         b_panel = cuda.shared.array((BK, BN), float32)   # B[k0:k0+BK, n0:n0+BN]
         acc = cuda.local.array((TM, TN), float32)
         a_reg = cuda.local.array(TM, float32)
