@@ -13,7 +13,7 @@ anything with ``__cuda_array_interface__``, viewed without a copy; device out).
     linear.py            GEMM y^T = w @ x^T on gemm.py, bias in the store
     relu.py              one thread per element
     max_pool2d.py        one thread per output, row-major window scan (the CPU's ties and switches)
-    max_unpool2d.py      one thread per plane, adds in row-major order (no race; the CPU's bits)
+    max_unpool2d.py      one block per plane, overlapping values added in rounds (no race; the CPU's bits)
     avg_pool2d.py        one thread per output, float64 window sum
     lrn.py               one thread per element, float64 window sums; backward in two passes
     softmax.py           one thread per vector along the axis

@@ -1,17 +1,23 @@
 """max_unpool2d on the GPU: each pooled value added back at its switch (equation, twin and why it
 SUMS in kernels/max_unpool2d.py).
 
-Where 3x3 stride-2 windows overlap, several pooled values land on one input position, so one
-thread per pooled value would race on the adds (and float atomics would sum in a varying order).
-The switches do not say which windows could reach a position (unpooling is not given the pool's
-geometry), so the race-free split is the CPU's: one thread per (n, c) plane, adding its values
-in row-major order over (i, j), which gives the CPU's bits exactly. Kernels, all 128 threads a block:
+Where 3x3 stride-2 windows overlap, several pooled values land on one input position. One thread
+per pooled value adding into x would race (and float atomics would add in a varying order).
+Here the values meeting at one position are added in ROUNDS, one per round, in row-major order:
 
-    _zero:          one thread per element of x (N, C, H, W): x = 0 (coalesced writes)
-    _unpool_planes: one thread per plane (n, c): x[n, c].flat[switches[n, c, i, j]] += y[n, c, i, j]
-    _switch_range:  one thread per switch, atomic min/max: the range check of device switches
+    one block (128 threads): one (n, c) plane; a thread takes pooled values k = t, t+128, ...
+    each round:  every value not yet added claims its switch s: claim[s] = min(claim[s], k)
+                 (an integer atomic: the smallest k wins, whatever the timing)
+                 the winner of each s adds y[k] to x[s]: one writer per position per round
+                 the winners mark themselves done and reset claim[s]
+    until no value is left (cuda.syncthreads_or); rounds = the most values meeting at one place
+    (at most 4 for 3x3 stride-2 pools), plus one.
 
-No shared memory.
+So each position sums its values in the CPU kernel's order (row-major over (i, j)), giving its bits
+exactly, with no race and no knowledge of the pool's geometry. The other kernels, 128 threads a
+block, one thread per element: _fill (x = 0, claims = "none", done = 0) and _switch_range (atomic
+min/max of device switches, for the range check). The claims (int32, x's size) and done flags
+(int8, y's size) are global memory; no shared memory.
 """
 from numba import cuda
 import numpy as np
@@ -21,20 +27,43 @@ from ..max_unpool2d import SWITCH_DTYPES
 from ._device import THREADS_1D, blocks, is_device_array, on_device, to_caller
 
 
+NO_CLAIM = np.iinfo(np.int32).max
+
+
 @cuda.jit
-def _zero(x_flat):
+def _fill(a_flat, value):
     q = cuda.grid(1)
-    if q < x_flat.size:
-        x_flat[q] = 0.0
+    if q < a_flat.size:
+        a_flat[q] = value
 
 
 @cuda.jit
-def _unpool_planes(y, switches, x):
-    """x (N*C, H*W) += y, switches (N*C, H'*W') placed row by row: one thread per plane p."""
-    p = cuda.grid(1)
-    if p < y.shape[0]:
-        for q in range(y.shape[1]):
-            x[p, switches[p, q]] += y[p, q]
+def _unpool_rounds(y, switches, x, claim, done):
+    """x (N*C, H*W) = sum of y (N*C, H'*W') at switches, in rounds; one block per plane p.
+
+    claim (N*C, H*W) int32 filled with NO_CLAIM, done (N*C, H'*W') int8 zeros: scratch.
+    """
+    p, t, T = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
+    Q = y.shape[1]
+    left = 1
+    while cuda.syncthreads_or(left):              # also the barrier after the last round's resets
+        for k in range(t, Q, T):
+            if done[p, k] == 0:
+                cuda.atomic.min(claim, (p, switches[p, k]), k)
+        cuda.syncthreads()
+        left = 0
+        for k in range(t, Q, T):
+            if done[p, k] == 0:
+                if claim[p, switches[p, k]] == k:     # the first open value at its switch
+                    x[p, switches[p, k]] += y[p, k]
+                    done[p, k] = 1
+                else:
+                    left = 1
+        cuda.syncthreads()
+        for k in range(t, Q, T):
+            if done[p, k] == 1:                       # added this round: free the position
+                claim[p, switches[p, k]] = NO_CLAIM
+                done[p, k] = 2
 
 
 @cuda.jit
@@ -97,9 +126,12 @@ def max_unpool2d(y, switches, output_size):
             f"got values in [{lo}, {hi}]; is output_size the pooled input's (H, W)?"
         )
     N, C, Ho, Wo = y.shape
-    x = cuda.device_array((N, C, h, w), np.float32)                              # (N, C, H, W)
-    _zero[blocks(x.size), THREADS_1D](x.reshape(x.size))
     planes = N * C
-    _unpool_planes[blocks(planes), THREADS_1D](
-        y.reshape(planes, Ho * Wo), switches.reshape(planes, Ho * Wo), x.reshape(planes, h * w))
-    return to_caller(x, host)
+    x = cuda.device_array((planes, h * w), np.float32)                           # (N*C, H*W)
+    claim = cuda.device_array((planes, h * w), np.int32)
+    done = cuda.device_array((planes, Ho * Wo), np.int8)
+    for a, value in ((x, 0.0), (claim, NO_CLAIM), (done, 0)):
+        _fill[blocks(a.size), THREADS_1D](a.reshape(a.size), value)
+    _unpool_rounds[planes, THREADS_1D](
+        y.reshape(planes, Ho * Wo), switches.reshape(planes, Ho * Wo), x, claim, done)
+    return to_caller(x.reshape(N, C, h, w), host)                                # (N, C, H, W)

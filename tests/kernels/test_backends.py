@@ -131,14 +131,16 @@ def test_max_pool2d_switches_and_ties(rng, backend, k, s, p, ceil):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("switch_dtype", [np.int64, np.int32])
-def test_max_unpool2d_sums_overlaps(rng, backend, switch_dtype):
-    x = _ties(rng, 3, 2, 11, 9)                              # 3x3 stride 2: windows overlap, ties
-    y, switches = kernels.max_pool2d(x, 3, 2, 0, True, backend="cpu")
+@pytest.mark.parametrize("shape", [(3, 2, 11, 9), (1, 2, 27, 25)], ids=str)
+def test_max_unpool2d_sums_overlaps(rng, backend, switch_dtype, shape):
+    x = _ties(rng, *shape)                                   # 3x3 stride 2: windows overlap, ties
+    x[0, 0, 4:7, 4:7] = 5                                    # one input wins all four windows around it
+    y, switches = kernels.max_pool2d(x, 3, 2, 0, True, backend="cpu")   # 13x12 = 156 values a plane
     switches = switches.astype(switch_dtype)
-    want = kernels.max_unpool2d(y, switches, (11, 9), backend="reference")
-    got = kernels.max_unpool2d(y, switches, (11, 9), backend=backend)
+    want = kernels.max_unpool2d(y, switches, shape[2:], backend="reference")
+    got = kernels.max_unpool2d(y, switches, shape[2:], backend=backend)
     np.testing.assert_array_equal(got, want)
-    assert np.bincount(switches.ravel().astype(np.int64)).max() > 1   # some position won twice
+    assert np.bincount(switches[0, 0].ravel().astype(np.int64)).max() == 4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

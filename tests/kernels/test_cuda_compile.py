@@ -32,6 +32,7 @@ def _kernels():
     from zfnet.kernels.cuda import (avg_pool2d, conv2d, conv_transpose2d, linear, lrn, max_pool2d,
                                     max_unpool2d, relu, softmax)
     gemm = (i64, i64, i64)
+    scratch = (_a(f32, 2), _a(i32, 2), _a(t.int8, 2))              # x, claims, done flags
     return {
         "conv2d": (conv2d._conv_gemm, (_a(f32, 2), _a(f32, 4), _a(f32, 4), _a(f32, 1), _geo(14)) + gemm),
         "conv2d out slice": (conv2d._conv_gemm, (_a(f32, 2), _a(f32, 4), _a(f32, 4, "A"), _a(f32, 1), _geo(14)) + gemm),
@@ -40,9 +41,11 @@ def _kernels():
         "relu": (relu._relu, (_a(f32, 1), _a(f32, 1))),
         "max_pool2d": (max_pool2d._max_pool, (_a(f32, 4), _a(f32, 4), _a(i64, 4), _geo(8))),
         "avg_pool2d": (avg_pool2d._avg_pool, (_a(f32, 4), _a(f32, 4), _geo(7))),
-        "unpool zero": (max_unpool2d._zero, (_a(f32, 1),)),
-        "unpool int64": (max_unpool2d._unpool_planes, (_a(f32, 2), _a(i64, 2), _a(f32, 2))),
-        "unpool int32": (max_unpool2d._unpool_planes, (_a(f32, 2), _a(i32, 2), _a(f32, 2))),
+        "unpool fill x": (max_unpool2d._fill, (_a(f32, 1), f64)),
+        "unpool fill claims": (max_unpool2d._fill, (_a(i32, 1), i64)),
+        "unpool fill done": (max_unpool2d._fill, (_a(t.int8, 1), i64)),
+        "unpool int64": (max_unpool2d._unpool_rounds, (_a(f32, 2), _a(i64, 2)) + scratch),
+        "unpool int32": (max_unpool2d._unpool_rounds, (_a(f32, 2), _a(i32, 2)) + scratch),
         "unpool range": (max_unpool2d._switch_range, (_a(i64, 1), _a(i64, 1))),
         "unpool widen": (max_unpool2d._widen, (_a(i32, 1), _a(i64, 1))),
         "lrn": (lrn._lrn, (_a(f32, 4), _a(f32, 4), i64, f64, f64, f64, b1)),
@@ -53,8 +56,8 @@ def _kernels():
 
 
 NAMES = ["conv2d", "conv2d out slice", "conv_transpose2d", "linear", "relu", "max_pool2d", "avg_pool2d",
-         "unpool zero", "unpool int64", "unpool int32", "unpool range", "unpool widen", "lrn",
-         "lrn_backward 1", "lrn_backward 2", "softmax"]
+         "unpool fill x", "unpool fill claims", "unpool fill done", "unpool int64", "unpool int32",
+         "unpool range", "unpool widen", "lrn", "lrn_backward 1", "lrn_backward 2", "softmax"]
 
 
 @pytest.mark.parametrize("name", NAMES)

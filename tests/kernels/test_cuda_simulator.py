@@ -21,7 +21,7 @@ from zfnet.kernels import _backend
 HERE = Path(__file__).resolve().parent
 SIMULATED = ["test_backends.py", "test_cuda_device.py"]
 # the cuda cases of those files, less the one the simulator cannot run (__cuda_array_interface__)
-EXPECTED_PASSED = 50
+EXPECTED_PASSED = 52
 
 
 def test_cuda_kernels_in_numba_cuda_simulator():
