@@ -45,8 +45,11 @@ def _unpool_rounds(y, switches, x, claim, done):
     """
     p, t, T = cuda.blockIdx.x, cuda.threadIdx.x, cuda.blockDim.x
     Q = y.shape[1]
-    left = 1
-    while cuda.syncthreads_or(left):              # also the barrier after the last round's resets
+    left, rounds = 1, 0
+    # syncthreads_or: also the barrier after the resets. Every round adds at least one value, so
+    # Q rounds always suffice; the bound only turns a broken claim table into wrong output, not a hang.
+    while cuda.syncthreads_or(left) and rounds < Q:
+        rounds += 1
         for k in range(t, Q, T):
             if done[p, k] == 0:
                 cuda.atomic.min(claim, (p, switches[p, k]), k)
