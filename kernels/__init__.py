@@ -19,8 +19,10 @@ and width, H', W' = output height and width, KH, KW = kernel size, G = groups.
     linear(x, w, b=None)                                                 (N,I) -> (N,O)
     softmax(x, axis=-1)                                                  same shape
 
-Every function also takes ``backend=`` ('reference' or 'cpu'); the default is the process-wide
-choice (``set_backend``, ``use_backend``, or the ZFNET_BACKEND environment variable).
+Every function also takes ``backend=`` ('reference', 'cpu' or 'cuda'); the default is the
+process-wide choice (``set_backend``, ``use_backend``, or the ZFNET_BACKEND environment variable).
+On 'cuda' (kernels/cuda/, one file per op) the functions take and return device arrays (numba's,
+or anything with ``__cuda_array_interface__``); NumPy arrays in give NumPy arrays out.
 
 Helpers the layers above use (net, deconv, viz):
 
@@ -42,11 +44,13 @@ from .avg_pool2d import avg_pool2d
 from .max_unpool2d import max_unpool2d
 from .relu import relu
 from .softmax import softmax
+from ._route import routed
 from ._threads import one_at_a_time, serial
 
-# Safe to call from several Python threads: one op at a time (see _threads.py for why).
+# backend='cuda' routed to kernels/cuda/; safe to call from several Python threads: one op at a
+# time (see _threads.py for why).
 conv2d, conv_transpose2d, linear, lrn, lrn_backward, max_pool2d, avg_pool2d, max_unpool2d, relu, softmax = map(
-    one_at_a_time,
+    lambda op: one_at_a_time(routed(op)),
     (conv2d, conv_transpose2d, linear, lrn, lrn_backward, max_pool2d, avg_pool2d, max_unpool2d, relu, softmax),
 )
 

@@ -27,6 +27,7 @@ def test_kernels_installed_under_zfnet(wheel):
     assert "zfnet/kernels/__init__.py" in wheel
     for op in ("conv2d", "conv_transpose2d", "relu", "max_pool2d", "max_unpool2d", "lrn", "linear", "softmax"):
         assert f"zfnet/kernels/{op}.py" in wheel
+        assert f"zfnet/kernels/cuda/{op}.py" in wheel      # the CUDA kernels, one file per op
 
 
 def test_every_subpackage_is_in_the_wheel(wheel):
