@@ -1,0 +1,230 @@
+"""What the explorer computes, with no HTTP in sight: the API (api.py) and the static export
+(export.py) both call this.
+
+    ex = Explorer(net, scans=["top9/"], images_dir="photos/")
+    ex.model()                                         # layers, shapes, receptive fields, scans
+    ex.topk("fire9/concat", 7, "guided")               # map 7's top-k cells, projected on demand
+    ex.cell_png("fire9/concat", 7, 0, "guided", "projection")
+    i = ex.images.upload(data, "cat.jpg")
+    ex.classify(i); ex.image_maps(i, "fire9/concat")
+    png, info = ex.project(i, "fire9/concat", 7, y=6, x=5, mode="guided")
+
+Shapes: one image at a time, x (3, H, W); its forward pass (every activation and switch) is kept
+per image in a small LRU, so a click on a unit costs only the walk down, the rendering and the PNG.
+Rendered cells and projections are cached in an LRU with a byte budget.
+"""
+import threading
+
+import numpy as np
+
+from zfnet.deconv import Unit, project, render
+from zfnet.errors import ZFNetError
+from zfnet.explore.cells import unit_cell
+from zfnet.explore.errors import NotFound
+from zfnet.explore.images import ImageStore
+from zfnet.explore.jobs import OcclusionJobs
+from zfnet.explore.lru import LRU
+from zfnet.explore.pictures import heat_rgba, png_bytes
+from zfnet.explore.scanfolder import ScanFolder
+from zfnet.explore.units import check_layer, check_map, check_mode, check_position, check_spatial
+from zfnet.net import forward
+from zfnet.net.receptive import receptive_field, receptive_fields, unit_box
+from zfnet.weights import class_names
+
+
+def _layer_rows(arch):
+    rfs = receptive_fields(arch)
+    rows = []
+    for layer in arch.layers:
+        rf = rfs[layer.name]
+        rows.append({"name": layer.name, "op": layer.op, "inputs": list(layer.inputs),
+                     "shape": list(arch.shapes[layer.name]),
+                     "receptive_field": ({"size": list(rf.size), "stride": list(rf.stride), "offset": list(rf.offset)}
+                                         if rf.spatial else None)})
+    return rows
+
+
+class Explorer:
+    def __init__(self, net, scans=(), images_dir=None, max_images=32, max_forwards=4,
+                 cache_bytes=64 << 20, max_upload_bytes=16 << 20):
+        self.net = net
+        self.scans = {}
+        for folder in scans:
+            s = ScanFolder(folder, net)
+            self.scans[s.layer] = s
+        self.images = ImageStore(net.meta, images_dir, max_images, max_upload_bytes)
+        self.jobs = OcclusionJobs(net, class_names(net))
+        self._forwards = LRU(max_forwards)
+        self._pictures = LRU(10_000, cache_bytes)
+        self._forward_lock = threading.Lock()
+        self._scan_inputs = LRU(16)
+
+    # -- the model ------------------------------------------------------------------------------
+    def model(self):
+        arch, meta = self.net.arch, self.net.meta
+        return {"model": meta.get("model", arch.name), "architecture": arch.name,
+                "input_shape": list(arch.input_shape), "layers": _layer_rows(arch),
+                "scans": [{"layer": s.layer, "maps": len(s.maps), "k": s.k, "mode": s.mode,
+                           "images_scanned": s.index.get("images_scanned")} for s in self.scans.values()],
+                "modes": ["deconvnet", "guided", "gradient"]}
+
+    def has_filters(self):
+        """Whether the first conv layer's filters can be drawn (it reads the image directly)."""
+        try:
+            self.filters_png()
+            return True
+        except ZFNetError:
+            return False
+
+    def filters_png(self):
+        from zfnet.viz.filters import filter_grid
+        key = ("filters",)
+        png = self._pictures.get(key)
+        if png is None:
+            grid_rgb, _ = filter_grid(self.net)
+            png = png_bytes(grid_rgb)
+            self._pictures.put(key, png, len(png))
+        return png
+
+    # -- a scanned layer ------------------------------------------------------------------------
+    def scan(self, layer):
+        check_layer(self.net.arch, layer)
+        s = self.scans.get(layer)
+        if s is None:
+            raise NotFound(f"layer {layer!r} was not scanned; scanned: {', '.join(self.scans) or 'none'} "
+                           f"(zfnet topk --layer {layer} --out DIR, then zfnet explore --scan DIR)")
+        return s
+
+    def layer_maps(self, layer):
+        """[{map, value, image}] of the scanned layer: each map's strongest kept unit."""
+        s = self.scan(layer)
+        out = []
+        for m in s.maps:
+            cells = s.cells(m)
+            out.append({"map": m, "value": cells[0]["value"] if cells else 0.0,
+                        "image": cells[0]["name"] if cells else None})
+        return out
+
+    def thumb_png(self, layer, m):
+        """The map's strongest projection, in the scan's own mode (cut from its figure)."""
+        s = self.scan(layer)
+        if not s.cells(m):
+            raise NotFound(f"map {m} of {layer!r} kept no unit")
+        return self.cell_png(layer, m, 0, s.mode, "projection")
+
+    def topk(self, layer, m, mode):
+        """Map m's kept units, strongest first, with their cells computed in `mode` (cached)."""
+        s = self.scan(layer)
+        check_mode(mode)
+        cells = s.cells(m)
+        for c in cells:
+            self._cell(s, m, c, mode)
+        return cells
+
+    def cell_png(self, layer, m, rank, mode, part):
+        s = self.scan(layer)
+        check_mode(mode)
+        cells = s.cells(m)
+        if not 0 <= rank < len(cells):
+            raise NotFound(f"map {m} of {layer!r} has {len(cells)} kept units (ranks 0..{len(cells) - 1})")
+        if part not in ("projection", "patch"):
+            raise NotFound(f"no cell part {part!r}; use projection or patch")
+        return self._cell(s, m, cells[rank], mode)[part]
+
+    def _cell(self, s, m, c, mode):
+        key = ("cell", s.layer, m, c["rank"], mode)
+        hit = self._pictures.get(key)
+        if hit is not None:
+            return hit
+        if mode == s.mode:   # already projected by the scan: cut from its figure
+            proj = s.block_cell(m, c["rank"], "projection")
+            patch = s.block_cell(m, c["rank"], "patch")
+        else:
+            x, shown = self._scan_input(s, c["image"])
+            fwd = forward(self.net, x[None], keep="all", upto=s.layer)
+            p = self._project(x, fwd, s.layer, Unit(0, m, c["y"], c["x"]), mode)
+            proj, patch = unit_cell(shown, p, c["box"], c["field"], self.net.meta, s.cell, s.percentile)
+        pngs = {"projection": png_bytes(proj), "patch": png_bytes(patch)}
+        self._pictures.put(key, pngs, len(pngs["projection"]) + len(pngs["patch"]))
+        return pngs
+
+    def _scan_input(self, s, image):
+        key = (s.layer, image)
+        hit = self._scan_inputs.get(key)
+        if hit is None:
+            hit = s.input(image, self.net.meta)
+            self._scan_inputs.put(key, hit)
+        return hit
+
+    def _project(self, x, fwd, layer, unit, mode):
+        """(3, H, W) projection of one unit; a map that never fires projects to zeros (no walk)."""
+        act = fwd.outputs[layer][0, unit.channel]
+        if not np.any(act):
+            return np.zeros_like(x)
+        return project(self.net, x[None], layer, [unit], mode=mode, forward_result=fwd)[0]
+
+    # -- an image of the user's -----------------------------------------------------------------
+    def _forward(self, image_id):
+        """The image's forward pass with every activation and switch kept (cached per image)."""
+        img = self.images.get(image_id)
+        fwd = self._forwards.get(image_id)
+        if fwd is None:
+            with self._forward_lock:
+                fwd = self._forwards.get(image_id)
+                if fwd is None:
+                    fwd = forward(self.net, img.x[None], keep="all")
+                    self._forwards.put(image_id, fwd)
+        return img, fwd
+
+    def classify(self, image_id, k=5):
+        img, fwd = self._forward(image_id)
+        prob = fwd.output[0].astype(np.float64)                     # (K,)
+        labels = self.jobs.labels
+        order = np.argsort(-prob, kind="stable")[:k]
+        return {"name": img.name, "top": [{"index": int(c), "label": labels[c], "prob": float(prob[c])} for c in order]}
+
+    def image_maps(self, image_id, layer, k=12):
+        """The k maps of `layer` with the largest maximum on this image: [{map, max, y, x}]."""
+        shape = check_spatial(self.net.arch, layer)
+        _, fwd = self._forward(image_id)
+        a = fwd.outputs[layer][0].reshape(shape[0], -1)              # (C, H*W)
+        best = np.argmax(a, axis=1)                                  # first maximum, row-major
+        peak = a[np.arange(shape[0]), best]
+        order = np.argsort(-peak, kind="stable")[:max(1, min(int(k), shape[0]))]
+        return {"layer": layer, "shape": list(shape),
+                "maps": [{"map": int(c), "max": float(peak[c]), "y": int(best[c] // shape[2]),
+                          "x": int(best[c] % shape[2])} for c in order]}
+
+    def activation_png(self, image_id, layer, m):
+        """Map m of `layer` on this image as an (h, w) heat map PNG (RGBA, transparent at zero)."""
+        check_spatial(self.net.arch, layer)
+        check_map(self.net.arch, layer, m)
+        _, fwd = self._forward(image_id)
+        return png_bytes(heat_rgba(fwd.outputs[layer][0, m]))
+
+    def input_png(self, image_id):
+        return png_bytes(self.images.get(image_id).display)
+
+    def project(self, image_id, layer, m, y=None, x=None, mode="deconvnet"):
+        """One unit of this image projected to pixels: (PNG bytes, {y, x, activation, box})."""
+        shape = check_map(self.net.arch, layer, m)
+        check_position(shape, layer, y, x)
+        check_mode(mode)
+        img, fwd = self._forward(image_id)
+        act = fwd.outputs[layer][0, m]
+        if len(shape) == 3 and y is None:
+            y, x = (int(v) for v in np.unravel_index(np.argmax(act), act.shape))
+        key = ("live", image_id, layer, m, y, x, mode)
+        hit = self._pictures.get(key)
+        if hit is None:
+            p = self._project(img.x, fwd, layer, Unit(0, m, y, x), mode)                 # (3, H, W)
+            value = float(act[y, x]) if y is not None else float(act)
+            box = unit_box(self.net.arch, layer, y, x) if y is not None else (0, img.x.shape[1], 0, img.x.shape[2])
+            hit = (png_bytes(render(p, self.net.meta, percentile=99.5)),
+                   {"layer": layer, "map": m, "y": y, "x": x, "mode": mode, "activation": value,
+                    "box": [int(v) for v in box]})
+            self._pictures.put(key, hit, len(hit[0]))
+        return hit
+
+    def receptive_field(self, layer):
+        return receptive_field(self.net.arch, layer)
