@@ -22,7 +22,7 @@ from zfnet.errors import ZFNetError
 from zfnet.explore.cells import unit_cell
 from zfnet.explore.errors import NotFound
 from zfnet.explore.images import ImageStore
-from zfnet.explore.jobs import OcclusionJobs
+from zfnet.explore.jobs import Foreground, OcclusionJobs
 from zfnet.explore.lru import LRU
 from zfnet.explore.pictures import heat_rgba, png_bytes
 from zfnet.explore.scanfolder import ScanFolder
@@ -44,6 +44,15 @@ def _layer_rows(arch):
     return rows
 
 
+def _render_in_box(p, box, meta):
+    """render(p, meta, percentile=99.5), computed on the unit's box only: a unit's projection is zero
+    outside its receptive field (zfnet.net.receptive), and zero renders as grey (128)."""
+    y0, y1, x0, x1 = box
+    out = np.full((*p.shape[1:], 3), 128, np.uint8)                                   # (H, W, 3)
+    out[y0:y1, x0:x1] = render(np.ascontiguousarray(p[:, y0:y1, x0:x1]), meta, percentile=99.5)
+    return out
+
+
 class Explorer:
     def __init__(self, net, scans=(), images_dir=None, max_images=32, max_forwards=4,
                  cache_bytes=64 << 20, max_upload_bytes=16 << 20):
@@ -53,7 +62,8 @@ class Explorer:
             s = ScanFolder(folder, net)
             self.scans[s.layer] = s
         self.images = ImageStore(net.meta, images_dir, max_images, max_upload_bytes)
-        self.jobs = OcclusionJobs(net, class_names(net))
+        self.foreground = Foreground()     # interactive work in progress: occlusion jobs wait for it
+        self.jobs = OcclusionJobs(net, class_names(net), foreground=self.foreground)
         self._forwards = LRU(max_forwards)
         self._pictures = LRU(10_000, cache_bytes)
         self._forward_lock = threading.Lock()
@@ -140,13 +150,18 @@ class Explorer:
             proj = s.block_cell(m, c["rank"], "projection")
             patch = s.block_cell(m, c["rank"], "patch")
         else:
-            x, shown = self._scan_input(s, c["image"])
-            fwd = forward(self.net, x[None], keep="all", upto=s.layer)
-            p = self._project(x, fwd, s.layer, Unit(0, m, c["y"], c["x"]), mode)
-            proj, patch = unit_cell(shown, p, c["box"], c["field"], self.net.meta, s.cell, s.percentile)
+            with self.foreground:
+                proj, patch = self._new_cell(s, m, c, mode)
         pngs = {"projection": png_bytes(proj), "patch": png_bytes(patch)}
         self._pictures.put(key, pngs, len(pngs["projection"]) + len(pngs["patch"]))
         return pngs
+
+    def _new_cell(self, s, m, c, mode):
+        """Project a kept unit in a mode the scan did not draw: (projection cell, patch cell)."""
+        x, shown = self._scan_input(s, c["image"])
+        fwd = forward(self.net, x[None], keep="all", upto=s.layer)
+        p = self._project(x, fwd, s.layer, Unit(0, m, c["y"], c["x"]), mode)
+        return unit_cell(shown, p, c["box"], c["field"], self.net.meta, s.cell, s.percentile)
 
     def _scan_input(self, s, image):
         key = (s.layer, image)
@@ -172,7 +187,8 @@ class Explorer:
             with self._forward_lock:
                 fwd = self._forwards.get(image_id)
                 if fwd is None:
-                    fwd = forward(self.net, img.x[None], keep="all")
+                    with self.foreground:
+                        fwd = forward(self.net, img.x[None], keep="all")
                     self._forwards.put(image_id, fwd)
         return img, fwd
 
@@ -217,10 +233,11 @@ class Explorer:
         key = ("live", image_id, layer, m, y, x, mode)
         hit = self._pictures.get(key)
         if hit is None:
-            p = self._project(img.x, fwd, layer, Unit(0, m, y, x), mode)                 # (3, H, W)
+            with self.foreground:
+                p = self._project(img.x, fwd, layer, Unit(0, m, y, x), mode)             # (3, H, W)
             value = float(act[y, x]) if y is not None else float(act)
             box = unit_box(self.net.arch, layer, y, x) if y is not None else (0, img.x.shape[1], 0, img.x.shape[2])
-            hit = (png_bytes(render(p, self.net.meta, percentile=99.5)),
+            hit = (png_bytes(_render_in_box(p, box, self.net.meta)),
                    {"layer": layer, "map": m, "y": y, "x": x, "mode": mode, "activation": value,
                     "box": [int(v) for v in box]})
             self._pictures.put(key, hit, len(hit[0]))

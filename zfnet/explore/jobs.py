@@ -8,11 +8,14 @@
 A square of the mean colour (0 after preprocessing: zfnet.viz.occlusion.occlude) is slid over the
 image; for each position the probability of the unoccluded image's top class is recorded. The
 heat map shows the drop max(p0 - p, 0) / p0: bright where hiding the square hurts the class.
-Positions run in batches; each kernel call takes the kernels' one-op lock for itself, so a live
-projection requested meanwhile runs between two of the job's layers instead of after the job.
+Positions run in small batches. Each kernel call takes the kernels' one-op lock for itself, so a
+live projection requested meanwhile runs between two of the job's layers instead of after the job;
+and before each batch the job waits while any interactive request is computing (Foreground), so
+the job takes only the time the user is not asking for.
 """
 import secrets
 import threading
+import time
 
 import numpy as np
 
@@ -23,13 +26,48 @@ from zfnet.explore.pictures import heat_rgba, png_bytes
 from zfnet.net import forward
 from zfnet.viz.occlusion import occlude, square_positions
 
-BATCH = 8
+BATCH = 2            # small batches: short kernel calls, so an interactive request waits less
 MAX_RUNNING = 2
 
 
+class Foreground:
+    """Counts interactive computations in progress; background jobs wait until there are none and
+    none has run for `quiet` seconds (a user clicking from unit to unit leaves short gaps)."""
+
+    def __init__(self, quiet=0.5):
+        self.quiet = quiet
+        self._active = 0
+        self._last = 0.0
+        self._idle = threading.Condition()
+
+    def __enter__(self):
+        with self._idle:
+            self._active += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._idle:
+            self._active -= 1
+            self._last = time.monotonic()
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout=5.0):
+        """Block while interactive work runs or ran less than `quiet` s ago; at most `timeout` s,
+        so that a job still progresses under a steady stream of requests."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while True:
+                now = time.monotonic()
+                calm = self._active == 0 and now - self._last >= self.quiet
+                if calm or now >= deadline:
+                    return
+                self._idle.wait(min(deadline - now, max(self.quiet - (now - self._last), 0.01)))
+
+
 class OcclusionJobs:
-    def __init__(self, net, labels, max_jobs=16):
+    def __init__(self, net, labels, max_jobs=16, foreground=None):
         self.net = net
+        self.foreground = foreground or Foreground()
         self.labels = labels
         self._jobs = LRU(max_jobs)
         self._lock = threading.Lock()
@@ -60,6 +98,7 @@ class OcclusionJobs:
                 if job["cancel"]:
                     job["state"] = "cancelled"
                     return
+                self.foreground.wait_idle()
                 chunk = boxes[start:start + BATCH]
                 out = forward(self.net, occlude(x, chunk), switches=False).output          # (B, K)
                 prob[start:start + len(chunk)] = out[:, target]
