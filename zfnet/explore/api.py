@@ -37,10 +37,11 @@ def png(data, headers=None):
     return Response(data, media_type="image/png", headers=headers)
 
 
-def _int(request, name, default=None):
-    v = request.query_params.get(name)
-    if v is None or v == "":
-        if default is None and name in ("map",):
+def _int(request, name, default=None, required=False):
+    """An integer query parameter; a ZFNetError (400) when it is malformed, or missing and required."""
+    v = request.query_params.get(name, "")
+    if v == "":
+        if required:
             raise ZFNetError(f"query parameter {name!r} is required")
         return default
     try:
@@ -90,7 +91,7 @@ def routes(ex):
         return png(ex.cell_png(layer, _p(r, "map"), _p(r, "rank"), mode, _p(r, "part")))
 
     def project(r):
-        data, info = ex.project(_p(r, "id"), _layer_q(r), _int(r, "map"), _int(r, "y"), _int(r, "x"),
+        data, info = ex.project(_p(r, "id"), _layer_q(r), _int(r, "map", required=True), _int(r, "y"), _int(r, "x"),
                                 r.query_params.get("mode", "deconvnet"))
         return png(data, {"X-ZFNet-Unit": json.dumps(info), **NO_STORE})
 
@@ -114,7 +115,7 @@ def routes(ex):
         Route(I + "/input.png", lambda r: png(ex.input_png(_p(r, "id")), NO_STORE)),
         Route(I + "/classify", lambda r: JSONResponse(ex.classify(_p(r, "id")))),
         Route(I + "/maps", lambda r: JSONResponse(ex.image_maps(_p(r, "id"), _layer_q(r), _int(r, "k", 12)))),
-        Route(I + "/activation.png", lambda r: png(ex.activation_png(_p(r, "id"), _layer_q(r), _int(r, "map")),
+        Route(I + "/activation.png", lambda r: png(ex.activation_png(_p(r, "id"), _layer_q(r), _int(r, "map", required=True)),
                                                    NO_STORE)),
         Route(I + "/project", project),
         Route(I + "/occlusion", occlusion, methods=["POST"]),

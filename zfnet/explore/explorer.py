@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from zfnet.deconv import Unit, project, render
+from zfnet.deconv import MODES, Unit, project, render
 from zfnet.errors import ZFNetError
 from zfnet.explore.cells import unit_cell
 from zfnet.explore.errors import NotFound
@@ -28,7 +28,7 @@ from zfnet.explore.pictures import heat_rgba, png_bytes
 from zfnet.explore.scanfolder import ScanFolder
 from zfnet.explore.units import check_layer, check_map, check_mode, check_position, check_spatial
 from zfnet.net import forward
-from zfnet.net.receptive import receptive_field, receptive_fields, unit_box
+from zfnet.net.receptive import receptive_fields, unit_box
 from zfnet.weights import class_names
 
 
@@ -76,7 +76,7 @@ class Explorer:
                 "input_shape": list(arch.input_shape), "layers": _layer_rows(arch),
                 "scans": [{"layer": s.layer, "maps": len(s.maps), "k": s.k, "mode": s.mode,
                            "images_scanned": s.index.get("images_scanned")} for s in self.scans.values()],
-                "modes": ["deconvnet", "guided", "gradient"]}
+                "modes": list(MODES)}
 
     def has_filters(self):
         """Whether the first conv layer's filters can be drawn (it reads the image directly)."""
@@ -242,6 +242,3 @@ class Explorer:
                     "box": [int(v) for v in box]})
             self._pictures.put(key, hit, len(hit[0]))
         return hit
-
-    def receptive_field(self, layer):
-        return receptive_field(self.net.arch, layer)
