@@ -131,3 +131,22 @@ def test_pick_a_library_image_and_a_strongest_map(browser, server):
     assert page.inner_text("h2") == "darknet_dog.jpg"
     w.clean()
     page.close()
+
+
+def test_occlusion_map_with_progress(browser, server, explorer, chelsea_id):
+    saved = explorer.occlusion
+    explorer.occlusion = (113, 57)              # 3 x 3 squares: the page's job, kept short
+    try:
+        w = Watched(browser)
+        page = w.page
+        page.goto(server + f"/#/image/{chelsea_id}?layer=fire9%2Fconcat", wait_until="load")
+        page.click("#occlusion")
+        page.wait_for_function("() => { const s = document.querySelector('#occlusion-status');"
+                               " return s && s.textContent.startsWith('occlusion of'); }", timeout=300_000)
+        w.images_loaded("#occlusion-map")
+        assert page.is_visible("#occlusion-map") and page.get_attribute("#occlusion-progress", "value") == "9"
+        assert 'occlusion of "Egyptian cat"' in page.inner_text("#occlusion-status")
+        w.clean()
+        page.close()
+    finally:
+        explorer.occlusion = saved

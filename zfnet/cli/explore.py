@@ -26,6 +26,8 @@ def register(sub):
                    help="with --export: projection modes to include, comma-separated, or 'all' (default)")
     p.add_argument("--max-upload-mb", type=float, default=16, help="largest upload accepted (default 16 MB)")
     p.add_argument("--max-images", type=int, default=32, help="uploaded images kept in memory (default 32)")
+    p.add_argument("--occlusion", default="48,16", metavar="SIZE,STRIDE",
+                   help="the occlusion map's grey square and its step, in input pixels (default 48,16)")
     p.add_argument("--cache-mb", type=float, default=64, help="memory for cached pictures (default 64 MB)")
     p.set_defaults(func=run)
 
@@ -34,6 +36,15 @@ def _modes(text):
     from zfnet.deconv import MODES
     from zfnet.explore.units import check_mode
     return list(MODES) if text.strip() == "all" else [check_mode(m.strip()) for m in text.split(",") if m.strip()]
+
+
+def _occlusion(text):
+    from zfnet.errors import ZFNetError
+    try:
+        size, stride = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ZFNetError(f"--occlusion {text!r}: give SIZE,STRIDE in pixels, e.g. 48,16") from None
+    return size, stride
 
 
 def run(args):
@@ -50,7 +61,7 @@ def run(args):
     modes = _modes(args.modes)
     ex = Explorer(load_model(args.model), scans=args.scan, images_dir=args.images,
                   max_images=args.max_images, cache_bytes=int(args.cache_mb * 2**20),
-                  max_upload_bytes=int(args.max_upload_mb * 2**20))
+                  max_upload_bytes=int(args.max_upload_mb * 2**20), occlusion=_occlusion(args.occlusion))
     if args.export:
         return _export(ex, args.export, modes)
     if args.host not in LOCAL_HOSTS:

@@ -10,7 +10,7 @@
     POST /api/images  (multipart/form-data, field "image") -> {"id", "name"}
     GET  /api/images/{id}/input.png | classify | maps?layer=L[&k=12] | activation.png?layer=L&map=C
     GET  /api/images/{id}/project?layer=L&map=C[&y=Y&x=X][&mode=M] -> PNG (the unit in X-ZFNet-Unit)
-    POST /api/images/{id}/occlusion[?size=48&stride=16] -> {"job"};  GET /api/jobs/{job}[/occlusion.png]
+    POST /api/images/{id}/occlusion[?size=S&stride=T] -> {"job"}   (default: the server's, 48 and 16);  GET /api/jobs/{job}[/occlusion.png]
     DELETE /api/jobs/{job}                                 stop a running occlusion job
 
 Layer names are URL-encoded in paths (fire9%2Fconcat). Every error is JSON {"error": message}
@@ -97,7 +97,8 @@ def routes(ex):
 
     def occlusion(r):
         img = ex.images.get(_p(r, "id"))
-        return JSONResponse({"job": ex.jobs.start(img, _int(r, "size", 48), _int(r, "stride", 16))})
+        size, stride = ex.occlusion
+        return JSONResponse({"job": ex.jobs.start(img, _int(r, "size", size), _int(r, "stride", stride))})
 
     L = "/api/layers/{layer:path}/maps"
     I = "/api/images/{id}"

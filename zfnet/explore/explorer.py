@@ -55,8 +55,9 @@ def _render_in_box(p, box, meta):
 
 class Explorer:
     def __init__(self, net, scans=(), images_dir=None, max_images=32, max_forwards=4,
-                 cache_bytes=64 << 20, max_upload_bytes=16 << 20):
+                 cache_bytes=64 << 20, max_upload_bytes=16 << 20, occlusion=(48, 16)):
         self.net = net
+        self.occlusion = tuple(int(v) for v in occlusion)   # (square size, stride) in input pixels
         self.scans = {}
         for folder in scans:
             s = ScanFolder(folder, net)
