@@ -18,7 +18,7 @@ def png(body):
 
 def test_model_lists_layers_shapes_and_fields(client, net):
     m = client.json("GET", "/api/model")
-    assert m["model"] == "squeezenet1_0" and m["input_shape"] == [3, 227, 227]
+    assert m["model"] == "squeezenet1_0" and m["input_shape"] == [3, 227, 227] and m["classifier"] is True
     assert [l["name"] for l in m["layers"]] == net.arch.names
     rows = {l["name"]: l for l in m["layers"]}
     assert rows["conv1"]["shape"] == [96, 111, 111] and rows["conv1"]["receptive_field"]["size"] == [7, 7]

@@ -29,6 +29,7 @@ from zfnet.explore.scanfolder import ScanFolder
 from zfnet.explore.units import check_layer, check_map, check_mode, check_position, check_spatial
 from zfnet.net import forward
 from zfnet.net.receptive import receptive_fields, unit_box
+from zfnet.viz.occlusion import check_classifier
 from zfnet.weights import class_names
 
 
@@ -77,7 +78,14 @@ class Explorer:
                 "input_shape": list(arch.input_shape), "layers": _layer_rows(arch),
                 "scans": [{"layer": s.layer, "maps": len(s.maps), "k": s.k, "mode": s.mode,
                            "images_scanned": s.index.get("images_scanned")} for s in self.scans.values()],
-                "modes": list(MODES)}
+                "modes": list(MODES), "classifier": self._is_classifier()}
+
+    def _is_classifier(self):
+        try:
+            check_classifier(self.net)
+            return True
+        except ZFNetError:
+            return False
 
     def has_filters(self):
         """Whether the first conv layer's filters can be drawn (it reads the image directly)."""
@@ -194,6 +202,7 @@ class Explorer:
         return img, fwd
 
     def classify(self, image_id, k=5):
+        check_classifier(self.net)
         img, fwd = self._forward(image_id)
         prob = fwd.output[0].astype(np.float64)                     # (K,)
         labels = self.jobs.labels
@@ -201,14 +210,15 @@ class Explorer:
         return {"name": img.name, "top": [{"index": int(c), "label": labels[c], "prob": float(prob[c])} for c in order]}
 
     def image_maps(self, image_id, layer, k=12):
-        """The k maps of `layer` with the largest maximum on this image: [{map, max, y, x}]."""
+        """The k maps of `layer` with the largest maximum on this image: {name, layer, shape, maps:
+        [{map, max, y, x}]}, (y, x) the first maximum in row-major order."""
         shape = check_spatial(self.net.arch, layer)
-        _, fwd = self._forward(image_id)
+        img, fwd = self._forward(image_id)
         a = fwd.outputs[layer][0].reshape(shape[0], -1)              # (C, H*W)
         best = np.argmax(a, axis=1)                                  # first maximum, row-major
         peak = a[np.arange(shape[0]), best]
         order = np.argsort(-peak, kind="stable")[:max(1, min(int(k), shape[0]))]
-        return {"layer": layer, "shape": list(shape),
+        return {"name": img.name, "layer": layer, "shape": list(shape),
                 "maps": [{"map": int(c), "max": float(peak[c]), "y": int(best[c] // shape[2]),
                           "x": int(best[c] % shape[2])} for c in order]}
 

@@ -24,7 +24,7 @@ from zfnet.explore.errors import NotFound
 from zfnet.explore.lru import LRU
 from zfnet.explore.pictures import heat_rgba, png_bytes
 from zfnet.net import forward
-from zfnet.viz.occlusion import occlude, square_positions
+from zfnet.viz.occlusion import check_classifier, occlude, square_positions
 
 BATCH = 2            # small batches: short kernel calls, so an interactive request waits less
 MAX_RUNNING = 2
@@ -74,6 +74,7 @@ class OcclusionJobs:
 
     def start(self, image, size=48, stride=16):
         """Check the request, then run it on a daemon thread; returns the job id."""
+        check_classifier(self.net)
         ys, xs = square_positions(image.x.shape[1:], size, stride)      # ZFNetError when it cannot fit
         with self._lock:
             running = sum(1 for j in self._jobs.values() if j["state"] == "running")

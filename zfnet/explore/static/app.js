@@ -197,7 +197,8 @@ async function imageView(id, q, rid) {
   const layer = q.get("layer") || (model.scans[0] && model.scans[0].layer) || layers[layers.length - 1].name;
   const mode = q.get("mode") || "deconvnet";
   const [cls, strongest] = await Promise.all([
-    api(`/api/images/${enc(id)}/classify`), api(`/api/images/${enc(id)}/maps?layer=${enc(layer)}&k=12`)]);
+    model.classifier ? api(`/api/images/${enc(id)}/classify`) : {top: []},
+    api(`/api/images/${enc(id)}/maps?layer=${enc(layer)}&k=12`)]);
   const map = q.has("map") ? parseInt(q.get("map"), 10) : strongest.maps[0].map;
   const state = {layer, map, mode, y: q.get("y"), x: q.get("x")};
   const base = `/api/images/${enc(id)}`;
@@ -205,7 +206,7 @@ async function imageView(id, q, rid) {
   const box = h("div", {class: "box", id: "rf", hidden: true});
   const heat = h("img", {class: "heat", id: "heat", alt: "activation", src: `${base}/activation.png?layer=${enc(layer)}&map=${map}`});
   const occ = h("img", {class: "heat", id: "occlusion-map", alt: "occlusion", hidden: true});
-  const stage = h("div", {class: "stage", id: "stage"}, h("img", {src: `${base}/input.png`, alt: cls.name, id: "input"}), heat, occ, box);
+  const stage = h("div", {class: "stage", id: "stage"}, h("img", {src: `${base}/input.png`, alt: strongest.name, id: "input"}), heat, occ, box);
   stage.addEventListener("click", e => {
     const r = stage.getBoundingClientRect();
     const [, H, W] = strongest.shape;
@@ -220,12 +221,13 @@ async function imageView(id, q, rid) {
   const modeSelect = h("select", {id: "image-mode", onchange: e => go(imageLink(id, {...state, mode: e.target.value}))},
     model.modes.map(m => h("option", {value: m, selected: m === mode}, m)));
   const page = h("div", {},
-    h("h2", {}, cls.name),
+    h("h2", {}, strongest.name),
     h("ol", {class: "top5", id: "top5"}, cls.top.map(c => h("li", {}, `${(100 * c.prob).toFixed(2)}%  ${c.label}  (${c.index})`))),
     h("div", {class: "toolbar"}, h("label", {}, "layer ", layerSelect), h("label", {}, "mode ", modeSelect),
       h("a", {href: "#/image"}, "another image")),
     h("div", {class: "columns"},
-      h("div", {}, h("div", {class: "note"}, `map ${map} of ${layer} over the image`), stage, occlusionControls(id, occ)),
+      h("div", {}, h("div", {class: "note"}, `map ${map} of ${layer} over the image`), stage,
+        model.classifier ? occlusionControls(id, occ) : null),
       h("div", {}, h("div", {class: "note"}, "projection"), proj, info),
       h("div", {}, h("div", {class: "note"}, `strongest maps of ${layer}`),
         h("div", {class: "strongest", id: "strongest"}, strongest.maps.map(m =>
