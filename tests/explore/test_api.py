@@ -148,3 +148,11 @@ def test_a_slow_occlusion_job_does_not_block_a_projection(client, chelsea_id):
         import time
         time.sleep(0.1)
     assert client.json("GET", f"/api/jobs/{job}")["state"] == "cancelled"
+
+
+def test_warm_up_draws_the_first_page_into_the_cache(net, scan_dir):
+    from zfnet.explore import Explorer
+    ex = Explorer(net, scans=[scan_dir])
+    ex.warm_up()
+    assert ex._pictures.get(("filters",)) is not None
+    assert all(ex._pictures.get(("cell", "fire9/concat", m, 0, "deconvnet")) is not None for m in range(6))

@@ -1,5 +1,6 @@
 """zfnet explore: the interactive explorer in the browser, or its static export."""
 import sys
+import threading
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -74,6 +75,7 @@ def run(args):
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"zfnet explore: serving {ex.model()['model']} at http://{shown}:{port}/  (Ctrl-C stops)", flush=True)
+    threading.Thread(target=ex.warm_up, daemon=True, name="zfnet-explore-warm-up").start()
     serve(create_app(ex), sock)
     return 0
 

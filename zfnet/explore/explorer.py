@@ -105,6 +105,16 @@ class Explorer:
             self._pictures.put(key, png, len(png))
         return png
 
+    def warm_up(self):
+        """Draw what the first page load asks for (the filters, every scanned map's thumbnail) into
+        the cache; the server runs this on a background thread as it starts."""
+        if self.has_filters():
+            self.filters_png()
+        for layer, s in self.scans.items():
+            for m in s.maps:
+                if s.cells(m):
+                    self.thumb_png(layer, m)
+
     # -- a scanned layer ------------------------------------------------------------------------
     def scan(self, layer):
         check_layer(self.net.arch, layer)
