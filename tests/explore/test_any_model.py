@@ -47,3 +47,12 @@ def test_what_needs_a_classifier_is_a_clear_error(tiny):
         ex.jobs.start(ex.images.get(image_id), 16, 8)
     with pytest.raises(ZFNetError, match="was not scanned"):
         ex.layer_maps("relu2")
+
+
+def test_a_scan_of_another_model_or_a_layer_given_twice_is_refused(scan_dir, net):
+    from zfnet.errors import ZFNetError
+    from zfnet.explore import Explorer
+    with pytest.raises(ZFNetError, match="scanned with squeezenet1_0 .* pass the same --model"):
+        Explorer(tiny_net(), scans=[scan_dir])
+    with pytest.raises(ZFNetError, match="both scanned 'fire9/concat'"):
+        Explorer(net, scans=[scan_dir, scan_dir])

@@ -160,3 +160,25 @@ def test_lru_evicts_oldest_first_by_count_and_bytes():
     assert "b" not in c and all(k in c for k in "acd") and c.nbytes == 90
     c.put("e", "E", 80)                       # over 100 bytes: a, c, d go; e alone stays
     assert list(c.values()) == ["E"] and c.nbytes == 80
+
+
+def test_a_scan_index_naming_files_outside_its_folder_is_refused(net, scan_dir, tmp_path):
+    import shutil
+    from zfnet.errors import ZFNetError
+    from zfnet.explore import Explorer
+    bad = tmp_path / "scan"
+    shutil.copytree(scan_dir, bad)
+    index = json.loads((bad / "index.json").read_text())
+    index["results"][0]["png"] = "../../../../../../etc/passwd"
+    for e in index["results"]:
+        for c in e["cells"]:
+            c["input_png"] = "/etc/hostname"
+    (bad / "index.json").write_text(json.dumps(index))
+    ex = Explorer(net, scans=[bad])
+    with pytest.raises(ZFNetError, match="not a file inside the folder"):
+        ex.thumb_png("fire9/concat", 0)
+    with pytest.raises(ZFNetError, match="not a file inside the folder"):
+        ex.topk("fire9/concat", 1, "guided")
+    (bad / "index.json").write_text("{not json")
+    with pytest.raises(ZFNetError, match="not a zfnet topk index"):
+        Explorer(net, scans=[bad])

@@ -45,6 +45,15 @@ def _layer_rows(arch):
     return rows
 
 
+def _arch_for_inputs(net):
+    """The architecture at the input size the model card prepares (meta["input_size"]): the shapes
+    of every map the explorer shows."""
+    size = net.meta.get("input_size")
+    if size and tuple(size) != tuple(net.arch.input_shape[1:]):
+        return net.arch.with_input_shape((net.arch.input_shape[0], *size))
+    return net.arch
+
+
 def _render_in_box(p, box, meta):
     """render(p, meta, percentile=99.5), computed on the unit's box only: a unit's projection is zero
     outside its receptive field (zfnet.net.receptive), and zero renders as grey (128)."""
@@ -58,10 +67,13 @@ class Explorer:
     def __init__(self, net, scans=(), images_dir=None, max_images=32, max_forwards=4,
                  cache_bytes=64 << 20, max_upload_bytes=16 << 20, occlusion=(48, 16)):
         self.net = net
+        self.arch = _arch_for_inputs(net)
         self.occlusion = tuple(int(v) for v in occlusion)   # (square size, stride) in input pixels
         self.scans = {}
         for folder in scans:
-            s = ScanFolder(folder, net)
+            s = ScanFolder(folder, net, self.arch)
+            if s.layer in self.scans:
+                raise ZFNetError(f"{folder} and {self.scans[s.layer].folder} both scanned {s.layer!r}; give one of them")
             self.scans[s.layer] = s
         self.images = ImageStore(net.meta, images_dir, max_images, max_upload_bytes)
         self.foreground = Foreground()     # interactive work in progress: occlusion jobs wait for it
@@ -73,7 +85,7 @@ class Explorer:
 
     # -- the model ------------------------------------------------------------------------------
     def model(self):
-        arch, meta = self.net.arch, self.net.meta
+        arch, meta = self.arch, self.net.meta
         return {"model": meta.get("model", arch.name), "architecture": arch.name,
                 "input_shape": list(arch.input_shape), "layers": _layer_rows(arch),
                 "scans": [{"layer": s.layer, "maps": len(s.maps), "k": s.k, "mode": s.mode,
@@ -117,7 +129,7 @@ class Explorer:
 
     # -- a scanned layer ------------------------------------------------------------------------
     def scan(self, layer):
-        check_layer(self.net.arch, layer)
+        check_layer(self.arch, layer)
         s = self.scans.get(layer)
         if s is None:
             raise NotFound(f"layer {layer!r} was not scanned; scanned: {', '.join(self.scans) or 'none'} "
@@ -222,7 +234,7 @@ class Explorer:
     def image_maps(self, image_id, layer, k=12):
         """The k maps of `layer` with the largest maximum on this image: {name, layer, shape, maps:
         [{map, max, y, x}]}, (y, x) the first maximum in row-major order."""
-        shape = check_spatial(self.net.arch, layer)
+        shape = check_spatial(self.arch, layer)
         img, fwd = self._forward(image_id)
         a = fwd.outputs[layer][0].reshape(shape[0], -1)              # (C, H*W)
         best = np.argmax(a, axis=1)                                  # first maximum, row-major
@@ -234,8 +246,8 @@ class Explorer:
 
     def activation_png(self, image_id, layer, m):
         """Map m of `layer` on this image as an (h, w) heat map PNG (RGBA, transparent at zero)."""
-        check_spatial(self.net.arch, layer)
-        check_map(self.net.arch, layer, m)
+        check_spatial(self.arch, layer)
+        check_map(self.arch, layer, m)
         _, fwd = self._forward(image_id)
         return png_bytes(heat_rgba(fwd.outputs[layer][0, m]))
 
@@ -244,7 +256,7 @@ class Explorer:
 
     def project(self, image_id, layer, m, y=None, x=None, mode="deconvnet"):
         """One unit of this image projected to pixels: (PNG bytes, {y, x, activation, box})."""
-        shape = check_map(self.net.arch, layer, m)
+        shape = check_map(self.arch, layer, m)
         check_position(shape, layer, y, x)
         check_mode(mode)
         img, fwd = self._forward(image_id)
@@ -257,7 +269,7 @@ class Explorer:
             with self.foreground:
                 p = self._project(img.x, fwd, layer, Unit(0, m, y, x), mode)             # (3, H, W)
             value = float(act[y, x]) if y is not None else float(act)
-            box = unit_box(self.net.arch, layer, y, x) if y is not None else (0, img.x.shape[1], 0, img.x.shape[2])
+            box = unit_box(self.arch, layer, y, x) if y is not None else (0, img.x.shape[1], 0, img.x.shape[2])
             hit = (png_bytes(_render_in_box(p, box, self.net.meta)),
                    {"layer": layer, "map": m, "y": y, "x": x, "mode": mode, "activation": value,
                     "box": [int(v) for v in box]})

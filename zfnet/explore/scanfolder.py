@@ -25,7 +25,7 @@ from zfnet.image import normalise
 class ScanFolder:
     """The maps, kept units and pictures of one scanned layer; checked against `net` on opening."""
 
-    def __init__(self, folder, net):
+    def __init__(self, folder, net, arch=None):
         self.folder = Path(folder).resolve()
         index = self.folder / "index.json"
         if not index.is_file():
@@ -41,18 +41,18 @@ class ScanFolder:
             self._results = {int(e["map"]): e for e in self.index["results"]}
         except (ValueError, KeyError, TypeError) as e:
             raise ZFNetError(f"{index}: not a zfnet topk index ({e!r} missing or malformed); rerun zfnet topk") from None
-        self._check_model(net)
+        self._check_model(net, arch or net.arch)
         self.maps = sorted(self._results)
 
-    def _check_model(self, net):
-        arch = self.index.get("architecture")
-        if arch != net.arch.name or self.index.get("model") != net.meta.get("model", self.index.get("model")):
-            raise ZFNetError(f"{self.folder}: scanned with {self.index.get('model')} ({arch}), but the model "
-                             f"loaded is {net.meta.get('model')} ({net.arch.name}); pass the same --model")
-        net.arch.layer(self.layer)   # unknown -> lists the layers
-        if list(net.arch.shapes[self.layer]) != list(self.index.get("layer_shape", [])):
+    def _check_model(self, net, arch):
+        name = self.index.get("architecture")
+        if name != arch.name or self.index.get("model") != net.meta.get("model", self.index.get("model")):
+            raise ZFNetError(f"{self.folder}: scanned with {self.index.get('model')} ({name}), but the model "
+                             f"loaded is {net.meta.get('model')} ({arch.name}); pass the same --model")
+        arch.layer(self.layer)   # unknown -> lists the layers
+        if list(arch.shapes[self.layer]) != list(self.index.get("layer_shape", [])):
             raise ZFNetError(f"{self.folder}: layer {self.layer!r} has shape {self.index.get('layer_shape')} "
-                             f"in the scan, {list(net.arch.shapes[self.layer])} in the model")
+                             f"in the scan, {list(arch.shapes[self.layer])} in the model")
 
     def _file(self, rel):
         """A path named in index.json, refused if it leaves the folder."""
