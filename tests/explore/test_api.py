@@ -156,3 +156,32 @@ def test_warm_up_draws_the_first_page_into_the_cache(net, scan_dir):
     ex.warm_up()
     assert ex._pictures.get(("filters",)) is not None
     assert all(ex._pictures.get(("cell", "fire9/concat", m, 0, "deconvnet")) is not None for m in range(6))
+
+
+def test_concurrent_requests_give_the_same_pictures_as_one_at_a_time(client, net, photos):
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+    from zfnet.deconv import Unit, project, render
+    from zfnet.image import load_batch
+    code, _, body = client.upload((photos / "skimage_coffee.png").read_bytes(), "coffee.png")
+    image_id = json.loads(body)["id"]
+    strongest = client.json("GET", f"/api/images/{image_id}/maps?layer={ENC}&k=8")["maps"]
+    units = [(d["map"], d["y"], d["x"], mode) for d, mode in zip(strongest, ("deconvnet", "guided", "gradient") * 3)]
+
+    def get(u):
+        m, y, x, mode = u
+        return client.get(f"/api/images/{image_id}/project?layer={ENC}&map={m}&y={y}&x={x}&mode={mode}")
+
+    with ThreadPoolExecutor(8) as pool:                      # all at once, on the server's thread pool
+        answers = list(pool.map(get, units))
+    xs = load_batch([photos / "skimage_coffee.png"], net.meta)
+    assert all(np.ptp(png(body)) > 0 for _, _, body in answers)              # none blank
+    for (m, y, x, mode), (code, headers, body) in zip(units, answers):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")                  # a map that never fires: zeros, as served
+            p = project(net, xs, LAYER, [Unit(0, m, y, x)], mode=mode)[0]
+        assert code == 200 and json.loads(headers["x-zfnet-unit"])["mode"] == mode
+        # equal up to float32 rounding (a walk on a pool thread may sum in another order): at most
+        # one grey level apart, in a few pixels
+        diff = np.abs(png(body).astype(np.int16) - render(p, net.meta, percentile=99.5))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (m, y, x, mode, diff.max())
