@@ -124,7 +124,7 @@ def time_projections(server, image_id, layer, units, mode="deconvnet"):
 
 def summary(times):
     ms = np.asarray(times) * 1000.0
-    return {"n": len(ms), "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+    return {"n": len(ms), "min_ms": round(float(ms.min()), 1), "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
             "max_ms": round(float(ms.max()), 1), "mean_ms": round(float(ms.mean()), 1)}
 
 
