@@ -69,6 +69,7 @@ def test_port_in_use_is_one_line(capsys):
     (["--scan", "SCAN", "--export", "site", "--modes", "magic"], "unknown mode 'magic'"),
     (["--images", "/nonexistent/photos"], "not a folder"),
     (["--occlusion", "48"], "give SIZE,STRIDE"),
+    (["--scan", "SCAN", "--export", "/dev/null/site", "--modes", "deconvnet"], "cannot write the site into /dev/null/site"),
 ])
 def test_mistakes_are_one_line(args, message, capsys, scan_dir, tmp_path):
     args = [str(scan_dir) if a == "SCAN" else str(tmp_path / a) if a == "site" else a for a in args]

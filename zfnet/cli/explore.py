@@ -84,7 +84,13 @@ def _export(ex, site, modes):
     from tqdm import tqdm
     from zfnet.explore import export_site
     total = sum(len(s.maps) for s in ex.scans.values())
-    with tqdm(total=total, file=sys.stderr, desc="export", unit="map", leave=False) as bar:
-        index = export_site(ex, site, modes, progress=bar.update)
+    from pathlib import Path
+    from zfnet.errors import ZFNetError
+    try:
+        Path(site).mkdir(parents=True, exist_ok=True)     # unwritable: said before any work
+        with tqdm(total=total, file=sys.stderr, desc="export", unit="map", leave=False) as bar:
+            index = export_site(ex, site, modes, progress=bar.update)
+    except OSError as e:
+        raise ZFNetError(f"cannot write the site into {site}: {e.strerror or e}; choose another --export folder") from None
     print(index)
     return 0
