@@ -54,8 +54,9 @@ def blas_single_threaded():
 
 
 def limit_blas_process_wide():
-    """Every loaded BLAS on one thread for the rest of the process (not undone)."""
-    _controller().limit(limits=1, user_api="blas")
+    """Every loaded BLAS on one thread from now on; returns threadpoolctl's limiter, whose
+    ``restore_original_limits()`` undoes it."""
+    return _controller().limit(limits=1, user_api="blas")
 
 
 def blas_threads():
@@ -65,6 +66,6 @@ def blas_threads():
 
 def configure(threads=None):
     """zfnet's thread settings for this process: Numba on `threads` (default: all of its pool) and
-    BLAS on one thread. Call once at start (the CLI does, with --threads)."""
+    BLAS on one thread. Call once at start (with the CLI's --threads); returns the BLAS limiter."""
     set_threads(numba.config.NUMBA_NUM_THREADS if threads is None else threads)
-    limit_blas_process_wide()
+    return limit_blas_process_wide()
