@@ -28,9 +28,9 @@ accumulators = 12 AVX2 registers; with the 2 filter vectors and 1 broadcast, 15 
   y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] * w_b[fb, cb, 0, 0, ci, :]; the 6 pixels
   of a tile are consecutive in memory, so no offsets are kept.
 
-`PATHS` names both; `choose_path` is the one rule for which runs. Each parallel iteration owns one
-tile (n, fb, t) of the output; tiles of one filter block run in order, so its weights stay in
-cache. The accumulators live on the stack and LLVM's SLP vectoriser packs them into registers
+`PATHS` names both; `choose_path` is the one rule for which runs. Each parallel iteration owns a
+chunk of 8 consecutive tiles of one (n, fb) of the output; tiles of one filter block run in order,
+so its weights stay in cache. The accumulators live on the stack and LLVM's SLP vectoriser packs them into registers
 (see _registers.py); flat offsets are uint64 so Numba adds no negative-index checks.
 """
 import numpy as np
@@ -42,6 +42,7 @@ from .nchwc import BLOCK, check_nchwc
 
 TILE = 6                    # output pixels per register tile
 ACC = TILE * BLOCK          # accumulators per tile
+CHUNK = 8                   # tiles per parallel iteration (its index arithmetic done once per chunk)
 _B, _T = uint64(BLOCK), uint64(TILE)
 
 
@@ -82,12 +83,19 @@ def _pad_planes(x_b, ph, pw, x_pad):
 
 
 @njit(cache=True, inline="always")
-def _store_tile(acc, y, y0, count, b, b0, relu):
-    """y[y0 + r*B + co] = acc[r*B + co] + b[b0 + co] (rectified if relu) for the first `count` pixels r."""
+def _store_tile(acc, first, y, y0, count, b, b0, relu):
+    """y[y0 + r*B + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for r < count."""
     for r in range(uint64(count)):
         for co in range(_B):
-            v = acc[r * _B + co] + b[uint64(b0) + co]
+            v = acc[(uint64(first) + r) * _B + co] + b[uint64(b0) + co]
             y[uint64(y0) + r * _B + co] = max(v, 0.0) if relu else v
+
+
+@njit(cache=True, inline="always")
+def _job_tiles(job, FB, chunks, T):
+    """Parallel iteration `job` -> (n, fb, first tile, end tile): a chunk of CHUNK tiles of one (n, fb)."""
+    n, fb, chunk = job // (FB * chunks), (job // chunks) % FB, job % chunks
+    return n, fb, chunk * CHUNK, min(chunk * CHUNK + CHUNK, T)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -99,50 +107,58 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu)
     """
     P = Ho * Wo
     T = (P + TILE - 1) // TILE
-    for job in prange(N * FB * T):
-        n, fb, t = job // (FB * T), (job // T) % FB, job % T
-        offsets = stack_offsets(TILE)         # x_pad_b[n, 0, i_r*sh, j_r*sw, 0] for the tile's 6 pixels
-        for r in range(TILE):
-            p = min(t * TILE + r, P - 1)      # the last tile repeats its last pixel (not stored)
-            offsets[r] = uint64(((n * CB * Hp + (p // Wo) * sh) * Wp + (p % Wo) * sw) * BLOCK)
+    chunks = (T + CHUNK - 1) // CHUNK
+    for job in prange(N * FB * chunks):
+        n, fb, t_first, t_end = _job_tiles(job, FB, chunks, T)
+        offsets = stack_offsets(TILE)       # x_pad_b[n, 0, i_r*sh, j_r*sw, 0] for the tile's 6 pixels
         acc = stack_tile(ACC)
-        for k in range(uint64(ACC)):
-            acc[k] = 0.0
-        for cb in range(CB):
-            for u in range(KH):
-                for v in range(KW):
-                    x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
-                    w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
-                    for ci in range(uint64(min(BLOCK, C - cb * BLOCK))):
-                        for r in range(_T):
-                            xv = x[offsets[r] + x0 + ci]
-                            for co in range(_B):
-                                acc[r * _B + co] += xv * w[w0 + ci * _B + co]
-        y0 = ((n * FB + fb) * P + t * TILE) * BLOCK
-        _store_tile(acc, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
+        i, j = divmod(t_first * TILE, Wo)   # the output pixel (i, j) that starts the chunk
+        for t in range(t_first, t_end):
+            for r in range(TILE):           # the last tile repeats the last pixel (not stored)
+                offsets[r] = uint64(((n * CB * Hp + i * sh) * Wp + j * sw) * BLOCK)
+                if t * TILE + r < P - 1:
+                    j += 1
+                    if j == Wo:
+                        i, j = i + 1, 0
+            for k in range(uint64(ACC)):
+                acc[k] = 0.0
+            for cb in range(CB):
+                for u in range(KH):
+                    for v in range(KW):
+                        x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
+                        w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
+                        for ci in range(uint64(min(BLOCK, C - cb * BLOCK))):
+                            for r in range(_T):
+                                xv = x[offsets[r] + x0 + ci]
+                                for co in range(_B):
+                                    acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+            y0 = ((n * FB + fb) * P + t * TILE) * BLOCK
+            _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu):
     """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6."""
     T = (P + TILE - 1) // TILE
-    for job in prange(N * FB * T):
-        n, fb, t = job // (FB * T), (job // T) % FB, job % T
-        p0 = min(t * TILE, P - TILE)          # the last tile is shifted back to stay inside
+    chunks = (T + CHUNK - 1) // CHUNK
+    for job in prange(N * FB * chunks):
+        n, fb, t_first, t_end = _job_tiles(job, FB, chunks, T)
         acc = stack_tile(ACC)
-        for k in range(uint64(ACC)):
-            acc[k] = 0.0
-        for cb in range(CB):
-            x0 = uint64(((n * CB + cb) * P + p0) * BLOCK)
-            w0 = uint64((fb * CB + cb) * BLOCK * BLOCK)
-            for ci in range(_B):
-                for r in range(_T):
-                    xv = x[x0 + r * _B + ci]
-                    for co in range(_B):
-                        acc[r * _B + co] += xv * w[w0 + ci * _B + co]
-        skip = t * TILE - p0                  # pixels of a shifted tile that the previous tile owns
-        y0 = ((n * FB + fb) * P + p0 + skip) * BLOCK
-        _store_tile(acc[skip * BLOCK:], y, y0, TILE - skip, b, fb * BLOCK, relu)
+        for t in range(t_first, t_end):
+            p0 = min(t * TILE, P - TILE)        # the last tile is shifted back to stay inside
+            for k in range(uint64(ACC)):
+                acc[k] = 0.0
+            for cb in range(CB):
+                x0 = uint64(((n * CB + cb) * P + p0) * BLOCK)
+                w0 = uint64((fb * CB + cb) * BLOCK * BLOCK)
+                for ci in range(_B):
+                    for r in range(_T):
+                        xv = x[x0 + r * _B + ci]
+                        for co in range(_B):
+                            acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+            skip = t * TILE - p0                # pixels of a shifted tile that the previous tile owns
+            y0 = ((n * FB + fb) * P + p0 + skip) * BLOCK
+            _store_tile(acc, skip, y, y0, TILE - skip, b, fb * BLOCK, relu)
 
 
 PATHS = {
