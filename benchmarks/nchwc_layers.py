@@ -6,7 +6,8 @@ Per layer (benchmarks/conv_layers.py's list): the time of kernels.conv2d on NCHW
 conv2d_nchwc on the blocked layout (input already blocked, filters prepared once, as in a
 forward pass that keeps the layout), which micro-kernel ran, its GFLOP/s and that as a fraction
 of the machine's FMA peak on the same threads (benchmarks/fma_peak.py, measured before and after,
-best kept). Minimum over `repeat` interleaved runs. BLAS runs single-threaded inside zfnet's thread
+best kept), and, for SqueezeNet's layers, ONNX Runtime's time for the same layer inside its
+whole-model run (its own profiler, minimum of 20 runs; ReLU fused as here). Minimum over `repeat` interleaved runs. BLAS runs single-threaded inside zfnet's thread
 pool unless --no-blas-limit (kernels/thread_pool.py).
 """
 import argparse
@@ -42,12 +43,14 @@ def main(argv=None):
     import numba
     from benchmarks.conv_layers import LAYERS
     from benchmarks.fma_peak import fma_peak_gflops
+    from benchmarks.onnxruntime_rows import onnxruntime_layer_times
     from zfnet.kernels import conv2d, nchwc, thread_pool
     from zfnet.kernels.conv2d_nchwc import choose_path, conv2d_nchwc, conv2d_nchwc_output_size
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     limit = contextlib.nullcontext if args.no_blas_limit else thread_pool.blas_single_threaded
     peak = fma_peak_gflops(args.threads)
+    ort = onnxruntime_layer_times("squeezenet1_0", args.batch, args.threads)
     rng = np.random.default_rng(0)
     rows = []
     for name, C, H, W, F, K, s, p, G in LAYERS:
@@ -68,15 +71,18 @@ def main(argv=None):
                 t_today = min(t_today, best_of(today, 2))
                 t_blocked = min(t_blocked, best_of(blocked, 2))
         flops = 2 * N * F * Ho * Wo * C * K * K
-        rows.append((name, t_today, t_blocked, choose_path((K, K), (s, s), (p, p), (Ho, Wo)), flops))
+        t_ort = ort.get(name[3:]) if name.startswith("sq.") else None
+        rows.append((name, t_today, t_blocked, choose_path((K, K), (s, s), (p, p), (Ho, Wo)), flops, t_ort))
     peak = max(peak, fma_peak_gflops(args.threads))
     print(f"FMA peak {peak:.1f} GFLOP/s on {args.threads} threads; batch {N}; load average "
           f"{os.getloadavg()[0]:.2f}; BLAS {'free' if args.no_blas_limit else 'single-threaded'}")
-    print(f"{'layer':22s} {'conv2d ms':>10s} {'nchwc ms':>9s} {'ratio':>6s} {'path':20s} {'GFLOP/s':>8s} {'%peak':>6s}")
-    for name, t_today, t_blocked, path, flops in rows:
+    print(f"{'layer':22s} {'conv2d ms':>10s} {'nchwc ms':>9s} {'ratio':>6s} {'path':20s} {'GFLOP/s':>8s} "
+          f"{'%peak':>6s} {'ORT ms':>7s} {'nchwc/ORT':>9s}")
+    for name, t_today, t_blocked, path, flops, t_ort in rows:
         g = flops / t_blocked / 1e9
+        vs_ort = f"{t_ort * 1e3:7.3f} {t_blocked / t_ort:9.2f}" if t_ort else ""
         print(f"{name:22s} {t_today * 1e3:10.3f} {t_blocked * 1e3:9.3f} {t_blocked / t_today:6.2f} {path:20s} "
-              f"{g:8.1f} {g / peak:6.0%}")
+              f"{g:8.1f} {g / peak:6.0%} {vs_ort}")
     return rows
 
 

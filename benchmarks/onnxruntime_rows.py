@@ -5,9 +5,10 @@
 Issue 12's targets, shown beside each row:
 
 - forward/<model>/b<N>: SqueezeNet v1.0 (../shared/data/weights/squeezenet1_0/squeezenet1_0.onnx,
-  real weights) and ZFNet-512 (the onnx package's light_zfnet512.onnx: the model zoo's graph
-  with every weight 0.02), batch 1 and 16. zfnet runs the file as converted by zfnet.convert,
-  ONNX Runtime the file itself, PyTorch the converted net (benchmarks/torch_ref.py), all on
+  real weights) and ZFNet-512 (the onnx package's light_zfnet512.onnx: the model zoo's graph,
+  its constant weights made random here), batch 1 and 16. zfnet runs the file as converted by
+  zfnet.convert (to zfnet512), ONNX Runtime the same bytes, PyTorch the converted net
+  (benchmarks/torch_ref.py), all on
   `threads` threads. Targets: zfnet <= 1.25x ONNX Runtime, <= 0.5x PyTorch. Minimum of `repeat`.
 - contention/<model>/b16: the batch-16 SqueezeNet forward with two busy processes
   (`python -c 'while 1: pass'`) beside it, over the same forward on the quiet machine: for zfnet
@@ -23,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,13 +42,29 @@ def light_zfnet512_path():
     return Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_zfnet512.onnx"
 
 
+def _random_weights(model, seed=0):
+    """Each ConstantOfShape tensor (light_zfnet512's weights, all 0.02) replaced by He-scaled random
+    values (biases 0.01): with equal weights every class gets the same logit, of order 1e11, and
+    float32 rounding alone decides the probabilities, so nothing could be checked."""
+    from onnx import numpy_helper
+    rng = np.random.default_rng(seed)
+    shapes = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in [n for n in model.graph.node if n.op_type == "ConstantOfShape"]:
+        shape = tuple(int(d) for d in shapes[node.input[0]])
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 0
+        value = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in) if fan_in else np.full(shape, 0.01))
+        model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
+        model.graph.node.remove(node)
+
+
 def _batch_free(path):
     """The model's bytes with the batch dimension made free, so ORT runs any batch: 'N' for the
     input's and output's first dimension, and -1 for a Reshape's fixed batch of 1 (light_zfnet512
-    flattens to (1, 18432))."""
+    flattens to (1, 18432)); constant weights made random (_random_weights)."""
     import onnx
     from onnx import numpy_helper
     model = onnx.load(str(path))
+    _random_weights(model)
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
@@ -68,14 +86,14 @@ def _batch_free(path):
 
 
 def onnxruntime_session(path, threads):
-    """An ONNX Runtime CPU session on `threads` intra-op threads, all graph optimisations on."""
+    """An ONNX Runtime CPU session of the file `path` on `threads` intra-op threads, all graph optimisations on."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(_batch_free(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 MODELS = {"squeezenet1_0": lambda: SQUEEZENET_ONNX, "zfnet512": light_zfnet512_path}
@@ -88,8 +106,11 @@ def build(model, batch, threads):
     from zfnet.convert import convert
     from zfnet.net import forward
     path = MODELS[model]()
-    net = convert(str(path))
-    session = onnxruntime_session(path, threads)
+    with tempfile.TemporaryDirectory() as tmp:     # zfnet reads the very bytes ORT runs
+        prepared = Path(tmp) / path.name
+        prepared.write_bytes(_batch_free(path))
+        net = convert(str(prepared))
+        session = onnxruntime_session(prepared, threads)
     x = np.random.default_rng(0).uniform(-100, 100, (batch, *net.arch.input_shape)).astype(np.float32)
     feed = {session.get_inputs()[0].name: x}
     xt, params = torch.from_numpy(x), torch_params(net)
@@ -132,6 +153,32 @@ def forward_rows(threads, repeat, seconds=20.0):
                          "vs_onnxruntime": best["zfnet"] / best["onnxruntime"],
                          "vs_torch": best["zfnet"] / best["torch"]})
     return rows
+
+
+def onnxruntime_layer_times(model, batch, threads, runs=20):
+    """{layer: seconds}: ONNX Runtime's own profile of the whole model, each node's minimum over
+    `runs` runs. Node names lose ORT's decorations: 'fire2/relu_squeeze1x1_nchwc' -> 'fire2.squeeze1x1'."""
+    import json
+    import onnxruntime as ort
+    path = MODELS[model]()
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "profile")
+        options.log_severity_level = 3
+        session = ort.InferenceSession(_batch_free(path), options, providers=["CPUExecutionProvider"])
+        shape = [batch] + [d for d in session.get_inputs()[0].shape[1:]]
+        feed = {session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    times = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            name = e["name"][:-len("_kernel_time")].removesuffix("_nchwc").replace("/", ".")
+            name = ".".join(part.removeprefix("relu_") for part in name.split("."))
+            times[name] = min(times.get(name, 1e9), e["dur"] * 1e-6)
+    return times
 
 
 @contextlib.contextmanager
