@@ -152,6 +152,7 @@ def forward_rows(threads, repeat, seconds=20.0):
             rows.append({"case": f"forward/{model}/b{batch}", **{f"{k}_s": v for k, v in best.items()},
                          "vs_onnxruntime": best["zfnet"] / best["onnxruntime"],
                          "vs_torch": best["zfnet"] / best["torch"]})
+            print(fmt_rows(rows[-1:]), flush=True)
     return rows
 
 
@@ -208,8 +209,10 @@ def contention_rows(threads, repeat, seconds=20.0, model="squeezenet1_0"):
     quiet = {k: statistics.median(_times(fn, repeat, seconds)) for k, fn in sides.items()}
     with busy_processes(2):
         busy = {k: statistics.median(_times(fn, repeat, seconds)) for k, fn in sides.items()}
-    return [{"case": f"contention/{model}/b16 ({side})", "quiet_s": quiet[side], "busy_s": busy[side],
+    rows = [{"case": f"contention/{model}/b16 ({side})", "quiet_s": quiet[side], "busy_s": busy[side],
              "contention": busy[side] / quiet[side]} for side in sides]
+    print(fmt_rows(rows), flush=True)
+    return rows
 
 
 def fmt_rows(rows):
@@ -241,7 +244,6 @@ def main(argv=None):
     if "contention" in args.rows:
         rows += contention_rows(args.threads, args.repeat, args.seconds)
     print(f"threads {args.threads}, load average {os.getloadavg()[0]:.2f}")
-    print(fmt_rows(rows))
     return rows
 
 

@@ -208,14 +208,14 @@ def main(argv=None):
 
 
 def onnxruntime_and_contention_rows(args, repeat):
-    """Issue 12's rows: the forward pass against ONNX Runtime, and under two busy processes (not in --quick)."""
+    """Issue 12's rows, printed as they come: the forward pass against ONNX Runtime, and under two
+    busy processes (not in --quick)."""
     from benchmarks import onnxruntime_rows
     from benchmarks.fma_peak import fma_peak_gflops
     print(f"\nFMA peak (benchmarks/fma_peak.py): {fma_peak_gflops(args.threads):.1f} GFLOP/s on {args.threads} threads")
     rows = onnxruntime_rows.forward_rows(args.threads, repeat)
     if not args.quick:
         rows += onnxruntime_rows.contention_rows(args.threads, repeat)
-    print(onnxruntime_rows.fmt_rows(rows))
     return rows
 
 
