@@ -4,7 +4,7 @@
 
 Per layer (benchmarks/conv_layers.py's list): the time of kernels.conv2d on NCHW, of
 conv2d_nchwc on the blocked layout (input already blocked, filters prepared once, as in a
-forward pass that keeps the layout), which micro-kernel ran, its GFLOP/s and that as a fraction
+forward pass that keeps the layout; both write into preallocated outputs, `out=`), which micro-kernel ran, its GFLOP/s and that as a fraction
 of the machine's FMA peak on the same threads (benchmarks/fma_peak.py, measured before and after,
 best kept), and, for SqueezeNet's layers, ONNX Runtime's time for the same layer inside its
 whole-model run (its own profiler, minimum of 20 runs; ReLU fused as here). Minimum over `repeat` interleaved runs. BLAS runs single-threaded inside zfnet's thread
@@ -62,8 +62,9 @@ def main(argv=None):
         b = rng.standard_normal(F, dtype=np.float32)
         x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
         Ho, Wo = conv2d_nchwc_output_size((H, W), (K, K), (s, s), (p, p))
-        today = lambda: conv2d(x, w, b, s, p)
-        blocked = lambda: conv2d_nchwc(x_b, w_b, b_b, s, p, channels=C)
+        y, y_b = np.empty((N, F, Ho, Wo), np.float32), np.empty((N, -(-F // 16), Ho, Wo, 16), np.float32)
+        today = lambda: conv2d(x, w, b, s, p, out=y)
+        blocked = lambda: conv2d_nchwc(x_b, w_b, b_b, s, p, channels=C, out=y_b)
         with limit():
             today(), blocked()   # compile / warm up
             t_today, t_blocked = 1e9, 1e9

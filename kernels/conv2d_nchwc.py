@@ -38,6 +38,7 @@ from numba import njit, prange, uint64
 
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
 from ._registers import call_vectorized, stack_offsets, stack_tile
+from .conv2d import work_buffer
 from .nchwc import BLOCK, check_nchwc
 
 TILE = 6                    # output pixels per register tile
@@ -174,13 +175,15 @@ def choose_path(kernel_size, stride, padding, out_hw):
     return "direct_6x16"
 
 
-def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, channels=None):
+def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, channels=None, out=None):
     """x_b (N, CB, H, W, 16), w_b (FB, CB, KH, KW, 16, 16), b_b (FB*16,) -> y_b (N, FB, H', W', 16).
 
     `channels`: C, how many of x_b's CB*16 channels are real (default all); direct_6x16 skips the
     rest, which are zero by the layout's rule.
     Prepare w_b and b_b once per layer with nchwc.filters_to_nchwc / nchwc.bias_to_nchwc.
     `path` forces one of PATHS (for tests and benchmarks); by default choose_path decides.
+    `out`: a C-contiguous float32 (N, FB, H', W', 16) array to write y_b into (a forward pass's
+    preallocated buffer: fresh output pages cost page faults on every call).
     """
     check_nchwc(x_b, "x_b")
     check_array(w_b, "w_b", 6)
@@ -199,7 +202,11 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
     path = path or choose_path((KH, KW), stride, padding, (Ho, Wo))
     if path not in PATHS:
         raise ZFNetError(f"unknown conv2d_nchwc path {path!r}; choose one of {', '.join(PATHS)}")
-    y_b = np.empty((N, FB, Ho, Wo, BLOCK), np.float32)
+    y_b = np.empty((N, FB, Ho, Wo, BLOCK), np.float32) if out is None else out
+    if out is not None:
+        check_nchwc(out, "out")
+        if out.shape != (N, FB, Ho, Wo, BLOCK):
+            raise ZFNetError(f"out must have shape {(N, FB, Ho, Wo, BLOCK)}, got {out.shape}")
     if path == "pointwise_gemm_6x16":
         if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < TILE:
             raise ZFNetError(f"path 'pointwise_gemm_6x16' needs a 1x1, stride-1, unpadded convolution "
@@ -209,7 +216,8 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
     (ph, pw), (sh, sw) = padding, stride
     x_pad = x_b
     if ph or pw:
-        x_pad = np.empty((N, CB, H + 2 * ph, W + 2 * pw, BLOCK), np.float32)   # (N, CB, H+2ph, W+2pw, B)
+        x_pad = work_buffer("nchwc_pad", N * CB * (H + 2 * ph) * (W + 2 * pw) * BLOCK).reshape(
+            N, CB, H + 2 * ph, W + 2 * pw, BLOCK)                                  # (N, CB, H+2ph, W+2pw, B)
         _pad_planes(x_b, ph, pw, x_pad)
     call_vectorized(_direct_6x16, x_pad.ravel(), w_b.ravel(), b_b, y_b.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw,
                     FB, KH, KW, Ho, Wo, sh, sw, relu)

@@ -102,6 +102,17 @@ def test_both_paths_agree_on_a_pointwise_layer():
     np.testing.assert_allclose(ys[0], ys[1], rtol=1e-5, atol=1e-5)
 
 
+def test_out_is_written_and_returned():
+    rng = np.random.default_rng(4)
+    x_b, w_b = nchwc.to_nchwc(_randn(rng, 1, 20, 6, 6)), nchwc.filters_to_nchwc(_randn(rng, 17, 20, 3, 3))
+    b_b = nchwc.bias_to_nchwc(_randn(rng, 17), 17)
+    out = np.full((1, 2, 6, 6, 16), np.nan, np.float32)
+    assert conv2d_nchwc(x_b, w_b, b_b, 1, 1, out=out) is out
+    np.testing.assert_array_equal(out, conv2d_nchwc(x_b, w_b, b_b, 1, 1))
+    with pytest.raises(ZFNetError, match="out must have shape"):
+        conv2d_nchwc(x_b, w_b, b_b, 1, 0, out=out)
+
+
 def test_path_rule():
     assert choose_path((1, 1), (1, 1), (0, 0), (2, 2)) == "direct_6x16"   # fewer pixels than a tile
     assert choose_path((3, 3), (1, 1), (1, 1), (13, 13)) == "direct_6x16"
