@@ -168,6 +168,8 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=None, help="timed calls per side (default 10, quick 5)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both sides")
     p.add_argument("--no-startup", action="store_true", help="skip the cold-start and memory probes")
+    p.add_argument("--no-onnxruntime", action="store_true",
+                   help="skip the ONNX Runtime and contention rows (benchmarks/onnxruntime_rows.py)")
     args = p.parse_args(argv)
 
     import numba
@@ -193,6 +195,7 @@ def main(argv=None):
         rows += srows
         print(fmt_table(srows, sgemm).split("\n", 1)[1])
     print("\n" + fmt_table(rows, sgemm))
+    ort_rows = [] if args.no_onnxruntime else onnxruntime_and_contention_rows(args, repeat)
     if args.json:
         from zfnet.atomic import write_json
         write_json(args.json, {"sgemm_gflops": sgemm, "threads": args.threads, "machine": cpu_model(),
@@ -200,8 +203,20 @@ def main(argv=None):
                                "load_average_after": os.getloadavg()[0], "quick": args.quick,
                                "versions": {"numpy": np.__version__, "numba": numba.__version__,
                                             "torch": torch.__version__, "python": platform.python_version()},
-                               "rows": rows})
+                               "rows": rows, "onnxruntime_rows": ort_rows})
     return 0
+
+
+def onnxruntime_and_contention_rows(args, repeat):
+    """Issue 12's rows, printed as they come: the forward pass against ONNX Runtime, and under two
+    busy processes (not in --quick)."""
+    from benchmarks import onnxruntime_rows
+    from benchmarks.fma_peak import fma_peak_gflops
+    print(f"\nFMA peak (benchmarks/fma_peak.py): {fma_peak_gflops(args.threads):.1f} GFLOP/s on {args.threads} threads")
+    rows = onnxruntime_rows.forward_rows(args.threads, repeat)
+    if not args.quick:
+        rows += onnxruntime_rows.contention_rows(args.threads, repeat)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,63 @@
+"""The machine's peak float32 FLOP/s, measured with an FMA loop (not sgemm, which is itself a kernel).
+
+    python benchmarks/fma_peak.py [--threads N]
+
+Each thread updates 96 independent accumulators (12 AVX2 registers of 8 floats; enough chains in
+flight to cover the FMA latency on two FMA units) with acc = acc * m + c, n times: 2 FLOPs per
+element per step, no memory traffic. The rate is the best of several runs, per thread and for
+all threads together; on a shared machine the all-threads figure falls with other load.
+"""
+import argparse
+import time
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+LANES = 96          # accumulators per thread
+
+
+@njit(fastmath=True, cache=True)
+def _fma_chains(steps, seed):
+    """acc[k] <- acc[k] * m + c, `steps` times for 96 k; returns sum(acc) so nothing is dropped.
+
+    c depends on `seed` so that calls from different threads are different work (LLVM would
+    otherwise compute one loop-invariant call once for all threads)."""
+    acc = np.zeros(LANES, np.float32)
+    m, c = np.float32(0.999999), np.float32(1e-7 * (seed + 1))
+    for _ in range(steps):
+        for k in range(LANES):
+            acc[k] = acc[k] * m + c
+    return acc.sum()
+
+
+@njit(parallel=True, cache=True)
+def _fma_chains_parallel(steps, threads):
+    out = np.empty(threads, np.float32)
+    for t in prange(threads):
+        out[t] = _fma_chains(steps, t)
+    return out.sum()
+
+
+def fma_peak_gflops(threads=1, steps=2_000_000, repeat=5):
+    """Best-of-`repeat` float32 GFLOP/s of `threads` threads each running the FMA loop."""
+    _fma_chains_parallel(10, threads)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        _fma_chains_parallel(steps, threads)
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * LANES * steps * threads / best / 1e9
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    args = ap.parse_args(argv)
+    one = fma_peak_gflops(1)
+    every = fma_peak_gflops(args.threads)
+    print(f"FMA peak: {one:.1f} GFLOP/s on 1 thread, {every:.1f} GFLOP/s on {args.threads} threads")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""conv2d_nchwc: convolution on the channel-blocked layout NCHW16c (see nchwc.py), without BLAS.
+
+    y_b[n, fb, i, j, co] = b_b[fb*B + co]
+                         + sum_{cb, u, v, ci} w_b[fb, cb, u, v, ci, co] * x_pad_b[n, cb, i*sh + u, j*sw + v, ci]
+
+then max(., 0) if relu (fused, as MLAS fuses the activation). x_pad_b is x_b with (ph, pw) zeros
+on each side of each plane. This is conv2d's equation with c = cb*B + ci and f = fb*B + co.
+
+Shapes:  x_b (N, CB, H, W, B), w_b (FB, CB, KH, KW, B, B), b_b (FB*B,)  ->  y_b (N, FB, H', W', B)
+
+    H' = floor((H + 2*ph - KH) / sh) + 1,        W' = floor((W + 2*pw - KW) / sw) + 1,    B = 16.
+
+Groups are not supported here (ZFNet and SqueezeNet have none); conv2d keeps them.
+
+Two micro-kernels, named by their register tile of 6 output pixels x 16 output channels (96
+accumulators = 12 AVX2 registers; with the 2 filter vectors and 1 broadcast, 15 of the 16):
+
+- ``direct_6x16``: any kernel size, stride and padding. The input is first copied into a padded
+  plane (so the tile loop has no bounds tests). The H'*W' output pixels of one image are cut into
+  tiles of 6 consecutive pixels (a tile may wrap to the next row: each pixel keeps its own input
+  offset), and for every input channel (cb, ci) and tap (u, v) the tile is updated as
+
+      acc[r, :] += x_pad_b[n, cb, i_r*sh + u, j_r*sw + v, ci] * w_b[fb, cb, u, v, ci, :]    r < 6
+
+  which is ONNX Runtime's MLAS NCHWc kernel: one broadcast per pixel, one 16-wide filter row
+  per (ci, u, v), reused 6 times.
+- ``pointwise_gemm_6x16``: 1x1, stride 1, unpadded: a blocked GEMM over the flattened pixels,
+  y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] * w_b[fb, cb, 0, 0, ci, :]; the 6 pixels
+  of a tile are consecutive in memory, so no offsets are kept.
+
+`PATHS` names both; `choose_path` is the one rule for which runs. Each parallel iteration owns a
+chunk of 8 consecutive tiles of one (n, fb) of the output; tiles of one filter block run in order,
+so its weights stay in cache. The accumulators live on the stack and LLVM's SLP vectoriser packs them into registers
+(see _registers.py); flat offsets are uint64 so Numba adds no negative-index checks.
+"""
+import numpy as np
+from numba import njit, prange, uint64
+
+from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
+from ._registers import call_vectorized, stack_offsets, stack_tile
+from .conv2d import work_buffer
+from .nchwc import BLOCK, check_nchwc
+
+TILE = 6                    # output pixels per register tile
+ACC = TILE * BLOCK          # accumulators per tile
+CHUNK = 8                   # tiles per parallel iteration (its index arithmetic done once per chunk)
+_B, _T = uint64(BLOCK), uint64(TILE)
+
+
+def conv2d_nchwc_output_size(hw, kernel_size, stride, padding):
+    """(H', W') = (floor((H + 2*ph - KH) / sh) + 1, floor((W + 2*pw - KW) / sw) + 1)."""
+    (h, w), (kh, kw) = hw, kernel_size
+    (sh, sw), (ph, pw) = stride, padding
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        raise ZFNetError(f"kernel {kh}x{kw} (w_b) is larger than the padded input {h + 2 * ph}x{w + 2 * pw}; "
+                         f"use a smaller kernel or more padding")
+    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def conv2d_nchwc_reference(x_b, w_b, b_b, stride=(1, 1), padding=(0, 0), relu=False):
+    """The equation above, one output pixel at a time. x_b (N, CB, H, W, B) -> y_b (N, FB, H', W', B)."""
+    (sh, sw), (ph, pw) = stride, padding
+    N, CB, H, W, B = x_b.shape
+    FB, _, KH, KW, _, _ = w_b.shape
+    Ho, Wo = conv2d_nchwc_output_size((H, W), (KH, KW), stride, padding)
+    x_pad = np.pad(x_b, ((0, 0), (0, 0), (ph, ph), (pw, pw), (0, 0)))        # (N, CB, H+2ph, W+2pw, B)
+    y_b = np.empty((N, FB, Ho, Wo, B), np.float32)
+    for i in range(Ho):
+        for j in range(Wo):
+            window = x_pad[:, :, i * sh:i * sh + KH, j * sw:j * sw + KW, :]   # (N, CB, KH, KW, B)
+            y = np.einsum("ncuvi,fcuvio->nfo", window, w_b, dtype=np.float64)
+            y_b[:, :, i, j, :] = (y + b_b.reshape(FB, B)).astype(np.float32)
+    return np.maximum(y_b, 0) if relu else y_b
+
+
+@njit(parallel=True, cache=True)
+def _pad_planes(x_b, ph, pw, x_pad):
+    """x_pad[n, cb, ph + h, pw + w, :] = x_b[n, cb, h, w, :], zeros around; x_pad (N, CB, H+2ph, W+2pw, B)."""
+    N, CB, H, W, _ = x_b.shape
+    for job in prange(N * CB):
+        n, cb = job // CB, job % CB
+        x_pad[n, cb] = 0.0
+        x_pad[n, cb, ph:ph + H, pw:pw + W] = x_b[n, cb]
+
+
+@njit(cache=True, inline="always")
+def _store_tile(acc, first, y, y0, count, b, b0, relu):
+    """y[y0 + r*B + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for r < count."""
+    for r in range(uint64(count)):
+        for co in range(_B):
+            v = acc[(uint64(first) + r) * _B + co] + b[uint64(b0) + co]
+            y[uint64(y0) + r * _B + co] = max(v, 0.0) if relu else v
+
+
+@njit(cache=True, inline="always")
+def _job_tiles(job, FB, chunks, T):
+    """Parallel iteration `job` -> (n, fb, first tile, end tile): a chunk of CHUNK tiles of one (n, fb)."""
+    n, fb, chunk = job // (FB * chunks), (job // chunks) % FB, job % chunks
+    return n, fb, chunk * CHUNK, min(chunk * CHUNK + CHUNK, T)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu):
+    """direct_6x16: y_b = conv(x_pad_b, w_b) + b_b on flat arrays; any KH, KW, stride (padding done).
+
+    Only the C real input channels are read (the last block's zero channels add nothing): a
+    3-channel image costs 3/16 of a full block, as in MLAS's kernel for NCHW inputs.
+    """
+    P = Ho * Wo
+    T = (P + TILE - 1) // TILE
+    chunks = (T + CHUNK - 1) // CHUNK
+    for job in prange(N * FB * chunks):
+        n, fb, t_first, t_end = _job_tiles(job, FB, chunks, T)
+        offsets = stack_offsets(TILE)       # x_pad_b[n, 0, i_r*sh, j_r*sw, 0] for the tile's 6 pixels
+        acc = stack_tile(ACC)
+        i, j = divmod(t_first * TILE, Wo)   # the output pixel (i, j) that starts the chunk
+        for t in range(t_first, t_end):
+            for r in range(TILE):           # the last tile repeats the last pixel (not stored)
+                offsets[r] = uint64(((n * CB * Hp + i * sh) * Wp + j * sw) * BLOCK)
+                if t * TILE + r < P - 1:
+                    j += 1
+                    if j == Wo:
+                        i, j = i + 1, 0
+            for k in range(uint64(ACC)):
+                acc[k] = 0.0
+            for cb in range(CB):
+                for u in range(KH):
+                    for v in range(KW):
+                        x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
+                        w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
+                        for ci in range(uint64(min(BLOCK, C - cb * BLOCK))):
+                            for r in range(_T):
+                                xv = x[offsets[r] + x0 + ci]
+                                for co in range(_B):
+                                    acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+            y0 = ((n * FB + fb) * P + t * TILE) * BLOCK
+            _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu):
+    """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6."""
+    T = (P + TILE - 1) // TILE
+    chunks = (T + CHUNK - 1) // CHUNK
+    for job in prange(N * FB * chunks):
+        n, fb, t_first, t_end = _job_tiles(job, FB, chunks, T)
+        acc = stack_tile(ACC)
+        for t in range(t_first, t_end):
+            p0 = min(t * TILE, P - TILE)        # the last tile is shifted back to stay inside
+            for k in range(uint64(ACC)):
+                acc[k] = 0.0
+            for cb in range(CB):
+                x0 = uint64(((n * CB + cb) * P + p0) * BLOCK)
+                w0 = uint64((fb * CB + cb) * BLOCK * BLOCK)
+                for ci in range(_B):
+                    for r in range(_T):
+                        xv = x[x0 + r * _B + ci]
+                        for co in range(_B):
+                            acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+            skip = t * TILE - p0                # pixels of a shifted tile that the previous tile owns
+            y0 = ((n * FB + fb) * P + p0 + skip) * BLOCK
+            _store_tile(acc, skip, y, y0, TILE - skip, b, fb * BLOCK, relu)
+
+
+PATHS = {
+    "pointwise_gemm_6x16": "1x1, stride 1, unpadded, at least 6 output pixels: a blocked GEMM",
+    "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
+}
+
+
+def choose_path(kernel_size, stride, padding, out_hw):
+    """The name in PATHS of the micro-kernel for this layer (the one rule, no hidden thresholds)."""
+    if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and out_hw[0] * out_hw[1] >= TILE:
+        return "pointwise_gemm_6x16"
+    return "direct_6x16"
+
+
+def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, channels=None, out=None):
+    """x_b (N, CB, H, W, 16), w_b (FB, CB, KH, KW, 16, 16), b_b (FB*16,) -> y_b (N, FB, H', W', 16).
+
+    `channels`: C, how many of x_b's CB*16 channels are real (default all); direct_6x16 skips the
+    rest, which are zero by the layout's rule.
+    Prepare w_b and b_b once per layer with nchwc.filters_to_nchwc / nchwc.bias_to_nchwc.
+    `path` forces one of PATHS (for tests and benchmarks); by default choose_path decides.
+    `out`: a C-contiguous float32 (N, FB, H', W', 16) array to write y_b into (a forward pass's
+    preallocated buffer: fresh output pages cost page faults on every call).
+    """
+    check_nchwc(x_b, "x_b")
+    check_array(w_b, "w_b", 6)
+    check_array(b_b, "b_b", 1)
+    N, CB, H, W, _ = x_b.shape
+    FB, CBw, KH, KW, _, _ = w_b.shape
+    if CBw != CB or w_b.shape[4:] != (BLOCK, BLOCK) or b_b.shape[0] != FB * BLOCK:
+        raise ZFNetError(f"w_b {w_b.shape} and b_b {b_b.shape} do not fit x_b {x_b.shape}: expected "
+                         f"w_b (FB, {CB}, KH, KW, {BLOCK}, {BLOCK}) and b_b (FB*{BLOCK},); "
+                         f"prepare them with nchwc.filters_to_nchwc / nchwc.bias_to_nchwc")
+    stride, padding = positive_pair(stride, "stride"), non_negative_pair(padding, "padding")
+    Ho, Wo = conv2d_nchwc_output_size((H, W), (KH, KW), stride, padding)
+    channels = CB * BLOCK if channels is None else channels
+    if not (CB - 1) * BLOCK < channels <= CB * BLOCK:
+        raise ZFNetError(f"channels must be in {(CB - 1) * BLOCK + 1}..{CB * BLOCK} for x_b {x_b.shape}, got {channels}")
+    path = path or choose_path((KH, KW), stride, padding, (Ho, Wo))
+    if path not in PATHS:
+        raise ZFNetError(f"unknown conv2d_nchwc path {path!r}; choose one of {', '.join(PATHS)}")
+    y_b = np.empty((N, FB, Ho, Wo, BLOCK), np.float32) if out is None else out
+    if out is not None:
+        check_nchwc(out, "out")
+        if out.shape != (N, FB, Ho, Wo, BLOCK):
+            raise ZFNetError(f"out must have shape {(N, FB, Ho, Wo, BLOCK)}, got {out.shape}")
+    if path == "pointwise_gemm_6x16":
+        if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < TILE:
+            raise ZFNetError(f"path 'pointwise_gemm_6x16' needs a 1x1, stride-1, unpadded convolution "
+                             f"with at least {TILE} output pixels; use path='direct_6x16'")
+        call_vectorized(_pointwise_gemm_6x16, x_b.ravel(), w_b.ravel(), b_b, y_b.ravel(), N, CB, H * W, FB, relu)
+        return y_b
+    (ph, pw), (sh, sw) = padding, stride
+    x_pad = x_b
+    if ph or pw:
+        x_pad = work_buffer("nchwc_pad", N * CB * (H + 2 * ph) * (W + 2 * pw) * BLOCK).reshape(
+            N, CB, H + 2 * ph, W + 2 * pw, BLOCK)                                  # (N, CB, H+2ph, W+2pw, B)
+        _pad_planes(x_b, ph, pw, x_pad)
+    call_vectorized(_direct_6x16, x_pad.ravel(), w_b.ravel(), b_b, y_b.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw,
+                    FB, KH, KW, Ho, Wo, sh, sw, relu)
+    return y_b

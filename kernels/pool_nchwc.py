@@ -1,0 +1,175 @@
+"""Pooling, LRN and ReLU on the channel-blocked layout NCHW16c (see nchwc.py), for a forward pass
+that keeps the layout between convolutions.
+
+Shapes: x_b (N, CB, H, W, B) -> y_b (N, CB, H', W', B) for pooling, (N, CB, H, W, B) for LRN/ReLU;
+B = 16, channel c = cb*B + lane. Each op keeps the layout's rule: channels past C are zero in x_b
+and stay zero in y_b.
+
+max_pool2d_nchwc (the forward pass's pooling; the deconvnet's switches come from max_pool2d):
+
+    y_b[n, cb, i, j, :] = max_{0<=u<KH, 0<=v<KW} x_b[n, cb, i*sh - ph + u, j*sw - pw + v, :]
+
+over the window positions inside the image (padding never wins, as in max_pool2d; a NaN in the
+window gives NaN). H', W' as max_pool2d's pool_output_size (floor or Caffe's ceil rule).
+
+global_avg_pool_nchwc:  y_b[n, cb, 0, 0, :] = 1/(H*W) sum_{h, w} x_b[n, cb, h, w, :]
+
+lrn_nchwc (across channels, as lrn; the window runs across block boundaries):
+
+    y = x / (k + alpha/size * S)^beta,   S[n, c, h, w] = sum_{c' = c - size//2}^{c + (size-1)//2} x[n, c', h, w]^2
+
+with channels outside [0, CB*B) counting zero. The padded channels are zero, so summing over
+all CB*B channels equals lrn's sum over [0, C): a layer never needs to know C.
+
+ReLU needs no kernel of its own: it is elementwise, so kernels.relu(x_b) is correct on the
+blocked layout (max(0, 0) keeps the padding zero), and conv2d_nchwc fuses it (relu=True).
+
+The Numba kernels vectorise over the 16 lanes of a pixel; each parallel iteration owns one
+output row (pooling) or one image row (LRN).
+"""
+import numpy as np
+from numba import njit, prange, uint64
+
+from ._checks import ZFNetError, non_negative_pair, positive_pair
+from ._registers import call_vectorized, stack_tile
+from .max_pool2d import pool_output_size
+from .nchwc import BLOCK, check_nchwc
+
+_B = uint64(BLOCK)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy twins
+# ---------------------------------------------------------------------------------------------
+
+def max_pool2d_nchwc_reference(x_b, kernel_size, stride, padding, out_hw):
+    """The max over each window's positions inside the image. x_b (N, CB, H, W, B) -> (N, CB, H', W', B)."""
+    (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
+    N, CB, H, W, B = x_b.shape
+    y_b = np.empty((N, CB, Ho, Wo, B), np.float32)
+    for i in range(Ho):
+        for j in range(Wo):
+            h0, w0 = i * sh - ph, j * sw - pw
+            window = x_b[:, :, max(h0, 0):min(h0 + kh, H), max(w0, 0):min(w0 + kw, W), :]   # (N, CB, <=KH, <=KW, B)
+            y_b[:, :, i, j, :] = window.max(axis=(2, 3))
+    return y_b
+
+
+def global_avg_pool_nchwc_reference(x_b):
+    """The mean of each plane. x_b (N, CB, H, W, B) -> (N, CB, 1, 1, B)."""
+    return x_b.astype(np.float64).mean(axis=(2, 3), keepdims=True).astype(np.float32)
+
+
+def lrn_nchwc_reference(x_b, size, alpha, beta, k):
+    """y = x / (k + alpha/size * S)^beta on the unblocked view of all CB*B channels, in float64."""
+    N, CB, H, W, B = x_b.shape
+    x = x_b.transpose(0, 1, 4, 2, 3).reshape(N, CB * B, H, W).astype(np.float64)   # (N, C_padded, H, W)
+    squares = x ** 2
+    S = np.zeros_like(x)
+    for c in range(CB * B):
+        S[:, c] = squares[:, max(c - size // 2, 0):c + (size - 1) // 2 + 1].sum(axis=1)
+    y = x * (k + alpha / size * S) ** -beta
+    return y.reshape(N, CB, B, H, W).transpose(0, 1, 3, 4, 2).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Numba kernels
+# ---------------------------------------------------------------------------------------------
+
+@njit(parallel=True, cache=True)
+def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw):
+    """y[n, cb, i, j, :] = max over the window's positions inside the image; one iteration per row (n, cb, i)."""
+    N, CB, H, W, _ = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for job in prange(N * CB * Ho):
+        n, cb, i = job // (CB * Ho), (job // Ho) % CB, job % Ho
+        h_lo, h_hi = max(i * sh - ph, 0), min(i * sh - ph + kh, H)
+        best = stack_tile(BLOCK)
+        for j in range(Wo):
+            w_lo, w_hi = max(j * sw - pw, 0), min(j * sw - pw + kw, W)
+            for lane in range(_B):
+                best[lane] = -np.inf
+            for h in range(h_lo, h_hi):
+                for w in range(w_lo, w_hi):
+                    for lane in range(_B):
+                        v = x[n, cb, h, w, lane]
+                        best[lane] = v if (v > best[lane] or v != v) else best[lane]
+            for lane in range(_B):
+                y[n, cb, i, j, lane] = best[lane]
+
+
+@njit(parallel=True, cache=True)
+def _global_avg_pool_planes(x, y):
+    """y[n, cb, 0, 0, :] = mean over the plane (float64 sums); one iteration per plane block (n, cb)."""
+    N, CB, H, W, _ = x.shape
+    for job in prange(N * CB):
+        n, cb = job // CB, job % CB
+        total = np.zeros(BLOCK)
+        for h in range(H):
+            for w in range(W):
+                for lane in range(BLOCK):
+                    total[lane] += x[n, cb, h, w, lane]
+        for lane in range(BLOCK):
+            y[n, cb, 0, 0, lane] = total[lane] / (H * W)
+
+
+@njit(parallel=True, cache=True)
+def _lrn_rows(x, y, size, alpha, beta, k):
+    """LRN across the CB*B channels of each pixel; one iteration per image row (n, h).
+
+    For one pixel, its C' = CB*B squares are laid out in channel order and summed with a running
+    prefix sum (float64), so each window is prefix[hi] - prefix[lo].
+    """
+    N, CB, H, W, _ = x.shape
+    channels = CB * BLOCK
+    before, after = size // 2, (size - 1) // 2
+    for job in prange(N * H):
+        n, h = job // H, job % H
+        prefix = np.empty(channels + 1)
+        for w in range(W):
+            prefix[0] = 0.0
+            for c in range(channels):
+                v = np.float64(x[n, c // BLOCK, h, w, c % BLOCK])
+                prefix[c + 1] = prefix[c] + v * v
+            for c in range(channels):
+                lo, hi = max(c - before, 0), min(c + after + 1, channels)
+                d = k + alpha / size * (prefix[hi] - prefix[lo])
+                y[n, c // BLOCK, h, w, c % BLOCK] = x[n, c // BLOCK, h, w, c % BLOCK] * d ** -beta
+
+
+# ---------------------------------------------------------------------------------------------
+# Public ops
+# ---------------------------------------------------------------------------------------------
+
+def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False):
+    """x_b (N, CB, H, W, 16) -> y_b (N, CB, H', W', 16): max pooling, max_pool2d's sizes and rules, no switches."""
+    check_nchwc(x_b, "x_b")
+    N, CB, H, W, _ = x_b.shape
+    Ho, Wo = pool_output_size((H, W), kernel_size, stride, padding, ceil_mode)
+    (kh, kw), (sh, sw) = positive_pair(kernel_size, "kernel_size"), positive_pair(stride, "stride")
+    ph, pw = non_negative_pair(padding, "padding")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ZFNetError(f"max_pool2d_nchwc: padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
+    y_b = np.empty((N, CB, Ho, Wo, BLOCK), np.float32)
+    call_vectorized(_max_pool_rows, x_b, y_b, kh, kw, sh, sw, ph, pw)
+    return y_b
+
+
+def global_avg_pool_nchwc(x_b):
+    """x_b (N, CB, H, W, 16) -> y_b (N, CB, 1, 1, 16): the mean of each feature map."""
+    check_nchwc(x_b, "x_b")
+    y_b = np.empty(x_b.shape[:2] + (1, 1, BLOCK), np.float32)
+    _global_avg_pool_planes(x_b, y_b)
+    return y_b
+
+
+def lrn_nchwc(x_b, size, alpha=1e-4, beta=0.75, k=1.0):
+    """x_b (N, CB, H, W, 16) -> y_b, same shape: LRN across channels, lrn's window and rules (k > 0, alpha >= 0)."""
+    check_nchwc(x_b, "x_b")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ZFNetError(f"lrn_nchwc: size must be an int >= 1, got {size!r}")
+    if not (alpha >= 0 and k > 0):
+        raise ZFNetError(f"lrn_nchwc: need alpha >= 0 and k > 0 (so the power is defined), got alpha={alpha}, k={k}")
+    y_b = np.empty_like(x_b)
+    _lrn_rows(x_b, y_b, int(size), float(alpha), float(beta), float(k))
+    return y_b

@@ -1,0 +1,71 @@
+"""One thread pool that zfnet controls: Numba's, with BLAS kept single-threaded inside it.
+
+Why: a convolution through im2col + BLAS alternates two pools, Numba's and OpenBLAS's. OpenBLAS's
+workers spin between calls; on a machine that is also running other work they steal the cores
+the next call needs, and the forward pass collapses (issue 12: 5.3x its quiet time beside two
+busy processes on two cores; with BLAS on one thread, 1.0x). So zfnet parallelises only through
+Numba's pool (workqueue: its workers sleep at once, see _threads.py) and calls BLAS on one thread.
+
+- Numba's pool has NUMBA_NUM_THREADS workers (read once, at its start; default: the core count).
+  `set_threads(n)` (the CLI's --threads) uses n of them, n <= NUMBA_NUM_THREADS.
+- `blas_single_threaded()` limits every BLAS library loaded in the process (OpenBLAS, MKL, BLIS)
+  to one thread while the block runs, through threadpoolctl (the scikit-learn project's library
+  for exactly this: it finds the loaded libraries and calls each one's own set-threads function).
+  `limit_blas_process_wide()` does the same for the rest of the process.
+- For Dask (or any pool of worker processes): one worker per core, each with
+  NUMBA_NUM_THREADS=1 in its environment and `configure(threads=1)` at its start, so that no
+  worker starts threads of its own.
+"""
+import contextlib
+import functools
+
+import numba
+
+from ._checks import ZFNetError
+
+
+@functools.lru_cache(maxsize=None)
+def _controller():
+    """threadpoolctl's view of the BLAS/OpenMP libraries loaded now (numpy's BLAS included)."""
+    import numpy  # noqa: F401  (numpy's BLAS must be loaded before the libraries are listed)
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
+def set_threads(n):
+    """Run zfnet's parallel kernels on `n` threads of Numba's pool (1 <= n <= NUMBA_NUM_THREADS)."""
+    most = numba.config.NUMBA_NUM_THREADS
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= most:
+        raise ZFNetError(f"threads must be an integer from 1 to {most} (NUMBA_NUM_THREADS), got {n!r}; "
+                         f"for more, set the environment variable NUMBA_NUM_THREADS before starting")
+    numba.set_num_threads(n)
+
+
+def threads():
+    """How many threads zfnet's parallel kernels use now (in this Python thread)."""
+    return numba.get_num_threads()
+
+
+@contextlib.contextmanager
+def blas_single_threaded():
+    """``with blas_single_threaded(): ...``: every loaded BLAS runs on one thread; restored on exit."""
+    with _controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def limit_blas_process_wide():
+    """Every loaded BLAS on one thread from now on; returns threadpoolctl's limiter, whose
+    ``restore_original_limits()`` undoes it."""
+    return _controller().limit(limits=1, user_api="blas")
+
+
+def blas_threads():
+    """{library file: its thread count} for each BLAS loaded in the process."""
+    return {info["filepath"]: info["num_threads"] for info in _controller().info() if info["user_api"] == "blas"}
+
+
+def configure(threads=None):
+    """zfnet's thread settings for this process: Numba on `threads` (default: all of its pool) and
+    BLAS on one thread. Call once at start (with the CLI's --threads); returns the BLAS limiter."""
+    set_threads(numba.config.NUMBA_NUM_THREADS if threads is None else threads)
+    return limit_blas_process_wide()

@@ -1,0 +1,132 @@
+"""The NCHW16c layout and conv2d_nchwc: each Numba kernel against its NumPy twin, and the blocked
+convolution against conv2d's own twin on NCHW (so the blocking itself is checked, not only the loops).
+
+Sizes are odd on purpose: channel counts that are not multiples of 16 (the zero padding of the
+last block), output widths that are not multiples of the 6-pixel tile (tiles that wrap to the
+next row and a last, partial tile), strides 1-3, padding, batch 1 and 3.
+"""
+import numpy as np
+import pytest
+
+from zfnet.kernels import ZFNetError, nchwc
+from zfnet.kernels.conv2d import conv2d_reference
+from zfnet.kernels.conv2d_nchwc import PATHS, choose_path, conv2d_nchwc, conv2d_nchwc_reference
+
+
+def _randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def assert_close_to_sum(actual, expected, magnitude, rtol=1e-5):
+    """|actual - expected| <= rtol * (|expected| + max magnitude): float32 error of a long sum."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    assert actual.dtype == np.float32
+    err = np.abs(actual.astype(np.float64) - expected)
+    assert np.all(err <= rtol * (np.abs(expected) + magnitude.max())), f"max error {err.max():.3g}"
+
+
+# --------------------------------------------------------------------------------------------
+# Layout
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 3, 5, 7), (3, 16, 4, 3), (3, 33, 2, 5), (1, 1, 1, 1)])
+def test_to_and_from_nchwc_equal_their_twins(shape):
+    x = _randn(np.random.default_rng(0), *shape)
+    x_b = nchwc.to_nchwc(x)
+    assert x_b.shape == (shape[0], -(-shape[1] // 16), shape[2], shape[3], 16)
+    np.testing.assert_array_equal(x_b, nchwc.to_nchwc_reference(x))
+    np.testing.assert_array_equal(nchwc.from_nchwc(x_b, shape[1]), nchwc.from_nchwc_reference(x_b, shape[1]))
+    np.testing.assert_array_equal(nchwc.from_nchwc(x_b, shape[1]), x)
+
+
+def test_padded_channels_are_zero():
+    x = np.full((2, 19, 3, 3), np.nan, np.float32)
+    x_b = nchwc.to_nchwc(x)
+    assert np.isnan(x_b[:, 1, ..., :3]).all() and (x_b[:, 1, ..., 3:] == 0).all()
+
+
+@pytest.mark.parametrize("shape", [(20, 3, 7, 7), (16, 16, 1, 1), (5, 37, 3, 2)])
+def test_filters_to_nchwc_equals_its_twin(shape):
+    w = _randn(np.random.default_rng(1), *shape)
+    np.testing.assert_array_equal(nchwc.filters_to_nchwc(w), nchwc.filters_to_nchwc_reference(w))
+
+
+def test_layout_errors_name_the_argument():
+    with pytest.raises(ZFNetError, match="x_b must be NCHW16c"):
+        nchwc.from_nchwc(np.zeros((1, 1, 2, 2, 8), np.float32), 3)
+    with pytest.raises(ZFNetError, match="channels must be in 1..16"):
+        nchwc.from_nchwc(np.zeros((1, 1, 2, 2, 16), np.float32), 17)
+    with pytest.raises(ZFNetError, match="b must have 5 elements"):
+        nchwc.bias_to_nchwc(np.zeros(4, np.float32), 5)
+
+
+# --------------------------------------------------------------------------------------------
+# conv2d_nchwc
+# --------------------------------------------------------------------------------------------
+
+CASES = [
+    # N, C, H, W, F, K, stride, pad
+    (1, 3, 11, 13, 20, 7, 2, 1),       # a first layer: 3 real channels of 16, stride 2
+    (3, 17, 9, 7, 33, 3, 1, 1),        # both channel counts one past a block
+    (1, 16, 5, 5, 16, 3, 1, 0),        # exact blocks, 9 output pixels: one full tile and a partial one
+    (3, 5, 8, 10, 7, 5, 3, 2),         # stride 3, padding 2
+    (1, 40, 6, 7, 18, 1, 1, 0),        # 1x1: the pointwise GEMM
+    (3, 20, 5, 3, 30, 1, 1, 0),        # 1x1, batch 3, 15 pixels: the last tile shifted back
+    (3, 20, 7, 5, 30, 1, 2, 0),        # 1x1 with stride 2: direct
+    (1, 8, 2, 2, 8, 1, 1, 1),          # 1x1 with padding: direct, output pixels of padding only
+]
+
+
+@pytest.mark.parametrize("N, C, H, W, F, K, s, p", CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_nchwc_equals_both_twins(N, C, H, W, F, K, s, p, relu):
+    rng = np.random.default_rng(2)
+    x, w, b = _randn(rng, N, C, H, W), _randn(rng, F, C, K, K), _randn(rng, F)
+    x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
+    y_b = conv2d_nchwc(x_b, w_b, b_b, s, p, relu=relu, channels=C)
+    twin = conv2d_nchwc_reference(x_b, w_b, b_b, (s, s), (p, p), relu=relu)
+    magnitude = conv2d_reference(np.abs(x), np.abs(w), np.abs(b), s, p)
+    assert_close_to_sum(y_b, twin.astype(np.float64), magnitude)
+    expected = conv2d_reference(x, w, b, s, p).astype(np.float64)
+    expected = np.maximum(expected, 0) if relu else expected
+    assert_close_to_sum(nchwc.from_nchwc(y_b, F), expected, magnitude)
+    assert not y_b[:, -1, ..., F % 16:].any() if F % 16 else True   # padded filters stay zero
+
+
+def test_both_paths_agree_on_a_pointwise_layer():
+    rng = np.random.default_rng(3)
+    x_b, w_b, b_b = nchwc.to_nchwc(_randn(rng, 3, 24, 5, 7)), nchwc.filters_to_nchwc(_randn(rng, 20, 24, 1, 1)), \
+        nchwc.bias_to_nchwc(_randn(rng, 20), 20)
+    assert choose_path((1, 1), (1, 1), (0, 0), (5, 7)) == "pointwise_gemm_6x16"
+    ys = [conv2d_nchwc(x_b, w_b, b_b, path=path) for path in PATHS]
+    np.testing.assert_allclose(ys[0], ys[1], rtol=1e-5, atol=1e-5)
+
+
+def test_out_is_written_and_returned():
+    rng = np.random.default_rng(4)
+    x_b, w_b = nchwc.to_nchwc(_randn(rng, 1, 20, 6, 6)), nchwc.filters_to_nchwc(_randn(rng, 17, 20, 3, 3))
+    b_b = nchwc.bias_to_nchwc(_randn(rng, 17), 17)
+    out = np.full((1, 2, 6, 6, 16), np.nan, np.float32)
+    assert conv2d_nchwc(x_b, w_b, b_b, 1, 1, out=out) is out
+    np.testing.assert_array_equal(out, conv2d_nchwc(x_b, w_b, b_b, 1, 1))
+    with pytest.raises(ZFNetError, match="out must have shape"):
+        conv2d_nchwc(x_b, w_b, b_b, 1, 0, out=out)
+
+
+def test_path_rule():
+    assert choose_path((1, 1), (1, 1), (0, 0), (2, 2)) == "direct_6x16"   # fewer pixels than a tile
+    assert choose_path((3, 3), (1, 1), (1, 1), (13, 13)) == "direct_6x16"
+    assert choose_path((1, 1), (2, 2), (0, 0), (13, 13)) == "direct_6x16"
+
+
+def test_conv2d_nchwc_errors_name_the_fix():
+    x_b = np.zeros((1, 1, 4, 4, 16), np.float32)
+    w_b, b_b = np.zeros((1, 2, 3, 3, 16, 16), np.float32), np.zeros(16, np.float32)
+    with pytest.raises(ZFNetError, match="filters_to_nchwc"):
+        conv2d_nchwc(x_b, w_b, b_b)
+    with pytest.raises(ZFNetError, match="use path='direct_6x16'"):
+        conv2d_nchwc(x_b, np.zeros((1, 1, 3, 3, 16, 16), np.float32), b_b, path="pointwise_gemm_6x16")
+    with pytest.raises(ZFNetError, match="unknown conv2d_nchwc path"):
+        conv2d_nchwc(x_b, np.zeros((1, 1, 3, 3, 16, 16), np.float32), b_b, path="winograd")
+    with pytest.raises(ZFNetError, match="larger than the padded input"):
+        conv2d_nchwc(x_b, np.zeros((1, 1, 5, 5, 16, 16), np.float32), b_b)

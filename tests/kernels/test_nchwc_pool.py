@@ -1,0 +1,74 @@
+"""Pooling, LRN and ReLU on NCHW16c: each Numba kernel against its NumPy twin, and against the NCHW
+kernels' twins through the layout conversion (odd sizes, ceil and floor rules, padding, N = 1 and
+3, channel counts that are not multiples of 16, NaN)."""
+import numpy as np
+import pytest
+
+from zfnet.kernels import ZFNetError, nchwc, relu
+from zfnet.kernels.lrn import lrn_reference
+from zfnet.kernels.max_pool2d import max_pool2d_reference, pool_output_size
+from zfnet.kernels.pool_nchwc import (global_avg_pool_nchwc, global_avg_pool_nchwc_reference, lrn_nchwc,
+                                      lrn_nchwc_reference, max_pool2d_nchwc, max_pool2d_nchwc_reference)
+
+
+def _randn(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("N, C, H, W, k, s, p, ceil", [
+    (1, 3, 11, 9, 3, 2, 0, True),      # Caffe rounding: a last window hanging over the edge
+    (3, 17, 10, 13, 3, 2, 1, False),   # padding, one channel past a block
+    (1, 40, 7, 7, 2, 2, 0, True),
+    (3, 16, 5, 6, 3, 1, 1, True),      # stride 1
+    (1, 5, 8, 8, 5, 3, 2, False),      # stride 3, padding 2
+])
+def test_max_pool2d_nchwc_equals_its_twin_and_max_pool2d(N, C, H, W, k, s, p, ceil):
+    x = _randn(np.random.default_rng(0), N, C, H, W)
+    x[0, 0, 1, 1] = np.nan                       # a NaN wins its windows, as in max_pool2d
+    x_b = nchwc.to_nchwc(x)
+    y_b = max_pool2d_nchwc(x_b, k, s, p, ceil)
+    out_hw = pool_output_size((H, W), k, s, p, ceil)
+    np.testing.assert_array_equal(y_b, max_pool2d_nchwc_reference(x_b, (k, k), (s, s), (p, p), out_hw))
+    expected, _ = max_pool2d_reference(x, (k, k), (s, s), (p, p), out_hw)
+    np.testing.assert_array_equal(nchwc.from_nchwc(y_b, C), expected)
+    assert not y_b[:, -1, ..., C % 16:].any() if C % 16 else True
+
+
+def test_global_avg_pool_nchwc_equals_its_twin_and_the_mean():
+    x = _randn(np.random.default_rng(1), 3, 20, 13, 11)
+    y_b = global_avg_pool_nchwc(nchwc.to_nchwc(x))
+    np.testing.assert_allclose(y_b, global_avg_pool_nchwc_reference(nchwc.to_nchwc(x)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(nchwc.from_nchwc(y_b, 20), x.mean(axis=(2, 3), keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("N, C, size, alpha, beta, k", [
+    (1, 20, 5, 1e-4, 0.75, 1.0),       # ZFNet's norm1/norm2
+    (3, 33, 5, 5e-4, 0.75, 2.0),       # ZFNet-512's, windows across two block boundaries
+    (1, 16, 4, 0.1, 0.5, 1.5),         # an even window
+    (3, 7, 1, 0.3, 1.0, 1.0),
+])
+def test_lrn_nchwc_equals_its_twin_and_lrn(N, C, size, alpha, beta, k):
+    x = _randn(np.random.default_rng(2), N, C, 5, 3) * 10
+    x_b = nchwc.to_nchwc(x)
+    y_b = lrn_nchwc(x_b, size, alpha, beta, k)
+    np.testing.assert_allclose(y_b, lrn_nchwc_reference(x_b, size, alpha, beta, k), rtol=2e-7, atol=0)
+    expected = lrn_reference(x, size, alpha, beta, k, within_channel=False)
+    np.testing.assert_allclose(nchwc.from_nchwc(y_b, C), expected, rtol=2e-7, atol=0)
+    assert not y_b[:, -1, ..., C % 16:].any() if C % 16 else True
+
+
+def test_relu_is_layout_free():
+    x = _randn(np.random.default_rng(3), 3, 19, 4, 5)
+    np.testing.assert_array_equal(relu(nchwc.to_nchwc(x)), nchwc.to_nchwc(relu(x)))
+
+
+def test_errors_name_the_argument():
+    x_b = np.zeros((1, 1, 4, 4, 16), np.float32)
+    with pytest.raises(ZFNetError, match="padding"):
+        max_pool2d_nchwc(x_b, 2, 2, 2)
+    with pytest.raises(ZFNetError, match="size must be an int"):
+        lrn_nchwc(x_b, 0)
+    with pytest.raises(ZFNetError, match="k > 0"):
+        lrn_nchwc(x_b, 5, k=0.0)
+    with pytest.raises(ZFNetError, match="NCHW16c"):
+        global_avg_pool_nchwc(np.zeros((1, 1, 4, 4, 8), np.float32))
