@@ -343,6 +343,12 @@ def _read_member(path, archive, name, size, limit, what=None):
     `size` (if given) exactly, at most `limit`, and no more than MAX_DEFLATE_RATIO times its
     compressed size."""
     info = archive.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise ZFNetError(f"{path}: member {name!r} is encrypted; torch.save never encrypts (damaged "
+                         f"file?)")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ZFNetError(f"{path}: member {name!r} uses compression method {info.compress_type}; "
+                         f"torch.save files are stored or deflated (damaged file?)")
     if size is not None and info.file_size != size:
         raise ZFNetError(f"{path}: {what or 'member ' + repr(name)} has {info.file_size} bytes, "
                          f"{size} expected (truncated or damaged file)")
