@@ -258,13 +258,13 @@ def _load_net(path):
     for k, a in params.items():
         if a.dtype != np.float32:
             raise ZFNetError(f"{path}: tensor {k!r} is {a.dtype}; zfnet weights files hold float32")
-    _check_tensors(path, metadata, params)
     check_values(path, params)
     # Net validates names, shapes and finiteness; let its messages name this file.
     try:
         net = Net(arch, params, {"source_file": str(path)})
     except ZFNetError as e:
         raise ZFNetError(f"{e} (file: {path})" if str(path) not in str(e) else str(e)) from None
+    _check_tensors(path, metadata, params)            # last: the errors above say more
     net.meta = meta
     return net
 
