@@ -126,3 +126,19 @@ def test_cards_are_valid_json_files_with_their_own_name():
         if entry.name.endswith(".json"):
             d = json.loads(entry.read_text())
             assert entry.name == f"{d['name']}.json"
+
+
+def test_every_file_has_a_full_sha256_or_says_why_not():
+    for c in list_cards():
+        for e in (*c.sources, *c.files):
+            assert e.sha256 or e.checksum_note, f"{c.name}/{e.file}"
+            if e.sha256 is None and (e.md5 or e.sha1 or e.sha256_prefix):
+                assert "weaker" in e.checksum_note, f"{c.name}/{e.file}"
+
+
+def test_a_card_without_sha256_needs_a_checksum_note():
+    d = json.loads((resources.files("zfnet.model_cards") / "alexnet.json").read_text())
+    card_from_dict(copy.deepcopy(d))
+    del d["sources"][0]["checksum_note"]
+    with pytest.raises(ZFNetError, match=r"alexnet-owt-7be5be79\.pth has no full sha256, so it needs a 'checksum_note'"):
+        card_from_dict(d)
