@@ -149,7 +149,6 @@ def _patch_headers(data, member_suffix, offsets_values):
     b = bytearray(data)
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         info = next(i for i in z.infolist() if i.filename.endswith(member_suffix))
-    central = data.index(b"PK\x01\x02" + data[info.header_offset + 4:info.header_offset + 6])
     central = next(i for i in range(len(data)) if data[i:i + 4] == b"PK\x01\x02"
                    and data[i + 46:i + 46 + len(info.filename)] == info.filename.encode())
     for (loc, cen, width), v in offsets_values.items():
@@ -213,7 +212,7 @@ def _tensor_pickle(numel, size, stride):
     return (b"\x80\x02}" + uni("features.0.weight") + b"ctorch._utils\n_rebuild_tensor_v2\n("
             + b"(" + uni("storage") + b"ctorch\nFloatStorage\n" + uni("0") + uni("cpu")
             + b"J" + struct.pack("<i", numel) + b"tQ" + b"K\x00" + ints(size) + ints(stride)
-            + b"\x89" + b"ctorch._utils\n_rebuild_tensor_v2\n" [:0] + b"N" + b"tRs.")
+            + b"\x89N" + b"tRs.")                        # requires_grad False, no hooks
 
 
 def _pth_with(pickle_bytes, storage=None, compression=zipfile.ZIP_STORED):

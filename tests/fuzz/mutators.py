@@ -245,12 +245,7 @@ def _broken_deflate(rng, members, i):
 def _with_bomb(members, i):
     """Member i replaced by a stored deflate bomb whose headers tell its true size."""
     bomb = _bomb()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        for j, (name, payload) in enumerate(members):
-            if j != i:
-                z.writestr(name, payload)
-    body = buf.getvalue()
+    body = _repack([m for j, m in enumerate(members) if j != i])
     cd = body.index(b"PK\x01\x02") if b"PK\x01\x02" in body else body.index(b"PK\x05\x06")
     name = members[i][0].encode()
     size, crc = 256 << 20, zlib.crc32(bytes(1 << 20) * 1)  # CRC is wrong; size is what matters
