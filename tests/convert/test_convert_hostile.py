@@ -87,14 +87,23 @@ def test_onnx_dimensions_whose_product_overflows_int64(tmp_path):
         convert(_write_onnx(tmp_path, _onnx_model(weight=w)))
 
 
-def test_onnx_constant_of_shape_cannot_allocate_without_bound(tmp_path):
-    shape = helper.make_node("Constant", [], ["s"], value=numpy_helper.from_array(np.array([10**9, 3, 3, 3], np.int64)))
+@pytest.mark.parametrize("dims", [[10**9, 3, 3, 3], [2, 3, 2**62, 0]])
+def test_onnx_constant_of_shape_cannot_allocate_without_bound(tmp_path, dims):
+    shape = helper.make_node("Constant", [], ["s"], value=numpy_helper.from_array(np.array(dims, np.int64)))
     cos = helper.make_node("ConstantOfShape", ["s"], ["big_w"], name="big")
     model = _onnx_model(extra_nodes=[shape, cos])
     model.graph.node.insert(0, model.graph.node.pop(2))      # the constants first
     model.graph.node.insert(1, model.graph.node.pop(3))
-    with pytest.raises(ZFNetError, match=r"bad\.onnx: ConstantOfShape node 'big' makes a \(1000000000, 3, 3, 3\)"):
+    with pytest.raises(ZFNetError, match=rf"bad\.onnx: ConstantOfShape node 'big' makes a \({', '.join(map(str, dims))}\)"):
         convert(_write_onnx(tmp_path, model))
+
+
+def test_the_parameters_a_file_can_make_us_allocate_are_bounded(tmp_path, monkeypatch):
+    from zfnet.convert import _common
+    monkeypatch.setattr(_common, "MAX_PARAMETERS", 53)          # the model has 2 * 3 * 3 * 3 = 54
+    with pytest.raises(ZFNetError, match=r"bad\.onnx: layer 'conv1': the network would have 54 parameters, "
+                                         r"more than the 53"):
+        convert(_write_onnx(tmp_path, _onnx_model()))
 
 
 def test_onnx_errors_from_the_layer_specs_name_the_file(tmp_path):

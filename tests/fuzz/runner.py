@@ -24,7 +24,7 @@ from zfnet.errors import ZFNetError
 from . import mutators, seeds
 
 TIME_LIMIT_S = 20.0
-MEMORY_LIMIT_MB = 1024           # growth of the process's peak RSS over the run
+MEMORY_LIMIT_MB = 2048           # growth of the process's peak RSS over the run (converters: 1 GiB)
 
 
 class CaseTimeout(BaseException):

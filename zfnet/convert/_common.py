@@ -24,6 +24,8 @@ from zfnet.net.spec import Flatten, Softmax
 
 CONVERTER_VERSION = "1"
 OUTPUT_NAME = "prob"
+# A bound on what a file can make us allocate: 1 GiB of float32, twice VGG-16's 138 M parameters.
+MAX_PARAMETERS = 1 << 28
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +89,7 @@ class GraphBuilder:
                              f"(N, {', '.join(str(d) for d in self.input_shape)})")
         self.layers = []
         self.params = {}
+        self.count = 0                                # parameters so far
         self.shapes = {INPUT: self.input_shape}
 
     def fail(self, message):
@@ -117,6 +120,10 @@ class GraphBuilder:
         if set(want) != set(tensors):
             raise self.fail(f"layer {spec.name!r} needs tensors {sorted(want)}, the file gives "
                             f"{sorted(tensors)}")
+        self.count += sum(int(np.size(tensors[key])) for key in want)
+        if self.count > MAX_PARAMETERS:             # checked before the tensors are copied
+            raise self.fail(f"layer {spec.name!r}: the network would have {self.count} parameters, "
+                            f"more than the {MAX_PARAMETERS} any network here has (damaged file?)")
         for key, shape in want.items():
             a = np.ascontiguousarray(tensors[key], dtype=np.float32)
             if a.shape != tuple(shape):
