@@ -293,3 +293,19 @@ def test_deep_compression_absurd_codebook_entry_names_the_layer(tmp_path, squeez
     path.write_bytes(bytes(data))
     with pytest.raises(ZFNetError, match=r"absurd\.net: layer 'conv1': conv1\.weight holds a value of magnitude"):
         convert(path)
+
+
+def test_onnx_matmul_bias_before_its_matmul(tmp_path):
+    """Found by the fuzz run: the Add fused with a MatMul, placed before the MatMul."""
+    flat = helper.make_node("Flatten", ["r"], ["flat"], name="flat")
+    add = helper.make_node("Add", ["mm", "fc_b"], ["fc"], name="fc_bias")
+    matmul = helper.make_node("MatMul", ["flat", "fc_w"], ["mm"], name="fc")
+    model = _onnx_model(extra_nodes=[flat, add, matmul])
+    model.graph.initializer.extend([numpy_helper.from_array(np.ones((72, 4), np.float32), "fc_w"),
+                                    numpy_helper.from_array(np.ones(4, np.float32), "fc_b")])
+    model.graph.output[0].name = "fc"
+    with pytest.raises(ZFNetError, match=r"bad\.onnx: node 'fc_bias' reads 'mm', which is not computed before it"):
+        convert(_write_onnx(tmp_path, model))
+    model.graph.node.insert(3, model.graph.node.pop(4))              # in order, it converts
+    net = convert(_write_onnx(tmp_path, model, "good.onnx"))
+    assert [layer.op for layer in net.arch.layers][-2:] == ["linear", "softmax"]

@@ -351,7 +351,7 @@ class _Walk:
                 continue
             if index in self.fused_adds:
                 matmul_index, _ = self.fused_adds[index]
-                self.tensor[node["output"][0]] = self.tensor[nodes[matmul_index]["output"][0]]
+                self.tensor[node["output"][0]] = self._activation(node, nodes[matmul_index]["output"][0])
                 continue
             handler = _HANDLERS.get(op)
             if handler is None:
@@ -404,10 +404,14 @@ class _Walk:
 
     # -- helpers for handlers ----------------------------------------------------------------------
     def _activation(self, node, i=0):
+        """The spec tensor of input `i` of `node` (or of the ONNX tensor named `i`)."""
         ins = node.get("input", [])
-        if i >= len(ins) or not ins[i]:
+        if isinstance(i, str):
+            t = i
+        elif i >= len(ins) or not ins[i]:
             raise self.fail(f"node {node.get('name', '')!r} ({node.get('op_type')}) lacks input {i}")
-        t = ins[i]
+        else:
+            t = ins[i]
         if t in self.consts:
             raise self.fail(f"node {node.get('name', '')!r} ({node.get('op_type')}) applies to the "
                             f"constant {t!r}; only layers on the image are supported")
