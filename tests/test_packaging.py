@@ -17,7 +17,7 @@ def wheel(tmp_path_factory):
          str(REPO)],
         check=True, capture_output=True, cwd=out,
     )
-    (whl,) = out.glob("zfnet-*.whl")
+    (whl,) = out.glob("zfnet_deconvnet-*.whl")         # the distribution name (setup.cfg)
     return zipfile.ZipFile(whl).namelist()
 
 
@@ -40,3 +40,10 @@ def test_every_subpackage_is_in_the_wheel(wheel):
 def test_model_cards_are_in_the_wheel(wheel):
     cards = [n for n in wheel if n.startswith("zfnet/model_cards/") and n.endswith(".json")]
     assert cards, "model cards (weights/*.json) must ship as zfnet.model_cards"
+
+
+def test_distribution_name_and_command(wheel):
+    """Published as zfnet-deconvnet ('zfnet' on the index is another project), imported and run as zfnet."""
+    (meta,) = [n for n in wheel if n.endswith(".dist-info/entry_points.txt")]
+    assert meta.startswith("zfnet_deconvnet-")
+    assert "zfnet/__init__.py" in wheel

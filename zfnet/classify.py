@@ -35,7 +35,20 @@ def probabilities(net, x, batch_size=16, backend=None):
     prob = np.concatenate(out, axis=0)                       # (N, classes)
     if prob.ndim != 2:
         raise ZFNetError(f"{net.arch.name}'s output has shape {prob.shape[1:]}, not (classes,)")
+    if not np.all(np.isfinite(prob)):
+        bad = int(np.argmax(~np.all(np.isfinite(prob), axis=1)))
+        raise ZFNetError(_non_finite_message(net, x[bad:bad + 1], backend))
     return prob
+
+
+def _non_finite_message(net, x, backend):
+    """Words naming the first layer whose output is NaN or infinite for image x (1, 3, H, W)."""
+    outputs = forward(net, np.ascontiguousarray(x), keep="all", backend=backend, switches=False).outputs
+    layer = next((layer.name for layer in net.arch.layers
+                  if layer.name in outputs and not np.all(np.isfinite(outputs[layer.name]))), net.arch.output)
+    model = net.meta.get("model") or net.meta.get("source_file") or net.arch.name
+    return (f"{model}: the network computes NaN or infinite values, first in layer {layer!r}; its "
+            f"weights are damaged or out of range: convert the original file again")
 
 
 def top_k(prob, labels, k=5):

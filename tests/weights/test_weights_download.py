@@ -135,3 +135,17 @@ def test_verify_local_file_names_it_and_the_fix(tmp_path):
     assert dl.verify(path, FileEntry(file="model.bin", sha256=SHA256)) == SHA256
     with pytest.raises(ZFNetError, match=f"{path} has sha256 {SHA256}.*delete it and run 'zfnet weights get'"):
         dl.verify(path, FileEntry(file="model.bin", sha256="1" * 64))
+
+
+def test_weaker_publisher_checksum_is_said_on_download(server, tmp_path, capsys):
+    """Where the card has no full sha256, the download prints what the publisher gives instead."""
+    from zfnet.weights import get_card
+    card_entry = get_card("alexnet").source("alexnet-owt-7be5be79.pth")
+    server.routes["/m.bin"] = (DATA, "ok")
+    e = entry(server, "/m.bin", sha256_prefix=SHA256[:8], checksum_note=card_entry.checksum_note)
+    dl.download(e, tmp_path / "model.bin", progress=False)
+    err = capsys.readouterr().err
+    assert "zfnet: note: model.bin: torchvision publishes only the first 8 hex digits" in err
+    dl.download(entry(server, "/m.bin", sha256=SHA256, checksum_note="never said"), tmp_path / "b.bin",
+                progress=False)
+    assert "never said" not in capsys.readouterr().err

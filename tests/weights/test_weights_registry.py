@@ -126,3 +126,19 @@ def test_cards_are_valid_json_files_with_their_own_name():
         if entry.name.endswith(".json"):
             d = json.loads(entry.read_text())
             assert entry.name == f"{d['name']}.json"
+
+
+def test_every_file_has_a_full_sha256_or_says_why_not():
+    for c in list_cards():
+        for e in (*c.sources, *c.files):
+            assert e.sha256 or e.checksum_note, f"{c.name}/{e.file}"
+            if e.sha256 is None and (e.md5 or e.sha1 or e.sha256_prefix):
+                assert "weaker" in e.checksum_note, f"{c.name}/{e.file}"
+
+
+
+def test_checksum_note_must_be_text():
+    d = json.loads((resources.files("zfnet.model_cards") / "alexnet.json").read_text())
+    d["sources"][0]["checksum_note"] = 7
+    with pytest.raises(ZFNetError, match=r"'checksum_note' must be text or null, got 7"):
+        card_from_dict(d)

@@ -84,7 +84,7 @@ def run(args):
                         print(f"  {100 * p['prob']:6.2f}%  {p['label']}  ({p['index']})")
             sys.stdout.flush()
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2, allow_nan=False))  # NaN is not JSON
     if args.out:
         write_json(Path(args.out) / "classify.json",
                    {"model": net.meta.get("model"), "crop": crop, "results": results})

@@ -21,6 +21,7 @@ Damaged, empty, truncated or mismatched files raise ``ZFNetError`` naming the fi
 import zipfile
 from pathlib import Path
 
+from zfnet.convert._guard import guard
 from zfnet.errors import ZFNetError
 
 FORMATS = {
@@ -30,7 +31,7 @@ FORMATS = {
     ".net": "deep_compression",
 }
 
-__all__ = ["convert", "detect_format", "FORMATS"]
+__all__ = ["convert", "detect_format", "FORMATS", "guard"]
 
 
 def detect_format(path):
@@ -70,21 +71,25 @@ def convert(path, *, prototxt=None, architecture=None, input_shape=None):
     architecture: the built-in architecture the file must be; required for state dicts whose
         naming does not identify it, optional (a check) for the other formats.
     input_shape: (C, H, W) for files that do not fix their input size.
+
+    Whatever the file holds, the result is a Net or a ZFNetError naming the file: the converters
+    validate what they read, and ``guard`` turns anything they did not foresee into one.
     """
-    fmt = detect_format(path)
-    if prototxt is not None and fmt != "caffe":
-        raise ZFNetError(f"{path}: prototxt= is only for Caffe .caffemodel files")
-    if fmt == "caffe":
-        from zfnet.convert import caffe
-        return caffe.convert(path, prototxt, architecture=architecture, input_shape=input_shape)
-    if fmt == "onnx":
-        from zfnet.convert import onnx
-        return onnx.convert(path, architecture=architecture, input_shape=input_shape)
-    if fmt == "torch_pth":
-        from zfnet.convert import torch_pth
-        return torch_pth.convert(path, architecture)
-    from zfnet.convert import deep_compression
-    if architecture not in (None, "squeezenet1_0"):
-        raise ZFNetError(f"{path}: a Deep Compression .net file is always squeezenet1_0, "
-                         f"not {architecture!r}")
-    return deep_compression.convert(path)
+    with guard(path, also=prototxt):
+        fmt = detect_format(path)
+        if prototxt is not None and fmt != "caffe":
+            raise ZFNetError(f"{path}: prototxt= is only for Caffe .caffemodel files")
+        if fmt == "caffe":
+            from zfnet.convert import caffe
+            return caffe.convert(path, prototxt, architecture=architecture, input_shape=input_shape)
+        if fmt == "onnx":
+            from zfnet.convert import onnx
+            return onnx.convert(path, architecture=architecture, input_shape=input_shape)
+        if fmt == "torch_pth":
+            from zfnet.convert import torch_pth
+            return torch_pth.convert(path, architecture)
+        from zfnet.convert import deep_compression
+        if architecture not in (None, "squeezenet1_0"):
+            raise ZFNetError(f"{path}: a Deep Compression .net file is always squeezenet1_0, "
+                             f"not {architecture!r}")
+        return deep_compression.convert(path)

@@ -11,6 +11,7 @@ tensors renamed to its layer names: so SqueezeNet converted from a .caffemodel, 
 or the Deep Compression file is one and the same Net.
 """
 import dataclasses
+import functools
 import hashlib
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from zfnet.net.spec import Flatten, Softmax
 
 CONVERTER_VERSION = "1"
 OUTPUT_NAME = "prob"
+# A bound on what a file can make us allocate: 1 GiB of float32, twice VGG-16's 138 M parameters.
+MAX_PARAMETERS = 1 << 28
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +89,7 @@ class GraphBuilder:
                              f"(N, {', '.join(str(d) for d in self.input_shape)})")
         self.layers = []
         self.params = {}
+        self.count = 0                                # parameters so far
         self.shapes = {INPUT: self.input_shape}
 
     def fail(self, message):
@@ -116,6 +120,10 @@ class GraphBuilder:
         if set(want) != set(tensors):
             raise self.fail(f"layer {spec.name!r} needs tensors {sorted(want)}, the file gives "
                             f"{sorted(tensors)}")
+        self.count += sum(int(np.size(tensors[key])) for key in want)
+        if self.count > MAX_PARAMETERS:             # checked before the tensors are copied
+            raise self.fail(f"layer {spec.name!r}: the network would have {self.count} parameters, "
+                            f"more than the {MAX_PARAMETERS} any network here has (damaged file?)")
         for key, shape in want.items():
             a = np.ascontiguousarray(tensors[key], dtype=np.float32)
             if a.shape != tuple(shape):
@@ -217,10 +225,20 @@ def _canonical_ids(arch, table):
     return ids, alias
 
 
+def _depth(arch):
+    return sum(layer.op != "dropout" for layer in arch.layers)
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin(name):
+    """A built-in architecture, built once (Architecture is immutable)."""
+    return get_architecture(name)
+
+
 def _rename(arch, params, target):
     """If `arch` computes exactly what `target` computes, `params` renamed to target's layers."""
-    if arch.input_shape[0] != target.input_shape[0]:
-        return None
+    if arch.input_shape[0] != target.input_shape[0] or _depth(arch) != _depth(target):
+        return None                                   # cheap tests first: most files differ here
     table = {}
     tid, talias = _canonical_ids(target, table)
     aid, aalias = _canonical_ids(arch, table)
@@ -247,7 +265,7 @@ def adopt_builtin(arch, params, required=None, path=None):
     """
     names = [required] if required else list(ARCHITECTURES)
     for name in names:
-        target = get_architecture(name)
+        target = _builtin(name)
         renamed = _rename(arch, params, target)
         if renamed is not None:
             if target.input_shape != arch.input_shape:
@@ -274,8 +292,32 @@ def describe_difference(arch, target):
     return "its layers are connected differently"
 
 
+# No trained weight of these networks comes near this (the largest in SqueezeNet is 4.7); a file
+# holding one is damaged, and would make the forward pass overflow to inf and NaN.
+MAX_ABS_WEIGHT = 1e5
+
+
+def check_values(path, params):
+    """A ZFNetError naming the layer whose tensor holds NaN, infinity or an absurd magnitude."""
+    for key, a in params.items():
+        a = np.asarray(a)
+        if a.size == 0 or a.dtype.kind != "f":
+            continue
+        peak = float(np.max(np.abs(a)))
+        if not np.isfinite(peak):
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise ZFNetError(f"{path}: layer {key.rsplit('.', 1)[0]!r}: {key} holds {bad} NaN or "
+                             f"infinite values (the weights are damaged)")
+        if peak > MAX_ABS_WEIGHT:
+            raise ZFNetError(f"{path}: layer {key.rsplit('.', 1)[0]!r}: {key} holds a value of "
+                             f"magnitude {peak:.3g}, beyond any trained weight (> {MAX_ABS_WEIGHT:g}); "
+                             f"the weights are damaged")
+
+
 def make_net(path, arch, params, meta):
-    """The Net, with ``architecture`` and ``input_size`` added to `meta`."""
+    """The Net, with ``architecture`` and ``input_size`` added to `meta`; every tensor is checked
+    by ``check_values``."""
+    check_values(path, params)
     meta = dict(meta)
     meta["architecture"] = arch.name
     meta["input_size"] = [int(arch.input_shape[1]), int(arch.input_shape[2])]

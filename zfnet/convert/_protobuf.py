@@ -269,7 +269,10 @@ def _text_number(tok, f, where, line):
 def parse_text(text, message, schema):
     """Parse protobuf text format (``name: value``, ``name { ... }``) into the decoded-dict form."""
     tokens = _tokenize(text)
-    pos, out = _parse_text_message(tokens, 0, message, schema, top=True)
+    try:
+        pos, out = _parse_text_message(tokens, 0, message, schema, top=True)
+    except RecursionError:
+        raise ProtobufError("blocks nested too deeply (an unbalanced '{'?)") from None
     return out
 
 
@@ -301,14 +304,14 @@ def _parse_text_message(tokens, pos, message, schema, top=False, close="}"):
         values = []
         if tokens[pos][1] == "[":                       # name: [v1, v2] (list syntax)
             pos += 1
-            while tokens[pos][1] != "]":
+            while pos < len(tokens) and tokens[pos][1] != "]":
                 if tokens[pos][1] == ",":
                     pos += 1
                     continue
                 pos, v = _parse_text_value(tokens, pos, f, schema, where)
                 values.append(v)
-                if pos >= len(tokens):
-                    raise ProtobufError(f"line {line}: unterminated list for {name!r}")
+            if pos >= len(tokens):
+                raise ProtobufError(f"line {line}: unterminated list for {name!r} (no closing ']')")
             pos += 1
         else:
             pos, v = _parse_text_value(tokens, pos, f, schema, where)

@@ -24,6 +24,7 @@ else, for Conv/Gemm, the weight's name without prefix and suffix (gpu_0/conv1_w_
 else the output's name; else, for auto-named graphs (n0, n1, ...), Caffe-style names numbered
 after the last convolution or linear layer (relu1, norm1, pool1, ..., fc6, relu6, drop6).
 """
+import math
 import re
 from pathlib import Path
 
@@ -39,6 +40,11 @@ from zfnet.convert._common import (GraphBuilder, adopt_builtin, float32_value, m
 from zfnet.convert._protobuf import F, ProtobufError, R, decode
 
 CONVERTER = "onnx"
+MAX_RANK = 8
+# Constants made at conversion time (ConstantOfShape, as in the light model-zoo test graphs): at
+# most this many elements in all (134 M; light_zfnet512 makes 87 M). They are kept as read-only
+# broadcast views, so only the layers that use them allocate (GraphBuilder bounds that).
+MAX_FOLDED_ELEMENTS = 1 << 27
 
 # ---------------------------------------------------------------------------------------------
 # The part of onnx.proto that we read.
@@ -127,9 +133,12 @@ def tensor_to_array(t, path, where):
                          f"does not read")
     dtype, field = DTYPES[code]
     dims = tuple(int(d) for d in t.get("dims", []))
+    if len(dims) > MAX_RANK:
+        raise ZFNetError(f"{path}: {where} has {len(dims)} dimensions; the layers here use at most "
+                         f"{MAX_RANK} (damaged file?)")
     if any(d < 0 for d in dims):
         raise ZFNetError(f"{path}: {where} has negative dimensions {dims}")
-    count = int(np.prod(dims)) if dims else 1
+    count = math.prod(dims)                           # exact: np.prod would wrap around
     raw = t.get("raw_data")
     if raw is not None:
         size = np.dtype(dtype).itemsize
@@ -175,7 +184,22 @@ def _attributes(node, path):
                                                               f"{node.get('name', '')!r}")
         else:
             out[name] = (t, None)                       # graphs etc.: never used by our ops
+        want = ATTRIBUTE_KINDS.get(name)
+        if want is not None and t != want:
+            raise ZFNetError(f"{path}: node {node.get('name', '')!r} ({node.get('op_type', '')}): "
+                             f"attribute {name!r} is of type {t}, ONNX defines it as {want} "
+                             f"(the file is damaged or not valid ONNX)")
     return out
+
+
+# The type ONNX gives each attribute the supported ops read; any other type is a damaged file.
+ATTRIBUTE_KINDS = {
+    **dict.fromkeys(("kernel_shape", "strides", "pads", "dilations", "value_ints"), "INTS"),
+    **dict.fromkeys(("group", "axis", "ceil_mode", "count_include_pad", "transA", "transB", "size",
+                     "value_int", "storage_order"), "INT"),
+    **dict.fromkeys(("alpha", "beta", "bias", "ratio", "value_float"), "FLOAT"),
+    "value_floats": "FLOATS", "auto_pad": "STRING", "value": "TENSOR",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +269,7 @@ class _Walk:
         self.output = None
         self.last_number = None   # digits of the last conv/linear name, for Caffe-style names
         self.fused_adds = {}      # Add node index -> MatMul node index whose bias it is
+        self.folded = 0           # elements made by ConstantOfShape so far
 
     def fail(self, msg):
         return ZFNetError(f"{self.path}: {msg}")
@@ -316,6 +341,8 @@ class _Walk:
         self.matmul_bias = {i: name for _, (i, name) in self.fused_adds.items()}
         for index, node in enumerate(nodes):
             op = node.get("op_type", "")
+            if not node.get("output") or not node["output"][0]:
+                raise self.fail(f"node {index} {node.get('name', '')!r} ({op}) has no output")
             if node.get("domain", "") not in ("", "ai.onnx"):
                 raise self.fail(f"node {node.get('name', '')!r} uses op {op!r} of domain "
                                 f"{node['domain']!r}; only standard ONNX ops are supported")
@@ -324,7 +351,7 @@ class _Walk:
                 continue
             if index in self.fused_adds:
                 matmul_index, _ = self.fused_adds[index]
-                self.tensor[node["output"][0]] = self.tensor[nodes[matmul_index]["output"][0]]
+                self.tensor[node["output"][0]] = self._activation(node, nodes[matmul_index]["output"][0])
                 continue
             handler = _HANDLERS.get(op)
             if handler is None:
@@ -358,9 +385,14 @@ class _Walk:
                                 f"not a constant")
             shape = tuple(int(d) for d in np.asarray(self.consts[ins[0]]).reshape(-1))
             value = attrs.get("value", np.zeros(1, dtype=np.float32))
-            if np.size(value) != 1 or any(d < 0 for d in shape):
+            if np.size(value) != 1 or any(d < 0 for d in shape) or len(shape) > MAX_RANK:
                 raise self.fail(f"ConstantOfShape node {node.get('name', '')!r} is malformed")
-            self.consts[outs[0]] = np.full(shape, np.asarray(value).reshape(()), dtype=np.asarray(value).dtype)
+            self.folded += math.prod(shape)
+            if self.folded > MAX_FOLDED_ELEMENTS or max(shape, default=0) > MAX_FOLDED_ELEMENTS:
+                raise self.fail(f"ConstantOfShape node {node.get('name', '')!r} makes a {shape} "
+                                f"tensor: more than the {MAX_FOLDED_ELEMENTS} values any network "
+                                f"here needs (damaged file?)")
+            self.consts[outs[0]] = np.broadcast_to(np.asarray(value).reshape(()), shape)   # no copy
             return True
         if op == "Identity" and ins and ins[0] in self.consts:
             self.consts[outs[0]] = self.consts[ins[0]]
@@ -372,10 +404,14 @@ class _Walk:
 
     # -- helpers for handlers ----------------------------------------------------------------------
     def _activation(self, node, i=0):
+        """The spec tensor of input `i` of `node` (or of the ONNX tensor named `i`)."""
         ins = node.get("input", [])
-        if i >= len(ins) or not ins[i]:
+        if isinstance(i, str):
+            t = i
+        elif i >= len(ins) or not ins[i]:
             raise self.fail(f"node {node.get('name', '')!r} ({node.get('op_type')}) lacks input {i}")
-        t = ins[i]
+        else:
+            t = ins[i]
         if t in self.consts:
             raise self.fail(f"node {node.get('name', '')!r} ({node.get('op_type')}) applies to the "
                             f"constant {t!r}; only layers on the image are supported")

@@ -36,15 +36,17 @@ different scores here than in torchvision (see weights/squeezenet1_0 README).
 """
 import collections
 import io
+import math
 import pickle
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
 from zfnet.errors import ZFNetError
 from zfnet.net.architectures import ARCHITECTURES, get_architecture
-from zfnet.convert._common import make_net, provenance, read_source
+from zfnet.convert._common import _builtin, make_net, provenance, read_source
 
 CONVERTER = "torch_pth"
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -97,23 +99,63 @@ STORAGE_DTYPES = {
 }
 
 
-class _StorageType:
+class _StandIn:
+    """Base of the unpickler's stand-ins: immutable to the pickle.
+
+    A pickle can BUILD (set state on) any object it holds, including the globals it names; so the
+    stand-ins are made afresh for every load, have no ``__dict__``, and refuse ``__setstate__``
+    and attribute assignment: nothing a file does outlives its load.
+    """
+    __slots__ = ()
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"the pickle tries to set state on {self!r}")
+
+    def __setattr__(self, name, value):
+        raise pickle.UnpicklingError(f"the pickle tries to set {name!r} on {self!r}")
+
+    def _init(self, **fields):
+        for k, v in fields.items():
+            object.__setattr__(self, k, v)
+
+
+class _StorageType(_StandIn):
     """Stands in for ``torch.FloatStorage`` etc.: only its dtype matters; calling it is refused."""
+    __slots__ = ("name", "dtype")
 
     def __init__(self, name):
-        self.name = name
-        self.dtype = STORAGE_DTYPES[name]
+        self._init(name=name, dtype=STORAGE_DTYPES[name])
 
     def __call__(self, *args, **kwargs):
         raise pickle.UnpicklingError(f"the pickle calls torch.{self.name} directly")
 
+    def __repr__(self):
+        return f"torch.{self.name}"
 
-class _StorageRef:
+
+class _Function(_StandIn):
+    """Stands in for one whitelisted function (a tensor rebuild, OrderedDict)."""
+    __slots__ = ("name", "fn")
+
+    def __init__(self, name, fn):
+        self._init(name=name, fn=fn)
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self):
+        return self.name
+
+
+class _StorageRef(_StandIn):
     """A storage named in the pickle (its bytes are read afterwards): key, dtype, size, view."""
     __slots__ = ("key", "dtype", "numel", "view")
 
     def __init__(self, key, dtype, numel, view):
-        self.key, self.dtype, self.numel, self.view = key, dtype, numel, view
+        self._init(key=key, dtype=dtype, numel=numel, view=view)
+
+    def __repr__(self):
+        return f"storage {self.key!r}"
 
 
 class Tensor:
@@ -138,8 +180,14 @@ class Tensor:
         """The values as an owned, contiguous numpy array; offset/size/stride in elements."""
         values = storages[self.storage.key][self.storage.view]
         size, stride, offset = self.size, self.stride, self.offset
-        if len(size) != len(stride) or offset < 0 or min(size + stride, default=0) < 0:
+        if (len(size) != len(stride) or len(size) > MAX_RANK or offset < 0
+                or min(size + stride, default=0) < 0):
             raise pickle.UnpicklingError(f"{what} has an invalid size {size} / stride {stride}")
+        if math.prod(size) > len(values):
+            # A state dict's tensor never has more values than its storage: no allocation of a
+            # huge shape over a tiny storage.
+            raise pickle.UnpicklingError(f"{what} has shape {size} ({math.prod(size)} values) over "
+                                         f"a storage of {len(values)}")
         if 0 in size:
             return np.zeros(size, dtype=values.dtype)
         last = offset + sum((n - 1) * st for n, st in zip(size, stride))
@@ -170,27 +218,36 @@ def _ordered_dict(*args):
     return collections.OrderedDict(*args)
 
 
-# The only globals a state dict's pickle may name; everything else is refused.
-SAFE_GLOBALS = {
+# The only globals a state dict's pickle may name; everything else is refused. Each load gets
+# its own stand-ins for them (safe_globals()).
+SAFE_FUNCTIONS = {
     ("collections", "OrderedDict"): _ordered_dict,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    **{("torch", name): _StorageType(name) for name in STORAGE_DTYPES},
 }
 
 
+def safe_globals():
+    """{(module, name): a fresh, immutable stand-in} for one load."""
+    out = {key: _Function(".".join(key), fn) for key, fn in SAFE_FUNCTIONS.items()}
+    out.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
+    return out
+
+
 class _Unpickler(pickle.Unpickler):
-    """Resolves only SAFE_GLOBALS (others: ZFNetError before anything runs); storages by reference."""
+    """Resolves only the safe globals (others: ZFNetError before anything runs); storages by
+    reference."""
 
     def __init__(self, file, path):
         super().__init__(file)
         self.path = path
-        self.storages = {}                                  # key -> _StorageRef
+        self.storages = {}                                  # key -> (dtype, numel)
+        self.globals = safe_globals()
 
     def find_class(self, module, name):
-        fn = SAFE_GLOBALS.get((module, name))
+        fn = self.globals.get((module, name))
         if fn is None:
             raise ZFNetError(
                 f"{self.path}: refused to load: the pickle asks for {module}.{name}, which a "
@@ -234,8 +291,11 @@ def _as_dtype(raw, dtype, numel, what, big_endian=False):
     return values.astype(np_dtype.newbyteorder("="))
 
 
-_DAMAGE = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-           KeyError, struct.error, zipfile.BadZipFile, OSError, MemoryError, RecursionError)
+# What a damaged file makes the readers raise: zipfile raises NotImplementedError for unknown
+# compression methods, RuntimeError for encrypted members, zlib.error for broken deflate streams.
+_DAMAGE = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError,
+           struct.error, zipfile.BadZipFile, OSError, RecursionError, NotImplementedError,
+           RuntimeError, zlib.error, OverflowError)
 
 
 def _unpickle(path, f):
@@ -267,6 +327,46 @@ def _materialize(path, state, storages):
 # The two container formats
 # ---------------------------------------------------------------------------------------------
 
+MAX_PICKLE = 64 << 20          # a state dict's pickle is a few KB per tensor
+MAX_RANK = 8
+# torch.save stores members uncompressed; a re-zipped file may deflate them, but weights never
+# shrink by more than this. A member claiming more is a deflate bomb and is refused unread.
+MAX_DEFLATE_RATIO = 16
+
+
+def _itemsize(dtype):
+    return np.dtype(np.uint16 if dtype == "bfloat16" else dtype).itemsize
+
+
+def _read_member(path, archive, name, size, limit, what=None):
+    """The bytes of zip member `name`, its sizes checked before anything is decompressed:
+    `size` (if given) exactly, at most `limit`, and no more than MAX_DEFLATE_RATIO times its
+    compressed size."""
+    info = archive.getinfo(name)
+    if info.flag_bits & 0x1:
+        raise ZFNetError(f"{path}: member {name!r} is encrypted; torch.save never encrypts (damaged "
+                         f"file?)")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ZFNetError(f"{path}: member {name!r} uses compression method {info.compress_type}; "
+                         f"torch.save files are stored or deflated (damaged file?)")
+    if size is not None and info.file_size != size:
+        raise ZFNetError(f"{path}: {what or 'member ' + repr(name)} has {info.file_size} bytes, "
+                         f"{size} expected (truncated or damaged file)")
+    if info.file_size > limit:
+        raise ZFNetError(f"{path}: member {name!r} claims {info.file_size} bytes, more than the "
+                         f"{limit} it can hold (damaged file)")
+    if info.compress_type != zipfile.ZIP_STORED and \
+            info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 4096:
+        raise ZFNetError(f"{path}: member {name!r} would expand {info.compress_size} compressed "
+                         f"bytes to {info.file_size} (a compression bomb?); refused")
+    with archive.open(info) as f:
+        raw = f.read(info.file_size + 1)
+    if len(raw) != info.file_size:
+        raise ZFNetError(f"{path}: member {name!r} has {len(raw)} bytes, its header says "
+                         f"{info.file_size} (damaged file)")
+    return raw
+
+
 def _load_zip(path, data):
     """torch >= 1.6: <root>/data.pkl and <root>/data/<key> in a zip archive."""
     try:
@@ -276,14 +376,17 @@ def _load_zip(path, data):
         if len(pkls) != 1:
             raise ZFNetError(f"{path}: a zip archive without one <name>/data.pkl; not a torch.save file")
         root = pkls[0][: -len("data.pkl")]
-        big = root + "byteorder" in names and archive.read(root + "byteorder").strip() == b"big"
-        state, wanted = _unpickle(path, io.BytesIO(archive.read(pkls[0])))
+        big = (root + "byteorder" in names
+               and _read_member(path, archive, root + "byteorder", None, 16).strip() == b"big")
+        state, wanted = _unpickle(path, io.BytesIO(_read_member(path, archive, pkls[0], None, MAX_PICKLE)))
         storages = {}
         for key, (dtype, numel) in wanted.items():
             member = f"{root}data/{key}"
             if member not in names:
                 raise ZFNetError(f"{path}: storage {key!r} is missing from the archive (damaged file)")
-            storages[key] = _as_dtype(archive.read(member), dtype, numel, f"storage {key!r}", big)
+            need = numel * _itemsize(dtype)
+            raw = _read_member(path, archive, member, need, need, f"storage {key!r}")
+            storages[key] = _as_dtype(raw, dtype, numel, f"storage {key!r}", big)
     except ZFNetError:
         raise
     except _DAMAGE as e:
@@ -383,7 +486,7 @@ def load_state_dict(path):
 
 def _name_map(architecture, keys):
     """{file key: built-in param key} for `architecture`, or None if the keys do not fit."""
-    arch = get_architecture(architecture)
+    arch = _builtin(architecture)
     want = set(arch.param_shapes())
     if set(keys) == want:
         return {k: k for k in keys}                       # already zfnet's names

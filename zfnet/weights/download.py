@@ -105,6 +105,8 @@ def download(entry, dest, progress=True, manual_dir="$ZFNET_WEIGHTS/<model>"):
             f"{entry.file} has no download URL; put the file in {manual_dir}/ by hand"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if entry.sha256 is None and entry.checksum_note:
+        print(f"zfnet: note: {entry.file}: {entry.checksum_note}", file=sys.stderr)
     failures = []
     for url in entry.urls:
         fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)

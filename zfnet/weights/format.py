@@ -19,7 +19,9 @@ crash never leaves a half-written weights file behind.
     save_net(net, "squeezenet1_0.safetensors")
     net = load_net("squeezenet1_0.safetensors")     # Net(arch, params, meta), validated
 """
+import hashlib
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -27,12 +29,14 @@ import numpy as np
 
 from zfnet import __version__
 from zfnet.atomic import atomic_write
+from zfnet.convert._common import check_values
+from zfnet.convert._guard import guard
 from zfnet.errors import ZFNetError
 from zfnet.net.graph import Architecture, Net
 
 FORMAT = "1"
 # Header keys that are not entries of net.meta.
-_RESERVED = ("zfnet_format", "zfnet_version", "architecture")
+_RESERVED = ("zfnet_format", "zfnet_version", "architecture", "tensors_sha256")
 _META_ORDER = ("model", "architecture", "input_size", "channel_order", "scale", "mean", "std", "resize",
                "classes", "source_file", "source_sha256", "converter", "converter_version")
 # A safetensors header is JSON of a few KB per tensor; anything near this is not a header.
@@ -65,9 +69,39 @@ def save_net(net, path):
             ) from None
     # safetensors wants C-contiguous arrays; Net already guarantees float32 C-contiguous.
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in net.params.items()}
+    metadata["tensors_sha256"] = tensors_sha256(tensors)
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
+
+
+def tensors_sha256(params):
+    """sha256 of the tensors: each name (UTF-8), a zero byte, its float32 little-endian bytes,
+    in name order. Stored by save_net and checked by load_net, so a changed byte is noticed."""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        h.update(name.encode("utf-8") + b"\0")
+        h.update(np.ascontiguousarray(params[name], dtype="<f4").data)
+    return h.hexdigest()
+
+
+def _check_tensors(path, metadata, params):
+    want = metadata.get("tensors_sha256")
+    if want is not None and tensors_sha256(params) != want:
+        raise ZFNetError(f"{path}: its tensors have changed since the file was written (their sha256 "
+                         f"differs from the one recorded in it): the file is damaged; re-create it "
+                         f"with 'zfnet weights convert'")
+
+
+def has_tensors_sha256(path):
+    """Does the weights file record the sha256 of its tensors (files of zfnet >= 0.1 do)?"""
+    return "tensors_sha256" in (_header_metadata(path) or {})
+
+
+def _header_metadata(path):
+    header = _check_header(Path(path))
+    meta = header.get("__metadata__")
+    return meta if isinstance(meta, dict) else None
 
 
 def _check_header(path):
@@ -93,15 +127,76 @@ def _check_header(path):
         raise ZFNetError(f"{path}: not a safetensors file (its header is not JSON)") from None
     if not isinstance(header, dict):
         raise ZFNetError(f"{path}: not a safetensors file (its header is not a JSON object)")
+    end = 0
+    for name, entry in header.items():
+        if name != "__metadata__":
+            end = max(end, _check_entry(path, name, entry))
     # The tensor data must reach as far as the header says.
-    end = max((int(v["data_offsets"][1]) for k, v in header.items()
-               if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v), default=0)
     if 8 + n + end > size:
         raise ZFNetError(
             f"{path}: truncated: the header describes {8 + n + end} bytes, the file has {size} "
             f"(an interrupted copy or download?); re-create it with 'zfnet weights convert'"
         )
     return header
+
+
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+             "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+_MAX_RANK = 8
+
+
+def _check_entry(path, name, entry):
+    """One tensor's header entry, checked before safetensors sees it: -> the end of its bytes."""
+    def bad(what):
+        return ZFNetError(f"{path}: damaged header: tensor {str(name)[:80]!r} {what}; re-create the "
+                          f"file with 'zfnet weights convert'")
+    if not isinstance(entry, dict):
+        raise bad("is not described by a JSON object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in _ITEMSIZE:
+        raise bad(f"has an unknown dtype {str(dtype)[:20]!r}")
+    if not (isinstance(shape, list) and len(shape) <= _MAX_RANK
+            and all(type(d) is int and d >= 0 for d in shape)):
+        raise bad(f"has a malformed shape {str(shape)[:60]} (a list of at most {_MAX_RANK} sizes)")
+    if not (isinstance(offsets, list) and len(offsets) == 2
+            and all(type(o) is int and o >= 0 for o in offsets) and offsets[0] <= offsets[1]):
+        raise bad(f"has malformed data_offsets {str(offsets)[:60]} (two byte offsets, begin <= end)")
+    count = 1
+    for d in shape:
+        count *= d
+    if offsets[1] - offsets[0] != count * _ITEMSIZE[dtype]:
+        raise bad(f"spans {offsets[1] - offsets[0]} bytes, its shape {shape} of {dtype} needs "
+                  f"{count * _ITEMSIZE[dtype]}")
+    return offsets[1]
+
+
+def _is_number(v, positive=False):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return ok and (v > 0 if positive else True)
+
+
+# What the metadata keys the rest of zfnet reads must hold (others are kept as they are).
+_META_CHECKS = {
+    "input_size": ("[H, W], two positive ints", lambda v: isinstance(v, list) and len(v) == 2
+                   and all(type(d) is int and 0 < d <= 1 << 16 for d in v)),
+    "resize": ("a positive int or null", lambda v: v is None or (type(v) is int and 0 < v <= 1 << 16)),
+    "channel_order": ("'BGR' or 'RGB'", lambda v: v in ("BGR", "RGB")),
+    "scale": ("a positive number", lambda v: _is_number(v, positive=True)),
+    "mean": ("a list of 3 finite numbers", lambda v: isinstance(v, list) and len(v) == 3
+             and all(_is_number(x) for x in v)),
+    "std": ("a list of 3 positive numbers", lambda v: isinstance(v, list) and len(v) == 3
+            and all(_is_number(x, positive=True) for x in v)),
+    "classes": ("a class-list name or null", lambda v: v is None or isinstance(v, str)),
+    **{k: ("a string", lambda v: isinstance(v, str))
+       for k in ("model", "source_file", "source_sha256", "converter", "converter_version")},
+}
+
+
+def _check_meta(path, meta):
+    for key, (want, ok) in _META_CHECKS.items():
+        if key in meta and not ok(meta[key]):
+            raise ZFNetError(f"{path}: damaged metadata: {key} is {str(meta[key])[:60]}, not {want}; "
+                             f"re-create the file with 'zfnet weights convert'")
 
 
 def _decode_meta(path, metadata):
@@ -119,10 +214,14 @@ def _decode_meta(path, metadata):
     try:
         arch = Architecture.from_dict(json.loads(metadata["architecture"]))
         meta = {k: json.loads(v) for k, v in metadata.items() if k not in _RESERVED}
-    except json.JSONDecodeError as e:
-        raise ZFNetError(f"{path}: damaged metadata ({e})") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ZFNetError(f"{path}: damaged metadata ({type(e).__name__}: {str(e)[:100]})") from None
     except ZFNetError as e:
         raise ZFNetError(f"{path}: invalid architecture description: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ZFNetError(f"{path}: invalid architecture description ({type(e).__name__}: "
+                         f"{str(e)[:100]})") from None
+    _check_meta(path, meta)
     meta["architecture"] = arch.name
     # The header is unordered; give the keys a reading order (known ones first).
     rank = {k: i for i, k in enumerate(_META_ORDER)}
@@ -136,15 +235,21 @@ def load_net(path):
     corrupt files, other formats, missing metadata, tensors that do not fit the architecture
     (missing, extra, mis-shaped, not float32), NaN or infinite values.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise ZFNetError(f"weights file not found: {path}")
+    with guard(path, "zfnet weights file"):
+        return _load_net(path)
+
+
+def _load_net(path):
+    from safetensors import safe_open
+
     _check_header(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
-            arch, meta = _decode_meta(path, f.metadata())
+            metadata = f.metadata()
+            arch, meta = _decode_meta(path, metadata)
             params = {k: f.get_tensor(k) for k in f.keys()}
     except ZFNetError:
         raise
@@ -153,20 +258,27 @@ def load_net(path):
     for k, a in params.items():
         if a.dtype != np.float32:
             raise ZFNetError(f"{path}: tensor {k!r} is {a.dtype}; zfnet weights files hold float32")
+    check_values(path, params)
     # Net validates names, shapes and finiteness; let its messages name this file.
     try:
         net = Net(arch, params, {"source_file": str(path)})
     except ZFNetError as e:
         raise ZFNetError(f"{e} (file: {path})" if str(path) not in str(e) else str(e)) from None
+    _check_tensors(path, metadata, params)            # last: the errors above say more
     net.meta = meta
     return net
 
 
 def read_meta(path):
     """The metadata of a weights file (no tensors read): -> (Architecture, meta dict)."""
+    path = Path(path)
+    with guard(path, "zfnet weights file"):
+        return _read_meta(path)
+
+
+def _read_meta(path):
     from safetensors import safe_open
 
-    path = Path(path)
     _check_header(path)
     try:
         with safe_open(str(path), framework="numpy") as f:

@@ -13,9 +13,10 @@ The cards live in the repository's top-level ``weights/`` folder, installed as t
                     null: input_size / 0.875, e.g. 256 for 224)
     convert         the file of ``sources`` that is converted by default
     sources         every known file holding the weights: file name, converter, download URLs,
-                    checksums (sha256; else md5/sha1/sha256_prefix where that is all the publisher
-                    gives; null where nothing is known, which warns on download), size in bytes,
-                    and optionally the prototxt or the archive (from ``files``) it needs
+                    checksums (the full sha256; where the publisher gives only md5/sha1/a sha256
+                    prefix, or nothing, sha256 is null and ``checksum_note`` says so: it is printed
+                    on download), size in bytes, and optionally the prototxt or the archive (from
+                    ``files``) it needs
     files           auxiliary downloads named by sources (a deploy.prototxt, an archive)
 
 Checksums are never invented: each one comes from the publisher or from the shared data's README.
@@ -41,6 +42,8 @@ class FileEntry:
     sha1: str = None
     sha256_prefix: str = None   # torchvision publishes the first 8 hex digits of the sha256
     size: int = None
+    checksum_note: str = None   # without a full sha256: what the publisher gives (printed on download;
+                                # every bundled card has one, tests/weights/test_weights_registry.py)
 
     @property
     def checksums(self):
@@ -98,9 +101,6 @@ class ModelCard:
         first = self.source(self.convert)
         return (first, *[s for s in self.sources if s is not first])
 
-    def known_sha256(self):
-        return {s.sha256 for s in self.sources if s.sha256}
-
 
 def _check_digest(where, kind, value):
     if value is None:
@@ -120,8 +120,11 @@ def _file_fields(where, d):
     size = d.get("size")
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise ZFNetError(f"{where}: 'size' must be a positive number of bytes or null, got {size!r}")
+    note = d.get("checksum_note")
+    if note is not None and not isinstance(note, str):
+        raise ZFNetError(f"{where}: 'checksum_note' must be text or null, got {note!r}")
     return dict(
-        file=d["file"], urls=tuple(urls), size=size,
+        file=d["file"], urls=tuple(urls), size=size, checksum_note=note,
         sha256=_check_digest(where, "sha256", d.get("sha256")),
         md5=_check_digest(where, "md5", d.get("md5")),
         sha1=_check_digest(where, "sha1", d.get("sha1")),

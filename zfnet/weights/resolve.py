@@ -9,8 +9,9 @@
 A model name resolves in this order:
 
 1. the converted file ``<cache>/models/<name>.safetensors``, if the source checksum it records
-   still matches the model card (``<cache>`` is ``$ZFNET_CACHE``, else ``$XDG_CACHE_HOME/zfnet``,
-   else ``~/.cache/zfnet``);
+   still matches the model card and its tensors still match the sha256 recorded beside them (a
+   changed byte means converting again from the source; ``<cache>`` is ``$ZFNET_CACHE``, else
+   ``$XDG_CACHE_HOME/zfnet``, else ``~/.cache/zfnet``);
 2. else the source files in ``$ZFNET_WEIGHTS/<name>/`` (laid out like the shared data folder:
    the files the card lists under ``sources``), checked against the card, converted and cached;
 3. else files downloaded earlier to ``<cache>/downloads/<name>/``;
@@ -27,9 +28,10 @@ import warnings
 from pathlib import Path
 
 from zfnet.atomic import atomic_write
+from zfnet.convert._guard import guard
 from zfnet.errors import ZFNetError
 from zfnet.weights.download import download, sha256_of, verify
-from zfnet.weights.format import load_net, read_meta, save_net
+from zfnet.weights.format import has_tensors_sha256, load_net, read_meta, save_net
 from zfnet.weights.registry import card_for_sha256, get_card, list_cards
 
 DEFAULT_MODEL = "squeezenet1_0"
@@ -236,9 +238,10 @@ def _cached_net(card, load):
         return None
     try:
         _, meta = read_meta(path)
-        if not _cache_is_current(card, meta):
-            return None
-        return load_net(path) if load else path
+        if not _cache_is_current(card, meta) or not has_tensors_sha256(path):
+            return None                               # older or foreign: convert again
+        net = load_net(path)                          # checks the tensors' sha256
+        return net if load else path
     except ZFNetError as e:
         warnings.warn(f"ignoring the damaged cached conversion {path} ({e}); converting again", stacklevel=3)
         return None
@@ -293,7 +296,8 @@ def convert_file(path, *, prototxt=None, architecture=None, card=None, preproces
         architecture = source.architecture
     net = convert(path, prototxt=prototxt, architecture=architecture)
     net.meta.update(source_file=path.name, source_sha256=sha)
-    complete_meta(net, card, preprocessing)
+    with guard(path):
+        complete_meta(net, card, preprocessing)
     return net
 
 
@@ -324,8 +328,9 @@ def load_model(name_or_path=None, progress=True):
     path = Path(name_or_path)
     if not path.is_file():
         raise ZFNetError(f"no such weights file: {path}")
-    if path.suffix == ".safetensors":
-        net = load_net(path)
-        complete_meta(net)  # the file's own metadata is authoritative; only gaps are filled
-        return net
-    return convert_file(path)
+    with guard(path):
+        if path.suffix == ".safetensors":
+            net = load_net(path)
+            complete_meta(net)  # the file's own metadata is authoritative; only gaps are filled
+            return net
+        return convert_file(path)
