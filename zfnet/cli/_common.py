@@ -23,15 +23,46 @@ def add_output_arguments(p, command):
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
 
 
-def check_out_dir(out):
-    """--out must be a folder, or not exist yet (checked before any work)."""
+def check_out_dir(out, option="--out"):
+    """--out must be a folder (created if missing) where files can be written: checked before any
+    work, so a run never fails at its end for a bad --out. Leftover ``.part`` files of a killed
+    earlier run are removed. Returns the folder as a Path."""
+    from zfnet.atomic import check_writable_dir, remove_stale_parts
+    out = check_writable_dir(out, what=option)
+    remove_stale_parts(out)
+    return out
+
+
+def check_out_file(path, option):
+    """A file option (--npz, -o): its folder must be writable, and the path must not be a folder."""
     from pathlib import Path
 
+    from zfnet.atomic import check_writable_dir
     from zfnet.errors import ZFNetError
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ZFNetError(f"--out {out} exists and is not a folder; give a folder (it is created if missing)")
-    return out
+    path = Path(path)
+    if path.is_dir():
+        raise ZFNetError(f"{option} {path} is a folder; give a file name")
+    check_writable_dir(path.parent if str(path.parent) else Path("."), what=f"the folder of {option}")
+    return path
+
+
+def read_each(paths, read, need=1, what="image"):
+    """[(index, path, read(path))] for the paths that read without a ZFNetError, in order; each one
+    that fails is reported on stderr (one line naming it) and skipped, so one bad file does not stop
+    a run over many. Fewer than `need` readable is a ZFNetError."""
+    from zfnet.errors import ZFNetError
+    kept = []
+    for i, path in enumerate(paths):
+        try:
+            kept.append((i, path, read(path)))
+        except ZFNetError as e:
+            print(f"zfnet: warning: skipped {e}", file=sys.stderr)
+    if len(kept) < need:
+        raise ZFNetError(f"only {len(kept)} of the {len(paths)} {what}(s) could be read; "
+                         f"this needs at least {need}")
+    if len(kept) < len(paths):
+        print(f"zfnet: warning: {len(paths) - len(kept)} of {len(paths)} {what}(s) skipped", file=sys.stderr)
+    return kept
 
 
 def load_classifier(model, cls):

@@ -4,7 +4,7 @@ import re
 import sys
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument, check_out_dir
+from zfnet.cli._common import add_model_argument, check_out_dir, check_out_file
 
 EXAMPLE = """\
 examples:
@@ -81,6 +81,8 @@ def run(args):
     if not 0 < args.percentile <= 100:
         raise ZFNetError(f"--percentile must be in (0, 100], got {args.percentile}")
     out = check_out_dir(args.out)
+    if args.npz:
+        check_out_file(args.npz, "--npz")
     net = load_model(args.model)
     x = preprocess(load_image(args.image), net.meta, crop=not args.no_crop)[None]      # (1, 3, H, W)
     r = project_unit(net, x, args.layer, args.map, at=at, mode=args.mode, lrn=args.lrn, crop=not args.dense)

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+from zfnet.cli._common import check_out_file
+
 EXAMPLE = """\
 examples:
   zfnet weights list                                    # known models and where each would come from
@@ -112,8 +114,11 @@ def run_list(args):
 
 
 def run_get(args):
-    from zfnet.weights import fetch, read_meta
+    from zfnet.atomic import check_writable_dir
+    from zfnet.weights import cache_dir, fetch, model_status, read_meta
 
+    if model_status(args.name) != "converted":     # it will be written: the cache must take it
+        check_writable_dir(cache_dir(), what="the weights cache (set $ZFNET_CACHE to a writable folder)")
     path = fetch(args.name)
     arch, meta = read_meta(path)
     print(path)
@@ -138,6 +143,11 @@ def run_info(args):
 def run_convert(args):
     from zfnet.weights import convert_file, save_net
 
+    out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.file).stem}.safetensors"
+    if out.suffix != ".safetensors":
+        from zfnet.errors import ZFNetError
+        raise ZFNetError(f"the output file must end in .safetensors, got {out}")
+    check_out_file(out, "-o")
     overrides = {"channel_order": args.channel_order, "scale": args.scale, "mean": args.mean,
                  "std": args.std, "input_size": args.input_size, "resize": args.resize,
                  "classes": args.classes}
@@ -145,10 +155,6 @@ def run_convert(args):
         overrides["scale"] = int(args.scale)
     net = convert_file(args.file, prototxt=args.prototxt, architecture=args.architecture,
                        card=args.model_card, preprocessing=overrides)
-    out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.file).stem}.safetensors"
-    if out.suffix != ".safetensors":
-        from zfnet.errors import ZFNetError
-        raise ZFNetError(f"the output file must end in .safetensors, got {out}")
     save_net(net, out)
     n = sum(int(a.size) for a in net.params.values())
     m = net.meta
