@@ -97,7 +97,7 @@ def test_user_errors_exit_2(capsys, images_dir):
     assert main(["classify", str(images_dir / "skimage_coffee.png"), "--model", "resnet9000"]) == 2
     assert "unknown model 'resnet9000'" in capsys.readouterr().err
     assert main(["classify", str(images_dir / "skimage_coffee.png"), "--batch-size", "0"]) == 2
-    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert "--batch-size must be between 1 and 1024" in capsys.readouterr().err
 
 
 def test_help_has_an_example():

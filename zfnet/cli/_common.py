@@ -10,6 +10,35 @@ import sys
 import time
 
 
+# The bounds of the numeric options, one table for every command, so that an option means the
+# same thing and takes the same values wherever it appears (None: no upper bound).
+BATCH = (1, 1024)                  # images per forward pass
+LIMITS = {
+    "--k": (1, 1000),              # units (images) kept per map
+    "--batch": BATCH,
+    "--batch-size": BATCH,
+    "--cell": (8, 512),            # pixels per cell side in the figures
+    "--percentile": (50.0, 100.0),  # contrast of a rendered projection
+    "--count": (1, 1000),          # maps shown
+    "--max-images": (1, None),
+    "--random": (0, 1000),         # random-box trials
+}
+
+
+def check_limits(args, *options):
+    """A ZFNetError naming the option and its bounds (LIMITS) for the first value out of them;
+    options not given (None) pass."""
+    from zfnet.errors import ZFNetError
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        lo, hi = LIMITS[option]
+        if value is None:
+            continue
+        if not (lo <= value and (hi is None or value <= hi)):      # NaN fails too
+            bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ZFNetError(f"{option} must be {bounds}, got {value}")
+
+
 def add_model_argument(p):
     """--model NAME|FILE, defaulting to the project's default model."""
     from zfnet.weights import DEFAULT_MODEL

@@ -4,7 +4,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import (add_model_argument, add_output_arguments, check_out_dir, layer_names,
+from zfnet.cli._common import (add_model_argument, add_output_arguments, check_limits, check_out_dir, layer_names,
                                print_result, read_each, run_facts)
 
 EXAMPLE = """\
@@ -44,13 +44,11 @@ def register(subparsers):
 
 
 def run(args):
-    from zfnet.errors import ZFNetError
     from zfnet.image import load_image
     from zfnet.viz.correspondence import correspondence, load_boxes, write_correspondence
     from zfnet.weights import load_model
 
-    if args.random < 0:
-        raise ZFNetError(f"--random must be >= 0, got {args.random}")
+    check_limits(args, "--random")
     check_out_dir(args.out)
     t0 = time.perf_counter()
     parts = load_boxes(args.boxes)

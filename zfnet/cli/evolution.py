@@ -4,7 +4,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import add_output_arguments, check_out_dir, print_result, read_each
+from zfnet.cli._common import add_output_arguments, check_limits, check_out_dir, print_result, read_each
 from zfnet.cli._scan import IMAGES_HELP, collect_args
 
 EXAMPLE = """\
@@ -43,10 +43,7 @@ def run(args):
     from zfnet.image import load_image, preprocess
     from zfnet.viz.evolution import feature_evolution, load_checkpoints, write_evolution
 
-    if args.count < 1:
-        raise ZFNetError(f"--count must be >= 1, got {args.count}")
-    if args.max_images is not None and args.max_images < 1:
-        raise ZFNetError(f"--max-images must be >= 1, got {args.max_images}")
+    check_limits(args, "--count", "--max-images")
     try:
         maps = [int(v) for v in args.maps.split(",") if v.strip()] if args.maps else None
     except ValueError:

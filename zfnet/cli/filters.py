@@ -3,7 +3,7 @@ import argparse
 import json
 import sys
 
-from zfnet.cli._common import add_model_argument, check_out_dir
+from zfnet.cli._common import add_model_argument, check_limits, check_out_dir
 from zfnet.cli._scan import add_scan_arguments, collect_args, note_k, print_scan, progress_bar
 
 EXAMPLE = """\
@@ -41,10 +41,7 @@ def _check_args(args):
     from zfnet.errors import ZFNetError
     if (args.images is None) != (args.filter is None):
         raise ZFNetError("--images and --filter go together: give both to find the patches that excite filter I most")
-    if args.k < 1 or args.batch < 1:
-        raise ZFNetError(f"--k and --batch must be at least 1, got {args.k} and {args.batch}")
-    if args.cell is not None and not 4 <= args.cell <= 512:
-        raise ZFNetError(f"--cell must be between 4 and 512 pixels, got {args.cell}")
+    check_limits(args, "--k", "--batch", "--cell")
 
 
 def _scan_filter(net, images, layer, out, args):

@@ -3,7 +3,7 @@ import argparse
 import json
 import sys
 
-from zfnet.cli._common import add_model_argument, check_out_dir
+from zfnet.cli._common import add_model_argument, check_limits, check_out_dir
 from zfnet.cli._scan import MAPS_HELP, add_scan_arguments, collect_args, note_k, parse_maps, print_scan, progress_bar
 
 EXAMPLE = """\
@@ -53,15 +53,7 @@ def register(subparsers):
 
 
 def _check_args(args):
-    from zfnet.errors import ZFNetError
-    if args.k < 1:
-        raise ZFNetError(f"--k must be at least 1, got {args.k}")
-    if args.batch < 1:
-        raise ZFNetError(f"--batch must be at least 1, got {args.batch}")
-    if not 50 <= args.percentile <= 100:
-        raise ZFNetError(f"--percentile must be between 50 and 100, got {args.percentile}")
-    if not 8 <= args.cell <= 512:
-        raise ZFNetError(f"--cell must be between 8 and 512 pixels, got {args.cell}")
+    check_limits(args, "--k", "--batch", "--percentile", "--cell")
 
 
 def _render(net, state, out, args):

@@ -133,11 +133,29 @@ def run_info(args):
     if args.target in {c.name for c in list_cards()} and not Path(args.target).exists():
         print(json.dumps(get_card(args.target).raw, indent=2))
         return 0
+    _check_info_target(args.target, [c.name for c in list_cards()])
     net = load_net(args.target)
     n = sum(int(a.size) for a in net.params.values())
     print(json.dumps({"file": str(args.target), "parameters": n, "layers": len(net.arch.layers),
                       "meta": net.meta}, indent=2))
     return 0
+
+
+def _check_info_target(target, names):
+    """`weights info` reads model cards and zfnet's .safetensors files; say what to do with anything else."""
+    import difflib
+
+    from zfnet.errors import ZFNetError
+    path = Path(target)
+    if not path.exists():
+        close = difflib.get_close_matches(target, names, n=3)
+        hint = f"did you mean {' or '.join(close)}? The" if close else "the"
+        raise ZFNetError(f"{target} is neither a known model nor a file; {hint} models are in 'zfnet weights list'")
+    if path.is_dir():
+        raise ZFNetError(f"{target} is a folder; give a model name or a .safetensors file")
+    if path.suffix != ".safetensors":
+        raise ZFNetError(f"{target}: 'zfnet weights info' reads model names and zfnet's .safetensors files; "
+                         f"convert this one first: zfnet weights convert {target}")
 
 
 def run_convert(args):
