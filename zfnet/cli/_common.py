@@ -71,7 +71,12 @@ def check_out_file(path, option):
     path = Path(path)
     if path.is_dir():
         raise ZFNetError(f"{option} {path} is a folder; give a file name")
-    check_writable_dir(path.parent if str(path.parent) else Path("."), what=f"the folder of {option}")
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise ZFNetError(f"{option} {path}: {above} is a file, not a folder (a part of the path is a file)")
+            break
+    check_writable_dir(path.parent, what=f"the folder of {option} {path.name},")
     return path
 
 
