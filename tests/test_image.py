@@ -189,7 +189,7 @@ def test_load_batch_and_argument_errors(images_dir):
         load_batch([], TORCH)
     with pytest.raises(ZFNetError, match="image not found"):
         load_batch([paths[0], images_dir / "missing.png"], TORCH)
-    with pytest.raises(ZFNetError, match="lacks mean, std.*load_model"):
+    with pytest.raises(ZFNetError, match="lacks mean, std.*zfnet weights convert"):
         preprocess(np.zeros((30, 30, 3), np.uint8), {k: v for k, v in TORCH.items() if k not in ("mean", "std")})
     with pytest.raises(ZFNetError, match=r"\(H, W, 3\) uint8.*float64"):
         preprocess(np.zeros((30, 30, 3)), TORCH)
