@@ -35,12 +35,13 @@ def describe_os_error(e):
 
 
 def check_writable_dir(folder, what="output folder"):
-    """Create `folder` (and its parents) if needed and prove a file can be written in it: a
-    ZFNetError naming it otherwise (checked before any work, so a run does not fail at its end)."""
+    """Prove that files can be written in `folder`: a ZFNetError naming it otherwise (checked
+    before any work, so a run does not fail at its end). Folders it has to create for the probe
+    are removed again, so a run that fails later leaves nothing behind; the writes create them."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ZFNetError(f"{what} {folder} exists and is not a folder; give a folder (it is created if missing)")
-    created = not folder.exists()
+    created = [p for p in [folder, *folder.parents] if not p.exists()]   # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".zfnet-probe.", suffix=PART_SUFFIX, dir=folder)
@@ -50,10 +51,11 @@ def check_writable_dir(folder, what="output folder"):
             os.close(fd)
             os.unlink(probe)
     except OSError as e:
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
         raise ZFNetError(f"cannot write to {what} {folder}: {describe_os_error(e)}") from None
+    finally:
+        for p in created:
+            with contextlib.suppress(OSError):
+                p.rmdir()
     return folder
 
 

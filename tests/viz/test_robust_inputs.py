@@ -131,7 +131,7 @@ def test_read_each_reports_skips_and_needs_enough(tmp_path, capsys, images_dir):
     assert [(i, p) for i, p, _ in kept] == [(1, good)] and kept[0][2].shape == (400, 600, 3)
     err = capsys.readouterr().err
     assert "zfnet: warning: skipped" in err and "p.jpg is a named pipe" in err
-    with pytest.raises(ZFNetError, match=r"only 1 of the 2 image\(s\) could be read; this needs at least 2"):
+    with pytest.raises(ZFNetError, match=r"only 1 of the 2 image\(s\) could be read; this needs at least 2 images"):
         read_each([tmp_path / "p.jpg", good], load_image, need=2)
 
 

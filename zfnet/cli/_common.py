@@ -85,6 +85,8 @@ def read_each(paths, read, need=1, what="image"):
     that fails is reported on stderr (one line naming it) and skipped, so one bad file does not stop
     a run over many. Fewer than `need` readable is a ZFNetError."""
     from zfnet.errors import ZFNetError
+    if len(paths) < need:
+        raise ZFNetError(f"this needs at least {need} {what}s, got {len(paths)}")
     kept = []
     for i, path in enumerate(paths):
         try:
@@ -93,7 +95,7 @@ def read_each(paths, read, need=1, what="image"):
             print(f"zfnet: warning: skipped {e}", file=sys.stderr)
     if len(kept) < need:
         raise ZFNetError(f"only {len(kept)} of the {len(paths)} {what}(s) could be read; "
-                         f"this needs at least {need}")
+                         f"this needs at least {need} {what}s")
     if len(kept) < len(paths):
         print(f"zfnet: warning: {len(paths) - len(kept)} of {len(paths)} {what}(s) skipped", file=sys.stderr)
     return kept
