@@ -43,9 +43,11 @@ def os_error_message(e):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
-    """zfnet's own warnings as one line each; others as Python shows them."""
-    from zfnet.image import ImageWarning
-    if issubclass(category, ImageWarning):
+    """zfnet's own warnings (a damaged image, a dead map, a stale cache) as one line each; others
+    as Python shows them."""
+    import os
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # .../zfnet
+    if category.__module__.startswith("zfnet.") or os.path.abspath(str(filename)).startswith(package + os.sep):
         print(f"zfnet: warning: {message}", file=sys.stderr)
     else:
         _default(message, category, filename, lineno, file, line)
