@@ -21,6 +21,20 @@ from zfnet.errors import ZFNetError
 PART_SUFFIX = ".part"
 
 
+class OutputError(ZFNetError, OSError):
+    """A write failed for a reason of the file system: a ZFNetError (one line for the user) that is
+    still the OSError it was, with its errno and filename (callers that catch OSError keep working)."""
+
+    @classmethod
+    def from_os_error(cls, e, path, what="cannot write"):
+        err = cls(f"{what} {path}: {describe_os_error(e)}")
+        err.errno, err.strerror, err.filename = e.errno, e.strerror, str(path)
+        return err
+
+    def __str__(self):
+        return str(self.args[0])             # the sentence, not OSError's "[Errno N] ..." form
+
+
 def describe_os_error(e):
     """What an OSError means for someone writing files, with the fix, in a few words."""
     return {errno.ENOSPC: "the disk is full: free some space or write elsewhere",
@@ -51,7 +65,7 @@ def check_writable_dir(folder, what="output folder"):
             os.close(fd)
             os.unlink(probe)
     except OSError as e:
-        raise ZFNetError(f"cannot write to {what} {folder}: {describe_os_error(e)}") from None
+        raise OutputError.from_os_error(e, folder, f"cannot write to {what}") from None
     finally:
         for p in created:
             with contextlib.suppress(OSError):
@@ -80,7 +94,7 @@ def atomic_write(path):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
         os.close(fd)
     except OSError as e:
-        raise ZFNetError(f"cannot write {path}: {describe_os_error(e)}") from None
+        raise OutputError.from_os_error(e, path) from None
     tmp = Path(tmp)
     umask = os.umask(0)
     os.umask(umask)
@@ -89,7 +103,7 @@ def atomic_write(path):
         os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except OSError as e:
-        raise ZFNetError(f"cannot write {path}: {describe_os_error(e)}") from None
+        raise OutputError.from_os_error(e, path) from None
     finally:
         with contextlib.suppress(OSError):
             if tmp.exists():

@@ -146,3 +146,14 @@ def test_project_npz_under_a_file(images_dir, tmp_path, capsys, no_work):
     (tmp_path / "file").write_text("x")
     _one_line_exit_2(capsys, ["project", images_dir / IMG, "--layer", "conv1", "--map", "0", "--out", tmp_path / "o",
                               "--npz", tmp_path / "file" / "u.npz"], "--npz", "a part of the path is a file")
+
+
+def test_an_unwritable_cache_does_not_stop_a_command_that_only_reads(images_dir, tmp_path, capsys, monkeypatch):
+    """classify converts the model, cannot cache it, says so in one line, and classifies anyway
+    (a failed atomic write is a ZFNetError that is still an OSError for callers that catch those)."""
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("ZFNET_CACHE", str(tmp_path / "file" / "cache"))
+    assert main(["classify", str(images_dir / "skimage_coffee.png")]) == 0
+    out, err = capsys.readouterr()
+    assert "espresso" in out
+    assert "zfnet: warning: could not cache the converted model" in err and "Traceback" not in err
