@@ -189,9 +189,103 @@ def test_load_batch_and_argument_errors(images_dir):
         load_batch([], TORCH)
     with pytest.raises(ZFNetError, match="image not found"):
         load_batch([paths[0], images_dir / "missing.png"], TORCH)
-    with pytest.raises(ZFNetError, match="lacks mean, std.*load_model"):
+    with pytest.raises(ZFNetError, match="lacks mean, std.*zfnet weights convert"):
         preprocess(np.zeros((30, 30, 3), np.uint8), {k: v for k, v in TORCH.items() if k not in ("mean", "std")})
     with pytest.raises(ZFNetError, match=r"\(H, W, 3\) uint8.*float64"):
         preprocess(np.zeros((30, 30, 3)), TORCH)
     with pytest.raises(ZFNetError, match=r"\(3, H, W\)"):
         to_display(np.zeros((224, 224, 3), np.float32), TORCH)
+
+
+# -- hostile files: never hang, never blow up memory, damage is named -------------------------------
+def _load_in_thread(path, timeout=20):
+    """load_image(path) on a thread: -> the exception it raised (a hang fails the test, not the run)."""
+    import threading
+    box = {}
+
+    def target():
+        try:
+            load_image(path)
+        except BaseException as e:        # noqa: B902 - report whatever it was
+            box["error"] = e
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"load_image({path}) still waiting after {timeout} s"
+    return box.get("error")
+
+
+def test_fifo_named_jpg_is_refused_at_once(tmp_path):
+    import os
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    err = _load_in_thread(fifo)
+    if err is None or "x.jpg" not in str(err):
+        with open(fifo, "wb"):        # unblock a reader stuck in open() before failing
+            pass
+    assert isinstance(err, ZFNetError) and "x.jpg is a named pipe (FIFO)" in str(err)
+
+
+def test_devices_and_sockets_are_refused(tmp_path):
+    import socket
+    err = _load_in_thread("/dev/zero")
+    assert isinstance(err, ZFNetError) and "/dev/zero is a device" in str(err)
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tmp_path / "s.jpg"))
+        err = _load_in_thread(tmp_path / "s.jpg")
+    finally:
+        sock.close()
+    assert isinstance(err, ZFNetError) and "s.jpg is a socket" in str(err)
+
+
+def test_a_strip_is_refused_from_its_header(tmp_path):
+    """1000000x20 would be resized to 256 x 12.8 million pixels (~10 GB): refused before any decode
+    (the file's body is bogus, so a decode would say 'damaged' instead)."""
+    path = tmp_path / "strip.png"
+    path.write_bytes(_png_header_only(1_000_000, 20))
+    with pytest.raises(ZFNetError, match=r"strip.png: 1000000x20 pixels is a strip.*at most 32 times"):
+        load_image(path)
+    from zfnet.image import MAX_ASPECT
+    ok = _save(tmp_path, "wide.png", Image.new("RGB", (MAX_ASPECT * 16, 16)))
+    assert load_image(ok).shape == (16, MAX_ASPECT * 16, 3)
+
+
+def test_resizing_a_strip_array_is_refused_before_allocating():
+    with pytest.raises(ZFNetError, match=r"40000x20 image would be resized to 512000x256"):
+        preprocess(np.zeros((20, 40_000, 3), np.uint8), CAFFE)
+
+
+def test_jpeg_zeroed_mid_file_warns_naming_it(tmp_path, images_dir):
+    """Pillow decodes such a file without a word (libjpeg's warnings are dropped): zfnet warns."""
+    from zfnet.image import ImageWarning
+    data = bytearray((images_dir / "sklearn_china.jpg").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 2000] = bytes(2000)
+    path = tmp_path / "zeroed.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.warns(ImageWarning, match=r"zeroed.jpg: the JPEG looks damaged \(2000 zero bytes"):
+        rgb = load_image(path)
+    assert rgb.shape == (427, 640, 3)
+
+
+def test_genuine_jpegs_give_no_warning(images_dir, tmp_path):
+    import warnings
+    flat = _save(tmp_path, "flat.jpg", Image.new("RGB", (512, 512), (128, 128, 128)), optimize=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in [*sorted(images_dir.glob("*.jpg")), flat]:
+            load_image(path)
+
+
+def test_jpeg_damage_check_restart_markers_and_end(images_dir):
+    import io
+    from zfnet.jpegcheck import jpeg_damage
+    rgb = load_image(images_dir / "skimage_chelsea.png")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90, restart_marker_blocks=4)
+    data = buf.getvalue()
+    assert jpeg_damage(data) is None
+    first = data.index(b"\xff\xd1")                           # restart marker 1 -> 5: out of sequence
+    assert "restart marker 1 out of sequence" in jpeg_damage(data[:first + 1] + b"\xd5" + data[first + 2:])
+    assert "no end-of-image marker" in jpeg_damage(data[:-2])
+    assert jpeg_damage(b"\x89PNG\r\n") is None                 # not a JPEG: not its business

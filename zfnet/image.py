@@ -14,6 +14,8 @@ The recipe comes from the model card (``net.meta``), never from the caller's gue
 
 Caffe models: scale 255, BGR, mean in 0-255 units, std 1. torchvision: scale 1, RGB, mean/std.
 """
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from zfnet.errors import ZFNetError
 MIN_SIDE = 16
 # Pillow's own decompression-bomb limit (about 9459 x 9459): refuse before decoding.
 MAX_PIXELS = 89_478_485
+# Longest side over shortest: wider panoramas than this are strips to cut up, not photographs.
+MAX_ASPECT = 32
 
 
 def _to_rgb(img):
@@ -45,51 +49,99 @@ def _to_rgb(img):
     return np.array(img, dtype=np.uint8)  # (H, W, 3), a fresh C-contiguous copy
 
 
+class ImageWarning(UserWarning):
+    """An image was read, but looks damaged (a corrupt or truncated JPEG): its results may be garbage."""
+
+
+def _not_regular(path, mode):
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return ZFNetError(f"{path} is {kind}, not an image file; zfnet reads only regular files")
+
+
+def _open_regular(path):
+    """Open `path` for reading only if it is a regular file: a FIFO, device or socket named x.jpg
+    is refused at once (and O_NONBLOCK: a FIFO swapped in after the check cannot make open wait)."""
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ZFNetError(f"image not found: {path}") from None
+    except PermissionError:
+        raise ZFNetError(f"cannot read {path}: permission denied") from None
+    except OSError as e:           # ELOOP, ENAMETOOLONG, ENOTDIR, EIO ...
+        raise ZFNetError(f"cannot read {path}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return os.fdopen(fd, "rb")
+
+
+def check_image_size(w, h, path="image"):
+    """A ZFNetError naming `path` unless a w x h image is one zfnet can prepare: at least MIN_SIDE
+    on each side, at most MAX_PIXELS, and no longer than MAX_ASPECT times its short side (the
+    short-side resize of a 1000000x20 strip would need tens of GB)."""
+    if w * h > MAX_PIXELS:
+        raise ZFNetError(f"{path}: {w}x{h} pixels is more than zfnet reads ({MAX_PIXELS:,} pixels); "
+                         f"downscale it first (or the file's header is damaged)")
+    if min(w, h) < MIN_SIDE:
+        raise ZFNetError(f"{path}: {w}x{h} pixels is too small to classify or visualise "
+                         f"(at least {MIN_SIDE}x{MIN_SIDE} needed)")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ZFNetError(f"{path}: {w}x{h} pixels is a strip, not a photograph (the long side may be at most "
+                         f"{MAX_ASPECT} times the short one); crop it into pieces first")
+
+
 def load_image(path):
     """Read an image file -> (H, W, 3) uint8 RGB.
 
     EXIF orientation is applied; grey, palette, RGBA, CMYK and 16-bit images become 8-bit RGB;
     an animated image gives its first frame. Every failure is a ZFNetError naming the file: it
-    is missing or unreadable, not an image, damaged or truncated, smaller than MIN_SIDE pixels on
-    a side, or larger than MAX_PIXELS (a "decompression bomb" header).
+    is missing or unreadable, not a regular file (a FIFO or device is refused without waiting),
+    not an image, damaged or truncated, or its header's size fails ``check_image_size`` (checked
+    before anything is decoded). A JPEG that decodes but looks damaged (see zfnet.jpegcheck)
+    gives an ImageWarning naming it.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with warnings.catch_warnings():
+        with _open_regular(path) as f, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise ZFNetError(
-                        f"{path}: {w}x{h} pixels is more than zfnet reads ({MAX_PIXELS:,} pixels); "
-                        f"downscale it first (or the file's header is damaged)"
-                    )
-                if min(w, h) < MIN_SIDE:
-                    raise ZFNetError(
-                        f"{path}: {w}x{h} pixels is too small to classify or visualise "
-                        f"(at least {MIN_SIDE}x{MIN_SIDE} needed)"
-                    )
+            with Image.open(f) as img:
+                check_image_size(*img.size, path)
                 img.load()  # decode now, inside the try: truncated files fail here
+                if img.format == "JPEG":
+                    _warn_if_damaged_jpeg(f, path)
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except ZFNetError:
         raise
-    except FileNotFoundError:
-        raise ZFNetError(f"image not found: {path}") from None
-    except IsADirectoryError:
-        raise ZFNetError(f"{path} is a folder, not an image file") from None
-    except PermissionError:
-        raise ZFNetError(f"cannot read {path}: permission denied") from None
     except UnidentifiedImageError:
         raise ZFNetError(f"{path}: not an image file Pillow can read (wrong extension, or damaged)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ZFNetError(f"{path}: image is too large to decode safely; downscale it first") from None
+    except MemoryError:
+        raise ZFNetError(f"{path}: not enough memory to decode this image; downscale it first") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as e:
         # Pillow reports truncated and corrupt data as OSError ("image file is truncated"), and
         # some malformed headers as SyntaxError/ValueError/struct errors.
         raise ZFNetError(f"{path}: damaged or truncated image ({e})") from None
+
+
+def _warn_if_damaged_jpeg(f, path):
+    """An ImageWarning if the JPEG's bytes show damage that its decoder (libjpeg, whose warnings
+    Pillow drops) passed over silently."""
+    from zfnet.jpegcheck import jpeg_damage
+    f.seek(0)
+    problem = jpeg_damage(f.read())
+    if problem:
+        warnings.warn(f"{path}: the JPEG looks damaged ({problem}); its results may be garbage",
+                      ImageWarning, stacklevel=3)
 
 
 def _check_meta(meta, crop):
@@ -98,7 +150,8 @@ def _check_meta(meta, crop):
     if missing:
         raise ZFNetError(
             f"the network's metadata lacks {', '.join(missing)}, so its input cannot be prepared; "
-            f"load it with zfnet.weights.load_model (which reads its model card) or set net.meta"
+            f"convert the weights with their preprocessing (zfnet weights convert --channel-order, --scale, --mean, "
+            f"--std, --input-size, --resize) or use a model name (zfnet weights list)"
         )
     if meta["channel_order"] not in ("RGB", "BGR"):
         raise ZFNetError(f"channel_order must be 'RGB' or 'BGR', got {meta['channel_order']!r}")
@@ -131,6 +184,10 @@ def resize_and_crop(rgb, meta, crop=True):
         # resize smaller than the crop (or a very narrow image): scale just enough to fit the crop.
         s = max(oh / h, ow / w)
         nh, nw = max(oh, int(np.ceil(h * s))), max(ow, int(np.ceil(w * s)))
+    if nh * nw > MAX_PIXELS:
+        # a strip (say 20 x 1000000) would grow to tens of GB before the crop: refuse before resizing.
+        raise ZFNetError(f"a {w}x{h} image would be resized to {nw}x{nh} pixels, more than zfnet handles "
+                         f"({MAX_PIXELS:,}); crop the strip into pieces first")
     img = img.resize((nw, nh), Image.BILINEAR)                     # (nh, nw, 3)
     top, left = int(round((nh - oh) / 2.0)), int(round((nw - ow) / 2.0))
     return np.asarray(img.crop((left, top, left + ow, top + oh)))  # (H', W', 3)

@@ -97,9 +97,36 @@ def test_user_errors_exit_2(capsys, images_dir):
     assert main(["classify", str(images_dir / "skimage_coffee.png"), "--model", "resnet9000"]) == 2
     assert "unknown model 'resnet9000'" in capsys.readouterr().err
     assert main(["classify", str(images_dir / "skimage_coffee.png"), "--batch-size", "0"]) == 2
-    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert "--batch-size must be between 1 and 1024" in capsys.readouterr().err
 
 
 def test_help_has_an_example():
     help_text = build_parser()._subparsers._group_actions[0].choices["classify"].format_help()
     assert "zfnet classify cat.jpg" in help_text and "--no-crop" in help_text and "--json" in help_text
+
+
+def test_hostile_images_in_a_batch_are_reported_and_the_rest_classified(capsys, images_dir, tmp_path):
+    """A FIFO named x.jpg (hung forever), a 1000000x20 strip (MemoryError that killed the batch)
+    and a JPEG zeroed mid-file (classified as garbage without a word) in one classify run."""
+    import os
+    import struct
+    import zlib
+    os.mkfifo(tmp_path / "x.jpg")
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    (tmp_path / "strip.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1_000_000, 20, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
+    data = bytearray((images_dir / "sklearn_china.jpg").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 2000] = bytes(2000)
+    (tmp_path / "zeroed.jpg").write_bytes(bytes(data))
+    good = images_dir / "skimage_coffee.png"
+    code, results, err = run_json(capsys, tmp_path / "x.jpg", good, tmp_path / "strip.png", tmp_path / "zeroed.jpg",
+                                  "--batch-size", "4")
+    assert code == 1
+    assert "x.jpg is a named pipe" in results[0]["error"] and "is a strip" in results[2]["error"]
+    assert results[1]["top5"][0]["label"] == "espresso" and "top5" in results[3]
+    lines = err.splitlines()
+    assert any(line.startswith("zfnet: warning: ") and "zeroed.jpg: the JPEG looks damaged" in line for line in lines)
+    assert sum("zfnet: error:" in line for line in lines) == 2 and "Traceback" not in err

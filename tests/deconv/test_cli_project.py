@@ -124,3 +124,23 @@ def test_unreadable_image(tmp_path, capsys):
     bad.write_bytes(b"not an image")
     assert main(["project", str(bad), "--layer", "conv1", "--map", "0", "--out", str(tmp_path / "o")]) == 2
     assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_class_score_in_deconvnet_mode_says_the_image_is_grey(cat, tmp_path, capsys):
+    """Issue 16: `--layer prob` with the deconvnet rule wrote a plain grey image without a word."""
+    net, path, x, fwd = cat
+    assert main(["project", str(path), "--layer", "prob", "--map", "285", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    picture = _png(tmp_path / "prob_map285_deconvnet_projection.png")
+    assert not np.any(project(net, x, "prob", [Unit(0, 285)], mode="deconvnet"))   # what the note is about
+    assert (picture == picture[0, 0]).all()
+    assert "prob_map285_deconvnet_projection.png is plain grey" in err
+    assert "rectifies a class score's signal away" in err and "try --mode guided" in err
+
+
+def test_command_line_messages_carry_no_api_names(cat, tmp_path, capsys):
+    net, path, x, fwd = cat
+    assert main(["project", str(path), "--layer", "prob", "--map", "3", "--at", "0,0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unit 3 at (0, 0): layer 'prob' is flat" in err and "without a position" in err
+    assert "Unit(" not in err and "zfnet." not in err

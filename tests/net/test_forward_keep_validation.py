@@ -52,8 +52,10 @@ def test_keep_names_keeps_those_and_the_output(net, x, everything):
 
 
 def test_keep_unknown_layer_names_the_valid_ones(net, x):
-    with pytest.raises(ZFNetError, match="no layer 'conv99'.*fire2/squeeze1x1"):
+    with pytest.raises(ZFNetError, match="no layer 'conv99'; did you mean 'conv1'"):
         forward(net, x, keep=["conv99"])
+    with pytest.raises(ZFNetError, match="no layer 'zzz'; its layers are: .*fire2/squeeze1x1"):
+        forward(net, x, keep=["zzz"])
 
 
 def test_upto_stops_there_and_matches_the_full_pass(net, x, everything):

@@ -130,7 +130,7 @@ def test_cli_evolution_errors(checkpoints, images_dir, tmp_path, capsys):
     assert rc == 2 and "different architectures" in err
     rc, _, err = run_cli(["evolution", checkpoints[0], "--images", tmp_path / "none", "--layer", LAYER,
                           "--out", tmp_path / "o"], capsys)
-    assert rc == 2 and "not a folder" in err
+    assert rc == 2 and "no such folder or file" in err
     rc, _, err = run_cli(["evolution", checkpoints[0], "--images", images_dir, "--layer", LAYER,
                           "--maps", "1,x", "--out", tmp_path / "o"], capsys)
     assert rc == 2 and "--maps" in err

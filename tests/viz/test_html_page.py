@@ -68,7 +68,7 @@ def test_page_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Path, "write_bytes", half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ZFNetError, match="cannot write .*index.html: disk full"):
         page.write()
     monkeypatch.setattr(Path, "write_bytes", real_write_bytes)
     html = (tmp_path / "index.html").read_text()

@@ -86,7 +86,7 @@ def test_render_topk_writes_blocks_sheets_index_and_page(scanned):
     index = T.render_topk(net, state, out, cell=20, maps_per_sheet=3)
     rows, cols, block_hw, proj_xy, patch_xy = T.block_geometry(4, 20)
     assert (rows, cols) == (2, 2) and block_hw == (42, 2 * 42 + 10)
-    assert len(index["results"]) == 8 and index["sheets"] == ["topk_relu2.png", "topk_relu2_2.png", "topk_relu2_3.png"]
+    assert len(index["results"]) == 8 and index["sheets"] == ["topk_relu2.png", "topk_relu2_002.png", "topk_relu2_003.png"]
     for j, e in enumerate(index["results"]):
         block = np.asarray(Image.open(out / e["png"]))
         assert block.shape == (*block_hw, 3)

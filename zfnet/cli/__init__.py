@@ -3,12 +3,14 @@
 Each subcommand lives in its own module ``zfnet/cli/<name>.py`` exposing
 ``register(subparsers)``, which adds its parser and sets ``func`` to a function taking the parsed
 arguments and returning an exit code. Errors a user can cause are ``ZFNetError``s: printed as one
-``zfnet: error: ...`` line, exit status 2.
+``zfnet: error: ...`` line, exit status 2; so is every OSError (a full disk, a read-only
+mount, a file where a folder should be), naming the path.
 """
 import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from zfnet import __version__
 from zfnet.errors import ZFNetError
@@ -33,13 +35,36 @@ def build_parser():
     return parser
 
 
+def os_error_message(e):
+    """An OSError -> one line naming the path and the fix (no space, read-only, not a folder ...)."""
+    from zfnet.atomic import describe_os_error
+    where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "a file"
+    return f"cannot use {where}: {describe_os_error(e)}"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """zfnet's own warnings (a damaged image, a dead map, a stale cache) as one line each; others
+    as Python shows them."""
+    import os
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # .../zfnet
+    if category.__module__.startswith("zfnet.") or os.path.abspath(str(filename)).startswith(package + os.sep):
+        print(f"zfnet: warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except ZFNetError as e:
         print(f"zfnet: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:     # a full disk, a read-only mount, a file where a folder should be ...
+        print(f"zfnet: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zfnet: interrupted", file=sys.stderr)

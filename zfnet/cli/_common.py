@@ -10,6 +10,35 @@ import sys
 import time
 
 
+# The bounds of the numeric options, one table for every command, so that an option means the
+# same thing and takes the same values wherever it appears (None: no upper bound).
+BATCH = (1, 1024)                  # images per forward pass
+LIMITS = {
+    "--k": (1, 1000),              # units (images) kept per map
+    "--batch": BATCH,
+    "--batch-size": BATCH,
+    "--cell": (8, 512),            # pixels per cell side in the figures
+    "--percentile": (50.0, 100.0),  # contrast of a rendered projection
+    "--count": (1, 1000),          # maps shown
+    "--max-images": (1, None),
+    "--random": (0, 1000),         # random-box trials
+}
+
+
+def check_limits(args, *options):
+    """A ZFNetError naming the option and its bounds (LIMITS) for the first value out of them;
+    options not given (None) pass."""
+    from zfnet.errors import ZFNetError
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        lo, hi = LIMITS[option]
+        if value is None:
+            continue
+        if not (lo <= value and (hi is None or value <= hi)):      # NaN fails too
+            bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ZFNetError(f"{option} must be {bounds}, got {value}")
+
+
 def add_model_argument(p):
     """--model NAME|FILE, defaulting to the project's default model."""
     from zfnet.weights import DEFAULT_MODEL
@@ -23,15 +52,53 @@ def add_output_arguments(p, command):
     p.add_argument("--json", action="store_true", help="also print the numbers as JSON on stdout")
 
 
-def check_out_dir(out):
-    """--out must be a folder, or not exist yet (checked before any work)."""
+def check_out_dir(out, option="--out"):
+    """--out must be a folder (created if missing) where files can be written: checked before any
+    work, so a run never fails at its end for a bad --out. Leftover ``.part`` files of a killed
+    earlier run are removed. Returns the folder as a Path."""
+    from zfnet.atomic import check_writable_dir, remove_stale_parts
+    out = check_writable_dir(out, what=option)
+    remove_stale_parts(out)
+    return out
+
+
+def check_out_file(path, option):
+    """A file option (--npz, -o): its folder must be writable, and the path must not be a folder."""
     from pathlib import Path
 
+    from zfnet.atomic import check_writable_dir
     from zfnet.errors import ZFNetError
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ZFNetError(f"--out {out} exists and is not a folder; give a folder (it is created if missing)")
-    return out
+    path = Path(path)
+    if path.is_dir():
+        raise ZFNetError(f"{option} {path} is a folder; give a file name")
+    for above in path.parents:
+        if above.exists():
+            if not above.is_dir():
+                raise ZFNetError(f"{option} {path}: {above} is a file, not a folder (a part of the path is a file)")
+            break
+    check_writable_dir(path.parent, what=f"the folder of {option} {path.name},")
+    return path
+
+
+def read_each(paths, read, need=1, what="image"):
+    """[(index, path, read(path))] for the paths that read without a ZFNetError, in order; each one
+    that fails is reported on stderr (one line naming it) and skipped, so one bad file does not stop
+    a run over many. Fewer than `need` readable is a ZFNetError."""
+    from zfnet.errors import ZFNetError
+    if len(paths) < need:
+        raise ZFNetError(f"this needs at least {need} {what}s, got {len(paths)}")
+    kept = []
+    for i, path in enumerate(paths):
+        try:
+            kept.append((i, path, read(path)))
+        except ZFNetError as e:
+            print(f"zfnet: warning: skipped {e}", file=sys.stderr)
+    if len(kept) < need:
+        raise ZFNetError(f"only {len(kept)} of the {len(paths)} {what}(s) could be read; "
+                         f"this needs at least {need} {what}s")
+    if len(kept) < len(paths):
+        print(f"zfnet: warning: {len(paths) - len(kept)} of {len(paths)} {what}(s) skipped", file=sys.stderr)
+    return kept
 
 
 def load_classifier(model, cls):

@@ -43,12 +43,47 @@ def parse_maps(spec, n_maps):
     return sorted(set(maps))
 
 
+IMAGES_HELP = ("folders of images (searched recursively), images, text files listing image paths, or "
+               "glob patterns (quote them: 'photos/*/cat*.jpg', '**' for any depth); several may be given")
+
+
 def add_scan_arguments(p, images_required, restart_help):
     """--images, --batch and --restart."""
-    p.add_argument("--images", required=images_required, default=None, metavar="DIR_OR_LIST",
-                   help="a folder of images (searched recursively), one image, or a text file listing image paths")
+    p.add_argument("--images", required=images_required, default=None, nargs="+", metavar="PATH", help=IMAGES_HELP)
     p.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--restart", action="store_true", help=restart_help)
+
+
+def collect_args(values):
+    """--images PATH... -> the ordered image paths (absolute, duplicates dropped). Each value is a
+    folder, an image, a list file (zfnet.viz.collect.collect_images) or, when no such path
+    exists, a glob pattern: its matching folders are searched and its matching files named like
+    images taken (other matching files are ignored)."""
+    import glob
+    import os
+
+    from zfnet.errors import ZFNetError
+    from zfnet.viz.collect import collect_images, is_image_name
+    paths = []
+    for value in [values] if isinstance(values, str) else values:
+        pattern = os.path.expanduser(value)
+        if os.path.exists(pattern) or not glob.has_magic(pattern):
+            paths += collect_images(pattern)
+            continue
+        matches = sorted(glob.glob(pattern, recursive=True))
+        found = [p for m in matches for p in (collect_images(m) if os.path.isdir(m) else
+                                              [os.path.abspath(m)] if is_image_name(m) else [])]
+        if not found:
+            raise ZFNetError(f"--images {value!r}: no image or folder matches this pattern")
+        paths += found
+    return list(dict.fromkeys(paths))
+
+
+def note_k(k, n_images):
+    """Say so when fewer images were scanned than the k asked for (each map then shows fewer)."""
+    if 0 < n_images < k:
+        print(f"note: --k {k} but only {n_images} image(s) were scanned, and each map keeps one unit per image: "
+              f"it shows at most {n_images}", file=sys.stderr)
 
 
 def progress_bar(desc, unit):

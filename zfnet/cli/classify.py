@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument, check_out_dir
+from zfnet.cli._common import add_model_argument, check_limits, check_out_dir
 
 EXAMPLE = """\
 examples:
@@ -31,7 +31,7 @@ def register(subparsers):
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-crop", action="store_true",
                    help="resize the whole image to the network's input size instead of a centre crop")
-    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per forward pass (default 16)")
+    p.add_argument("--batch-size", "--batch", type=int, default=16, metavar="N", help="images per forward pass (default 16)")
     p.add_argument("--out", default=None, metavar="DIR", help="also write DIR/classify.json")
     p.set_defaults(func=run)
 
@@ -51,8 +51,7 @@ def run(args):
     from zfnet.image import load_image, preprocess
     from zfnet.weights import load_model
 
-    if args.batch_size < 1:
-        raise ZFNetError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_limits(args, "--batch-size")
     if args.out:
         check_out_dir(args.out)
     net = load_model(args.model)

@@ -4,8 +4,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import (add_model_argument, add_output_arguments, check_out_dir, layer_names,
-                               print_result, run_facts)
+from zfnet.cli._common import (add_model_argument, add_output_arguments, check_limits, check_out_dir, layer_names,
+                               print_result, read_each, run_facts)
 
 EXAMPLE = """\
 example:
@@ -44,18 +44,21 @@ def register(subparsers):
 
 
 def run(args):
-    from zfnet.errors import ZFNetError
     from zfnet.image import load_image
     from zfnet.viz.correspondence import correspondence, load_boxes, write_correspondence
     from zfnet.weights import load_model
 
-    if args.random < 0:
-        raise ZFNetError(f"--random must be >= 0, got {args.random}")
+    check_limits(args, "--random")
     check_out_dir(args.out)
     t0 = time.perf_counter()
     parts = load_boxes(args.boxes)
-    images = [load_image(p) for p in args.images]                            # [(H_i, W_i, 3) uint8]
-    names = [Path(p).name for p in args.images]
+    kept = read_each(args.images, load_image, need=2)
+    images = [im for _, _, im in kept]                                        # [(H_i, W_i, 3) uint8]
+    names = [Path(p).name for _, p, _ in kept]
+    if len(kept) < len(args.images):          # drop the skipped images' boxes too
+        idx = [i for i, _, _ in kept]
+        parts = {part: ([boxes[i] for i in idx] if isinstance(boxes, list) and len(boxes) == len(args.images)
+                        else boxes) for part, boxes in parts.items()}
     net = load_model(args.model)
     layers = layer_names(args.layers)
     result = correspondence(net, images, parts, layers, random=args.random, seed=args.seed, crop=args.crop,

@@ -3,8 +3,8 @@ import argparse
 import json
 import sys
 
-from zfnet.cli._common import add_model_argument, check_out_dir
-from zfnet.cli._scan import add_scan_arguments, print_scan, progress_bar
+from zfnet.cli._common import add_model_argument, check_limits, check_out_dir
+from zfnet.cli._scan import add_scan_arguments, collect_args, note_k, print_scan, progress_bar
 
 EXAMPLE = """\
 example:
@@ -41,10 +41,7 @@ def _check_args(args):
     from zfnet.errors import ZFNetError
     if (args.images is None) != (args.filter is None):
         raise ZFNetError("--images and --filter go together: give both to find the patches that excite filter I most")
-    if args.k < 1 or args.batch < 1:
-        raise ZFNetError(f"--k and --batch must be at least 1, got {args.k} and {args.batch}")
-    if args.cell is not None and not 4 <= args.cell <= 512:
-        raise ZFNetError(f"--cell must be between 4 and 512 pixels, got {args.cell}")
+    check_limits(args, "--k", "--batch", "--cell")
 
 
 def _scan_filter(net, images, layer, out, args):
@@ -60,24 +57,24 @@ def _scan_filter(net, images, layer, out, args):
         close()
     print_scan(res)
     if not res.state.images:
-        raise ZFNetError(f"{args.images}: none of the images could be read")
+        raise ZFNetError(f"--images {' '.join(args.images)}: none of the images could be read")
+    note_k(args.k, len(res.state.images))
     return res.state
 
 
 def run(args):
     from zfnet.errors import ZFNetError
-    from zfnet.viz.collect import collect_images
     from zfnet.viz.filters import first_layer_weights
     from zfnet.viz.filters_page import default_cell, write_filters_report
     from zfnet.weights import load_model
 
     _check_args(args)
-    images = collect_images(args.images) if args.images else None
+    out = check_out_dir(args.out)
+    images = collect_args(args.images) if args.images else None
     net = load_model(args.model)
     layer, w = first_layer_weights(net, args.layer)
     if args.filter is not None and not 0 <= args.filter < w.shape[0]:
         raise ZFNetError(f"--filter {args.filter}: {layer} has {w.shape[0]} filters (0..{w.shape[0] - 1})")
-    out = check_out_dir(args.out)
     state = _scan_filter(net, images, layer, out, args) if images is not None else None
     report = write_filters_report(net, out, layer, args.cell or default_cell(w), state, args.filter, args.model)
     print(f"wrote {out / report['grid']}, {out / 'filters.json'}, {out / 'index.html'}", file=sys.stderr)

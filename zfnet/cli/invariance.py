@@ -4,8 +4,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import (add_model_argument, add_output_arguments, check_out_dir, layer_names, load_classifier,
-                               print_result, run_facts)
+from zfnet.cli._common import (add_model_argument, add_output_arguments, check_limits, check_out_dir, layer_names, load_classifier,
+                               print_result, read_each, run_facts)
 
 EXAMPLE = """\
 example:
@@ -39,19 +39,18 @@ def register(subparsers):
 
 
 def run(args):
-    from zfnet.errors import ZFNetError
     from zfnet.image import load_image, preprocess
     from zfnet.viz.invariance import example_strip, invariance_curves, write_invariance
 
-    if args.batch < 1:
-        raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
+    check_limits(args, "--batch")
     check_out_dir(args.out)
     t0 = time.perf_counter()
     net, labels, target = load_classifier(args.model, args.cls)
     layers = layer_names(args.layers)
-    xs = [preprocess(load_image(p), net.meta) for p in args.images]          # [(3, H, W)]
+    kept = read_each(args.images, lambda p: preprocess(load_image(p), net.meta))
+    xs = [x for _, _, x in kept]                                              # [(3, H, W)]
     results = [invariance_curves(net, x, layers, target, batch_size=args.batch, progress=True) for x in xs]
-    names = [Path(p).name for p in args.images]
+    names = [Path(p).name for _, p, _ in kept]
     facts = run_facts(net, args.model, t0, images=", ".join(names))
     paths = write_invariance(args.out, results, names, labels, facts, examples=example_strip(xs[0], net.meta))
 

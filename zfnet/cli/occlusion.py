@@ -4,7 +4,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from zfnet.cli._common import (add_model_argument, add_output_arguments, check_out_dir, load_classifier,
+from zfnet.cli._common import (add_model_argument, add_output_arguments, check_limits, check_out_dir, load_classifier,
                                print_result, run_facts)
 
 EXAMPLE = """\
@@ -39,12 +39,10 @@ def register(subparsers):
 
 
 def run(args):
-    from zfnet.errors import ZFNetError
     from zfnet.image import load_image, preprocess, to_display
     from zfnet.viz.occlusion import occlusion_maps, projection_panels, write_occlusion
 
-    if args.batch < 1:
-        raise ZFNetError(f"--batch must be >= 1, got {args.batch}")
+    check_limits(args, "--batch")
     check_out_dir(args.out)
     t0 = time.perf_counter()
     net, labels, target = load_classifier(args.model, args.cls)

@@ -4,7 +4,7 @@ import re
 import sys
 from pathlib import Path
 
-from zfnet.cli._common import add_model_argument, check_out_dir
+from zfnet.cli._common import add_model_argument, check_limits, check_out_dir, check_out_file
 
 EXAMPLE = """\
 examples:
@@ -73,14 +73,14 @@ def run(args):
 
     from zfnet.atomic import atomic_write, save_png, write_json
     from zfnet.deconv import cut, project_unit, render
-    from zfnet.errors import ZFNetError
     from zfnet.image import load_image, preprocess, to_display
     from zfnet.weights import load_model
 
     at = parse_at(args.at) if args.at is not None else None
-    if not 0 < args.percentile <= 100:
-        raise ZFNetError(f"--percentile must be in (0, 100], got {args.percentile}")
+    check_limits(args, "--percentile")
     out = check_out_dir(args.out)
+    if args.npz:
+        check_out_file(args.npz, "--npz")
     net = load_model(args.model)
     x = preprocess(load_image(args.image), net.meta, crop=not args.no_crop)[None]      # (1, 3, H, W)
     r = project_unit(net, x, args.layer, args.map, at=at, mode=args.mode, lrn=args.lrn, crop=not args.dense)
@@ -119,8 +119,11 @@ def run(args):
     print(f"{Path(args.image).name}: {args.layer} map {r.unit.channel}{where}, activation {r.activation:.4g}, "
           f"receptive field rows {r.box[0]}..{r.box[1] - 1}, columns {r.box[2]}..{r.box[3] - 1} ({args.mode})")
     if not np.any(r.projection):
-        print("note: the projection is all zeros (the unit's activation is zero, or the rectified signal "
-              "died out on the way down); try --mode guided", file=sys.stderr)
+        flat = len(net.arch.shapes[net.arch.layer(args.layer).name]) == 1
+        why = ("the deconvnet rule rectifies a class score's signal away on its way down" if flat and args.mode == "deconvnet"
+               else "the unit's activation is zero, or the rectified signal died out on the way down")
+        print(f"note: the projection is all zeros, so {files['projection'].name} is plain grey ({why}); "
+              f"try --mode guided", file=sys.stderr)
     for path in files.values():
         print(path)
     return 0

@@ -3,8 +3,8 @@ import argparse
 import json
 import sys
 
-from zfnet.cli._common import add_model_argument, check_out_dir
-from zfnet.cli._scan import MAPS_HELP, add_scan_arguments, parse_maps, print_scan, progress_bar
+from zfnet.cli._common import add_model_argument, check_limits, check_out_dir
+from zfnet.cli._scan import MAPS_HELP, add_scan_arguments, collect_args, note_k, parse_maps, print_scan, progress_bar
 
 EXAMPLE = """\
 example:
@@ -53,15 +53,7 @@ def register(subparsers):
 
 
 def _check_args(args):
-    from zfnet.errors import ZFNetError
-    if args.k < 1:
-        raise ZFNetError(f"--k must be at least 1, got {args.k}")
-    if args.batch < 1:
-        raise ZFNetError(f"--batch must be at least 1, got {args.batch}")
-    if not 50 <= args.percentile <= 100:
-        raise ZFNetError(f"--percentile must be between 50 and 100, got {args.percentile}")
-    if not 8 <= args.cell <= 512:
-        raise ZFNetError(f"--cell must be between 8 and 512 pixels, got {args.cell}")
+    check_limits(args, "--k", "--batch", "--percentile", "--cell")
 
 
 def _render(net, state, out, args):
@@ -81,17 +73,16 @@ def _render(net, state, out, args):
 def run(args):
     from zfnet.errors import ZFNetError
     from zfnet.viz import topk
-    from zfnet.viz.collect import collect_images
     from zfnet.viz.scan import scan
     from zfnet.viz.scan_state import STATE_FILE
     from zfnet.viz.shard import layer_maps
     from zfnet.weights import load_model
 
     _check_args(args)
-    images = collect_images(args.images)
+    out = check_out_dir(args.out or f"zfnet-topk-{topk.layer_slug(args.layer)}")
+    images = collect_args(args.images)
     net = load_model(args.model)
     maps = parse_maps(args.maps, layer_maps(net, args.layer)[0])      # a clear error before any work
-    out = check_out_dir(args.out or f"zfnet-topk-{topk.layer_slug(args.layer)}")
 
     update, close = progress_bar(f"scan {args.layer}", "img")
     try:
@@ -101,7 +92,9 @@ def run(args):
         close()
     print_scan(res)
     if not res.state.images:
-        raise ZFNetError(f"{args.images}: none of the {len(images)} image(s) could be read; nothing to show")
+        raise ZFNetError(f"--images {' '.join(args.images)}: none of the {len(images)} image(s) could be read; "
+                         f"nothing to show")
+    note_k(args.k, len(res.state.images))
     if not args.scan_only:
         _render(net, res.state, out, args)
     if args.json:

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+from zfnet.cli._common import check_out_file
+
 EXAMPLE = """\
 examples:
   zfnet weights list                                    # known models and where each would come from
@@ -112,8 +114,11 @@ def run_list(args):
 
 
 def run_get(args):
-    from zfnet.weights import fetch, read_meta
+    from zfnet.atomic import check_writable_dir
+    from zfnet.weights import cache_dir, fetch, model_status, read_meta
 
+    if model_status(args.name) != "converted":     # it will be written: the cache must take it
+        check_writable_dir(cache_dir(), what="the weights cache (set $ZFNET_CACHE to a writable folder)")
     path = fetch(args.name)
     arch, meta = read_meta(path)
     print(path)
@@ -128,6 +133,7 @@ def run_info(args):
     if args.target in {c.name for c in list_cards()} and not Path(args.target).exists():
         print(json.dumps(get_card(args.target).raw, indent=2))
         return 0
+    _check_info_target(args.target, [c.name for c in list_cards()])
     net = load_net(args.target)
     n = sum(int(a.size) for a in net.params.values())
     print(json.dumps({"file": str(args.target), "parameters": n, "layers": len(net.arch.layers),
@@ -135,9 +141,31 @@ def run_info(args):
     return 0
 
 
+def _check_info_target(target, names):
+    """`weights info` reads model cards and zfnet's .safetensors files; say what to do with anything else."""
+    import difflib
+
+    from zfnet.errors import ZFNetError
+    path = Path(target)
+    if not path.exists():
+        close = difflib.get_close_matches(target, names, n=3)
+        hint = f"did you mean {' or '.join(close)}? The" if close else "the"
+        raise ZFNetError(f"{target} is neither a known model nor a file; {hint} models are in 'zfnet weights list'")
+    if path.is_dir():
+        raise ZFNetError(f"{target} is a folder; give a model name or a .safetensors file")
+    if path.suffix != ".safetensors":
+        raise ZFNetError(f"{target}: 'zfnet weights info' reads model names and zfnet's .safetensors files; "
+                         f"convert this one first: zfnet weights convert {target}")
+
+
 def run_convert(args):
     from zfnet.weights import convert_file, save_net
 
+    out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.file).stem}.safetensors"
+    if out.suffix != ".safetensors":
+        from zfnet.errors import ZFNetError
+        raise ZFNetError(f"the output file must end in .safetensors, got {out}")
+    check_out_file(out, "-o")
     overrides = {"channel_order": args.channel_order, "scale": args.scale, "mean": args.mean,
                  "std": args.std, "input_size": args.input_size, "resize": args.resize,
                  "classes": args.classes}
@@ -145,10 +173,6 @@ def run_convert(args):
         overrides["scale"] = int(args.scale)
     net = convert_file(args.file, prototxt=args.prototxt, architecture=args.architecture,
                        card=args.model_card, preprocessing=overrides)
-    out = Path(args.out) if args.out else Path.cwd() / f"{Path(args.file).stem}.safetensors"
-    if out.suffix != ".safetensors":
-        from zfnet.errors import ZFNetError
-        raise ZFNetError(f"the output file must end in .safetensors, got {out}")
     save_net(net, out)
     n = sum(int(a.size) for a in net.params.values())
     m = net.meta

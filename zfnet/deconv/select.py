@@ -131,24 +131,26 @@ def check_units(units, layer, shape, batch):
     shape: the layer's (C, H, W) or (F,) per example; batch: N.
     """
     for u in units:
+        where = f" at ({u.y}, {u.x})" if u.y is not None and u.x is not None else ""
+        what = f"{'map' if len(shape) == 3 else 'unit'} {u.channel}{where}" + (f" of image {u.image}" if batch > 1 else "")
         if not 0 <= u.image < batch:
-            raise ZFNetError(f"{u}: image index {u.image} is out of range: the batch holds {batch} image(s) (0..{batch - 1})")
+            raise ZFNetError(f"{what}: image index {u.image} is out of range: the batch holds {batch} image(s) (0..{batch - 1})")
         if not 0 <= u.channel < shape[0]:
             raise ZFNetError(
-                f"{u}: layer {layer!r} has {shape[0]} {'maps' if len(shape) == 3 else 'units'} "
+                f"{what}: layer {layer!r} has {shape[0]} {'maps' if len(shape) == 3 else 'units'} "
                 f"(0..{shape[0] - 1}), not {u.channel}"
             )
         if (u.y is None) != (u.x is None):
-            raise ZFNetError(f"{u}: give both y and x (one unit) or neither (the whole map)")
+            raise ZFNetError(f"{what}: give both y and x (one unit) or neither (the whole map)")
         if u.y is not None:
             if len(shape) != 3:
                 raise ZFNetError(
-                    f"{u}: layer {layer!r} is flat ({shape[0]} units, no spatial grid); "
-                    f"name a unit by its index alone: Unit(image, channel)"
+                    f"{what}: layer {layer!r} is flat ({shape[0]} units, no spatial grid); "
+                    f"name a unit by its index alone, without a position"
                 )
             if not (0 <= u.y < shape[1] and 0 <= u.x < shape[2]):
                 raise ZFNetError(
-                    f"{u}: position ({u.y}, {u.x}) is outside layer {layer!r}'s {shape[1]}x{shape[2]} "
+                    f"{what}: position ({u.y}, {u.x}) is outside layer {layer!r}'s {shape[1]}x{shape[2]} "
                     f"map; y must be in 0..{shape[1] - 1} and x in 0..{shape[2] - 1}"
                 )
 
@@ -159,6 +161,6 @@ def warn_dead(act, units, layer):
         if act.ndim == 4 and is_dead_map(act, u.image, u.channel):
             warnings.warn(
                 f"map {u.channel} of layer {layer!r} is all zeros for image {u.image} (a dead map for "
-                f"this image): its projection is all zeros; pick another map (see top_maps)",
+                f"this image): its projection is all zeros; pick another map",
                 DeadMapWarning, stacklevel=3,
             )

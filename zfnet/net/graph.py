@@ -50,9 +50,15 @@ class Architecture:
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise ZFNetError(
-            f"architecture {self.name!r} has no layer {name!r}; its layers are: {', '.join(self.names)}"
-        )
+        raise ZFNetError(f"architecture {self.name!r} has no layer {name!r}; {self._suggest(name)}")
+
+    def _suggest(self, name):
+        """"did you mean ..." with the closest names (a typo); the whole list only when none is close."""
+        import difflib
+        close = difflib.get_close_matches(str(name), self.names, n=3, cutoff=0.6)
+        if close:
+            return f"did you mean {' or '.join(repr(c) for c in close)}?"
+        return f"its layers are: {', '.join(self.names)}"
 
     def index(self, name):
         return self.names.index(self.layer(name).name)

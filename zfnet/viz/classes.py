@@ -4,11 +4,13 @@
     resolve_class(net, "285")                  # 285
     resolve_class(net, "egyptian cat")         # 285 (case-insensitive, any comma-separated synonym)
     resolve_class(net, "egyptain cat")         # ZFNetError: ... did you mean: Egyptian cat, ...
+    resolve_class(net, "cat")                  # ZFNetError: ... did you mean: tiger cat; Persian cat; ...
 
 A label matches when it equals, ignoring case and surrounding spaces, either the whole label or
 one of its comma-separated synonyms ("tabby, tabby cat" answers to "tabby" and "tabby cat").
 """
 import difflib
+import re
 
 from zfnet.errors import ZFNetError
 
@@ -44,14 +46,23 @@ def resolve_class(net, spec, labels=None):
     for i, label in enumerate(labels):
         if want in _synonyms(label):
             return i
-    # No exact match: list the labels whose synonyms are closest to what was typed.
-    pool = {}
-    for i, label in enumerate(labels):
-        for s in _synonyms(label):
-            pool.setdefault(s, label)
-    close = difflib.get_close_matches(want, list(pool), n=8, cutoff=0.6)
-    close += [s for s in pool if want and want in s and s not in close][: max(0, 8 - len(close))]
-    hint = ("; did you mean: " + "; ".join(dict.fromkeys(pool[s] for s in close))) if close else ""
+    close = suggest_labels(want, labels)
+    hint = "; did you mean: " + "; ".join(close) if close else ""
     raise ZFNetError(
         f"unknown class {spec!r}: give an index 0..{k - 1} or one of the model's class names{hint}"
     )
+
+
+def suggest_labels(want, labels, n=8):
+    """Labels to suggest for an unknown class name: first those with `want`'s words as whole words
+    ("cat" -> "tabby, tabby cat", "Egyptian cat" ...), then the closest spellings (difflib)."""
+    want = str(want).strip().lower()
+    words = re.findall(r"\w+", want)
+    pool = {}
+    for label in labels:
+        for s in _synonyms(label):
+            pool.setdefault(s, label)
+    by_words = [label for label in labels
+                if words and all(re.search(rf"\b{re.escape(w)}\b", label.lower()) for w in words)]
+    close = [pool[s] for s in difflib.get_close_matches(want, list(pool), n=n, cutoff=0.6)]
+    return list(dict.fromkeys(by_words + close))[:n]

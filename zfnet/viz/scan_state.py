@@ -126,11 +126,13 @@ def load_state(out_dir):
 def check_resumable(state, fresh, path):
     """The saved state must describe the same computation as `fresh`; else say what differs and the fix."""
     fix = f"use another --out folder, or --restart to discard the saved scan in {Path(path).parent}"
-    for what, old, new in (("model weights", state.weights_sha256, fresh.weights_sha256),
-                           ("layer", state.layer, fresh.layer),
+    # The layer first: the weights digest covers the layers up to the scanned one, so another
+    # layer changes it too, and "other weights" would blame the wrong thing.
+    for what, old, new in (("layer", state.layer, fresh.layer),
                            ("maps", state.maps.tolist(), fresh.maps.tolist()),
                            ("k", state.k, fresh.k),
-                           ("preprocessing", state.preprocessing, fresh.preprocessing)):
+                           ("preprocessing", state.preprocessing, fresh.preprocessing),
+                           ("model weights", state.weights_sha256, fresh.weights_sha256)):
         if old != new:
             old_s, new_s = (f"{v[:3]}...({len(v)} maps)" if isinstance(v, list) and len(v) > 6 else v for v in (old, new))
             if what == "model weights":

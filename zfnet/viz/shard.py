@@ -56,8 +56,9 @@ def check_preprocessing(net, crop):
     need = [key for key in PREPROCESSING_KEYS if net.meta.get(key) is None and (crop or key != "resize")]
     if need:
         raise ZFNetError(
-            f"the network's metadata lacks {', '.join(need)}, so images cannot be prepared for it; load it "
-            f"with zfnet.weights.load_model (which reads its model card) or set net.meta"
+            f"the network's metadata lacks {', '.join(need)}, so images cannot be prepared for it; "
+            f"convert the weights with their preprocessing (zfnet weights convert --channel-order, --scale, --mean, "
+            f"--std, --input-size, --resize) or use a model name (zfnet weights list)"
         )
 
 

@@ -289,7 +289,7 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
 
     Files in out_dir (all written atomically):
       maps/<layer>_map<m>.png   one block per map: k projections | k patches (strongest top-left)
-      topk_<layer>.png          the blocks tiled (topk_<layer>_2.png ... past maps_per_sheet maps)
+      topk_<layer>.png          the blocks tiled (topk_<layer>_002.png ... past maps_per_sheet maps)
       inputs/img<i>.png         each image that holds a kept unit, as the network saw it
       cells/img<i>.npz          the rendered cells of that image's units (a cache: see _cells_of_image)
       index.json                what was computed and, per map, every cell's unit and position
@@ -354,7 +354,8 @@ def _write_figures(out_dir, state, units, proj_cells, patch_cells, inputs, cell,
                       "projection_cell": [*proj_xy[u.rank], cell, cell], "patch_cell": [*patch_xy[u.rank], cell, cell]}
                      for u in units[j]]
             entries.append({"map": m, "png": png, "cells": cells})
-        name = f"topk_{slug}.png" if s0 == 0 else f"topk_{slug}_{s0 // maps_per_sheet + 1}.png"
+        # zero-padded, so that a folder listing shows the sheets in order (_002 before _010)
+        name = f"topk_{slug}.png" if s0 == 0 else f"topk_{slug}_{s0 // maps_per_sheet + 1:03d}.png"
         (sheet,) = sheets(blocks, [f"map {m}" for m in maps[s0:s0 + len(blocks)]], per_sheet=len(blocks),
                           ncols=sheet_columns)
         save_png(out_dir / name, sheet)
