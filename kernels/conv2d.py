@@ -139,29 +139,13 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing):
                     cols_flat[uint64(out + j)] = 0.0
 
 
-# The bias pass: y[n, f, p] = src[n, f, p] + b[f], then max(., 0) (NaN kept, as kernels.relu) if
-# relu. It reads either y itself (in place, after a GEMM that wrote y) or the stacked GEMM output
-# out (F, n*P) of a chunk of images, whose batch it moves out front. Arrays are flat; an image's
-# rows are P apart and images are src_n (dst_n) apart, so y may be a channel slice of a larger
-# array (conv2d's `out`, a concat's channels).
-
-@njit(cache=True)
-def _bias_row(src, s, dst, d, P, bf, relu):
-    """dst[d:d+P] = src[s:s+P] + bf, rectified if relu; src and dst are different arrays."""
-    zero = np.float32(0)
-    if relu:
-        for p in range(P):
-            v = src[uint64(s + p)] + bf
-            dst[uint64(d + p)] = v if (v > 0 or v != v) else zero
-    else:
-        for p in range(P):
-            dst[uint64(d + p)] = src[uint64(s + p)] + bf
-
+# The bias pass: y[n, f, p] += b[f], then max(., 0) (NaN kept, as kernels.relu) if relu, in place
+# after a GEMM that wrote y. y is flat; an image's rows are P apart and images are y_n apart, so y
+# may be a channel slice of a larger array (conv2d's `out`, a concat's channels).
 
 @njit(cache=True)
 def _bias_row_in_place(y, d, P, bf, relu):
-    """y[d:d+P] += bf, rectified if relu. (Apart from _bias_row: with one array LLVM knows the reads
-    and writes cannot overlap and vectorises, which two possibly aliasing arrays do not.)"""
+    """y[d:d+P] += bf, rectified if relu."""
     zero = np.float32(0)
     if relu:
         for p in range(P):
@@ -173,25 +157,19 @@ def _bias_row_in_place(y, d, P, bf, relu):
 
 
 @njit(parallel=True, cache=True)
-def _bias_parallel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
+def _bias_parallel(y, y_n, N, F, P, b, relu):
     """The bias pass, one (n, f) row per parallel iteration: no two write the same element."""
     for nf in prange(N * F):
         n, f = nf // F, nf % F
-        if in_place:
-            _bias_row_in_place(dst, n * dst_n + f * P, P, b[f], relu)
-        else:
-            _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
+        _bias_row_in_place(y, n * y_n + f * P, P, b[f], relu)
 
 
 @njit(cache=True)
-def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
+def _bias_serial(y, y_n, N, F, P, b, relu):
     """The bias pass on the calling thread alone."""
     for nf in range(N * F):
         n, f = nf // F, nf % F
-        if in_place:
-            _bias_row_in_place(dst, n * dst_n + f * P, P, b[f], relu)
-        else:
-            _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
+        _bias_row_in_place(y, n * y_n + f * P, P, b[f], relu)
 
 
 # Below this many output elements the bias pass runs on one thread: waking Numba's workers right
@@ -199,10 +177,11 @@ def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
 SERIAL_BIAS_BELOW = 1 << 20
 
 
-def _bias_pass(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
-    """dst[n, f, p] = src[n, f, p] + b[f] (then rectified); src may be dst (the same array: in place)."""
+def _bias_pass(y, y_n, N, F, P, b, relu):
+    """y[n, f, p] += b[f] (then rectified) in place; y flat, images y_n apart (elementwise: the same
+    bits serial or parallel)."""
     kernel = _bias_serial if N * F * P < SERIAL_BIAS_BELOW else _bias_parallel
-    kernel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, src is dst)
+    kernel(y, y_n, N, F, P, b, relu)
 
 
 def _flat_images(y):
@@ -274,7 +253,7 @@ def _bias_or_zeros(b, F):
 
 
 def conv_winograd(x, w, b, stride, padding, G, relu, y):
-    """3x3, stride 1, groups 1: Winograd F(4x4, 3x3), 36 GEMMs per image over its 4x4 output tiles (kernels/_winograd.py)."""
+    """3x3, stride 1, groups 1: Winograd F(4x4, 3x3), 36 GEMMs per image over its tiles (kernels/_winograd.py)."""
     return _winograd.conv3x3_winograd(x, w, b, padding, relu, y)
 
 
@@ -286,7 +265,7 @@ def conv_gemm_1x1(x, w, b, stride, padding, G, relu, y):
     np.matmul(w.reshape(G, F // G, C // G), x.reshape(N, G, C // G, P),
               out=np.reshape(y, (N, G, F // G, P), copy=False))                   # (N, G, F/G, P)
     if b is not None or relu:
-        _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, _bias_or_zeros(b, F), relu)
+        _bias_pass(y_flat, n_stride, N, F, P, _bias_or_zeros(b, F), relu)
     return y
 
 
@@ -306,8 +285,7 @@ def _im2col_gemm(x, w, b, stride, padding, G, relu, y, fold, chunk):
         cols = cols_buf[:(n1 - n0) * G * spacing * P].reshape((n1 - n0) * G * spacing, P)
         _unroll_and_multiply(x[n0:n1], w_g, (KH, KW), stride, padding, cols, y[n0:n1], spacing, fold)
         if relu or (b is not None and not fold):
-            y_n0 = y_flat[n0 * n_stride:]
-            _bias_pass(y_n0, n_stride, P, y_n0, n_stride, n1 - n0, F, P, bias, relu)   # (n, F, P)
+            _bias_pass(y_flat[n0 * n_stride:], n_stride, n1 - n0, F, P, bias, relu)     # (n, F, P)
     return y
 
 
@@ -387,7 +365,8 @@ def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
         # image, so the others keep their Winograd bits.
         for n in np.flatnonzero(~np.isfinite(y).reshape(N, -1).all(axis=1)):
             one = x[n:n + 1]
-            path = cpu_path(one.shape, w.shape, (Ho, Wo), stride, padding, groups, b is not None, winograd=False)
+            path = cpu_path(one.shape, w.shape, (Ho, Wo), stride, padding, groups, b is not None,
+                            winograd=False)
             CPU_PATHS[path](one, w, b, stride, padding, groups, relu, y[n:n + 1])
     return y
 
