@@ -20,10 +20,13 @@ with the constant matrices (interpolation points 0, 1, -1, 2, -2 and infinity; B
            [0,  4,  0, -5, 0, 1]]           [   0,     0,    1]]
 
 The sum over c at each of the 36 positions e = (xi, nu) of the 6x6 grid is a matrix product, so
-the work becomes 36 GEMMs over all tiles at once:
+the work becomes 36 GEMMs over the T = th*tw tiles of each image n:
 
-    V[e, t, c] = (B^T d_t[c] B)[e]     U[e, c, k] = (G w[k, c] G^T)[e]     M[e] = V[e] @ U[e]
-    (36, T, C)                          (36, C, K)                          (36, T, K)
+    V[n, e, t, c] = (B^T d_t[c] B)[e]   U[e, c, k] = (G w[k, c] G^T)[e]   M[n, e] = V[n, e] @ U[e]
+    (N, 36, T, C)                        (36, C, K)                        (N, 36, T, K)
+
+One image per GEMM keeps each image's output independent of the batch (a BLAS GEMM's rows get
+different last bits depending on how many rows the call has).
 
 36 products of C x K per tile where the direct method needs 9 per output, i.e. 144 per 4x4 tile:
 4x fewer, or 2.25x counting the extra work of tiles that overhang the map's edge. The transforms
@@ -108,10 +111,10 @@ def transformed_filters(w):
 
 @njit(parallel=True, cache=True)
 def _input_transform(x, ph, pw, th, tw, V):
-    """V[(xi, nu), t, c] = (B^T d_t[c] B)[xi, nu]; x (N, C, H, W) -> V (36, N*th*tw, C).
+    """V[n, (xi, nu), t, c] = (B^T d_t[c] B)[xi, nu]; x (N, C, H, W) -> V (N, 36, th*tw, C).
 
-    d_t[c] is the 6x6 patch of x_pad (zeros outside x) at (4*ty - ph, 4*tx - pw), tile
-    t = (n*th + ty)*tw + tx. Parallel over (n, ty): each iteration owns its tiles' rows of V.
+    d_t[c] is the 6x6 patch of x_pad[n] (zeros outside x) at (4*ty - ph, 4*tx - pw), tile
+    t = ty*tw + tx. Parallel over (n, ty): each iteration owns its tiles' rows of V.
     The loops over c are innermost, so the transform vectorises over channels.
     """
     N, C, H, W = x.shape
@@ -120,7 +123,7 @@ def _input_transform(x, ph, pw, th, tw, V):
         d = np.empty((6, 6, C), np.float32)          # the patch, channels last
         q = np.empty((6, 6, C), np.float32)          # B^T d
         for tx in range(tw):
-            t = nt * tw + tx
+            t = ty * tw + tx
             h0, w0 = ty * 4 - ph, tx * 4 - pw
             for c in range(C):
                 for r in range(6):
@@ -143,17 +146,18 @@ def _input_transform(x, ph, pw, th, tw, V):
                 e = xi * 6
                 for c in range(C):
                     q0, q1, q2, q3, q4, q5 = q[xi, 0, c], q[xi, 1, c], q[xi, 2, c], q[xi, 3, c], q[xi, 4, c], q[xi, 5, c]
-                    V[e + 0, t, c] = 4 * q0 - 5 * q2 + q4
-                    V[e + 1, t, c] = -4 * (q1 + q2) + q3 + q4
-                    V[e + 2, t, c] = 4 * (q1 - q2) - q3 + q4
-                    V[e + 3, t, c] = 2 * (q3 - q1) - q2 + q4
-                    V[e + 4, t, c] = 2 * (q1 - q3) - q2 + q4
-                    V[e + 5, t, c] = 4 * q1 - 5 * q3 + q5
+                    V[n, e + 0, t, c] = 4 * q0 - 5 * q2 + q4
+                    V[n, e + 1, t, c] = -4 * (q1 + q2) + q3 + q4
+                    V[n, e + 2, t, c] = 4 * (q1 - q2) - q3 + q4
+                    V[n, e + 3, t, c] = 2 * (q3 - q1) - q2 + q4
+                    V[n, e + 4, t, c] = 2 * (q1 - q3) - q2 + q4
+                    V[n, e + 5, t, c] = 4 * q1 - 5 * q3 + q5
 
 
 @njit(parallel=True, cache=True)
 def _output_transform(M, b, relu, th, tw, y):
-    """y[n, k, 4*ty + i, 4*tx + j] = (A^T M_t[k] A)[i, j] + b[k]; M (36, N*th*tw, K) -> y (N, K, H', W').
+    """y[n, k, 4*ty + i, 4*tx + j] = (A^T M[n, :, t, k] A)[i, j] + b[k], t = ty*tw + tx;
+    M (N, 36, th*tw, K) -> y (N, K, H', W').
 
     Outputs of the overhanging tiles beyond H' x W' are dropped. relu: then rectify (NaN kept).
     y may be a channel slice of a larger array. Parallel over (n, ty); vectorised over k.
@@ -165,12 +169,12 @@ def _output_transform(M, b, relu, th, tw, y):
         p = np.empty((4, 6, K), np.float32)          # A^T M
         o = np.empty((4, 4, K), np.float32)          # A^T M A + b, rectified
         for tx in range(tw):
-            t = nt * tw + tx
+            t = ty * tw + tx
             # rows: p = A^T M, one column nu at a time
             for nu in range(6):
                 for k in range(K):
-                    m0, m1, m2 = M[nu, t, k], M[6 + nu, t, k], M[12 + nu, t, k]
-                    m3, m4, m5 = M[18 + nu, t, k], M[24 + nu, t, k], M[30 + nu, t, k]
+                    m0, m1, m2 = M[n, nu, t, k], M[n, 6 + nu, t, k], M[n, 12 + nu, t, k]
+                    m3, m4, m5 = M[n, 18 + nu, t, k], M[n, 24 + nu, t, k], M[n, 30 + nu, t, k]
                     p[0, nu, k] = m0 + m1 + m2 + m3 + m4
                     p[1, nu, k] = m1 - m2 + 2 * (m3 - m4)
                     p[2, nu, k] = m1 + m2 + 4 * (m3 + m4)
@@ -217,12 +221,12 @@ def conv3x3_winograd(x, w, b, padding, relu, y):
     bias = np.zeros(K, np.float32) if b is None else b
     per_image = ALPHA * ALPHA * th * tw * (C + K) * 4
     chunk = max(1, min(N, WINO_BYTES // per_image))
+    T = th * tw                                                              # tiles per image
     for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        T = (n1 - n0) * th * tw
-        V = work_buffer("winograd_V", ALPHA * ALPHA * T * C).reshape(ALPHA * ALPHA, T, C)
-        M = work_buffer("winograd_M", ALPHA * ALPHA * T * K).reshape(ALPHA * ALPHA, T, K)
-        _input_transform(x[n0:n1], ph, pw, th, tw, V)                           # (36, T, C)
-        np.matmul(V, U, out=M)                                                # (36, T, K)
-        _output_transform(M, bias, relu, th, tw, y[n0:n1])
+        n = min(N, n0 + chunk) - n0
+        V = work_buffer("winograd_V", n * ALPHA * ALPHA * T * C).reshape(n, ALPHA * ALPHA, T, C)
+        M = work_buffer("winograd_M", n * ALPHA * ALPHA * T * K).reshape(n, ALPHA * ALPHA, T, K)
+        _input_transform(x[n0:n0 + n], ph, pw, th, tw, V)                       # (n, 36, T, C)
+        np.matmul(V, U, out=M)                                # one sgemm per (image, e): (n, 36, T, K)
+        _output_transform(M, bias, relu, th, tw, y[n0:n0 + n])
     return y

@@ -12,12 +12,18 @@ Shapes:  x (N, C, H, W), w (F, C/G, KH, KW), b (F,) or None  ->  y (N, F, H', W'
 
 The CPU path is im2col + GEMM. Every output unit's receptive field is unrolled into one column,
 
-    cols[(c, u, v), (n, i, j)] = x_pad[n, c, i*sh + u, j*sw + v]            (C*KH*KW, N*H'*W')
+    cols[n, (c, u, v), (i, j)] = x_pad[n, c, i*sh + u, j*sw + v]            (N, C*KH*KW, H'*W')
 
-and each group becomes one matrix product, y[:, g] = w[g] (F/G, C/G*KH*KW) @ cols[g]. A 1x1,
-stride-1, unpadded convolution needs no unrolling: it is the GEMM w (F, C) @ x[n] (C, H*W). Wide
-3x3, stride-1 layers take Winograd's F(4x4, 3x3) instead (kernels/_winograd.py). The paths are
-named below (CPU_PATHS) and `cpu_path` picks one, reading as a table.
+and each image and group becomes one matrix product, y[n, g] = w[g] (F/G, C/G*KH*KW) @ cols[n, g].
+A 1x1, stride-1, unpadded convolution needs no unrolling: it is the GEMM w (F, C) @ x[n] (C, H*W).
+Wide 3x3, stride-1 layers take Winograd's F(4x4, 3x3) instead (kernels/_winograd.py). The paths
+are named below (CPU_PATHS) and `cpu_path` picks one, reading as a table.
+
+Batch invariance: each image's output depends only on that image. A BLAS GEMM gives a column
+different last bits depending on how many columns the call has, so no GEMM here spans two images:
+every one has a shape fixed by the layer and the image size, and the choice of path (and of folding
+the bias into the GEMM) depends on those too, never on N. Where a path's choice does depend on N
+(im2col_chunked or im2col_one_image), the two compute the same bits (tests/kernels/test_conv_paths.py).
 """
 import numpy as np
 from numba import njit, prange, uint64
@@ -100,15 +106,16 @@ def conv2d_reference(x, w, b=None, stride=1, padding=0, groups=1):
 
 @njit(parallel=True, cache=True)
 def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing):
-    """cols[(c, u, v), (n, i, j)] = x_pad[n, c, i*sh + u, j*sw + v]; x (N, C, H, W) -> cols (C*KH*KW, N*H'*W').
+    """cols[n, (c, u, v), (i, j)] = x_pad[n, c, i*sh + u, j*sw + v]; x (N, C, H, W) -> cols (N*R, H'*W').
 
-    Groups of Kg = C/G*KH*KW rows start `spacing` rows apart in cols (spacing = Kg + 1 leaves a row
-    after each group for the bias, see _filters_with_bias). Each parallel iteration owns one row
-    (c, u, v) of cols, so no two threads write the same element.
+    Each image's R = cols.shape[0] / N rows are one block. Groups of Kg = C/G*KH*KW rows start
+    `spacing` rows apart in it (spacing = Kg + 1 leaves a row after each group for the bias, see
+    _filters_with_bias). Each parallel iteration owns one row (c, u, v) of every image's block, so
+    no two threads write the same element.
     """
     N, C, H, W = x.shape
     x_flat, cols_flat = x.ravel(), cols.ravel()
-    HWo, M = Ho * Wo, cols.shape[1]
+    HWo, R = Ho * Wo, cols.shape[0] // N
     for r in prange(C * KH * KW):
         c, u, v = r // (KH * KW), (r // KW) % KH, r % KW
         row = r + (r // Kg) * (spacing - Kg)                     # its row in cols
@@ -117,7 +124,7 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing):
         j_hi = max(j_lo, min(Wo, (W - 1 + pw - v) // sw + 1))
         for n in range(N):
             for i in range(Ho):
-                out = row * M + n * HWo + i * Wo                 # cols[row, (n, i, 0)]
+                out = (n * R + row) * HWo + i * Wo               # cols[n, row, (i, 0)]
                 h = i * sh - ph + u
                 if h < 0 or h >= H:                              # the whole row of taps is padding
                     for j in range(Wo):
@@ -132,29 +139,13 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing):
                     cols_flat[uint64(out + j)] = 0.0
 
 
-# The bias pass: y[n, f, p] = src[n, f, p] + b[f], then max(., 0) (NaN kept, as kernels.relu) if
-# relu. It reads either y itself (in place, after a GEMM that wrote y) or the stacked GEMM output
-# out (F, n*P) of a chunk of images, whose batch it moves out front. Arrays are flat; an image's
-# rows are P apart and images are src_n (dst_n) apart, so y may be a channel slice of a larger
-# array (conv2d's `out`, a concat's channels).
-
-@njit(cache=True)
-def _bias_row(src, s, dst, d, P, bf, relu):
-    """dst[d:d+P] = src[s:s+P] + bf, rectified if relu; src and dst are different arrays."""
-    zero = np.float32(0)
-    if relu:
-        for p in range(P):
-            v = src[uint64(s + p)] + bf
-            dst[uint64(d + p)] = v if (v > 0 or v != v) else zero
-    else:
-        for p in range(P):
-            dst[uint64(d + p)] = src[uint64(s + p)] + bf
-
+# The bias pass: y[n, f, p] += b[f], then max(., 0) (NaN kept, as kernels.relu) if relu, in place
+# after a GEMM that wrote y. y is flat; an image's rows are P apart and images are y_n apart, so y
+# may be a channel slice of a larger array (conv2d's `out`, a concat's channels).
 
 @njit(cache=True)
 def _bias_row_in_place(y, d, P, bf, relu):
-    """y[d:d+P] += bf, rectified if relu. (Apart from _bias_row: with one array LLVM knows the reads
-    and writes cannot overlap and vectorises, which two possibly aliasing arrays do not.)"""
+    """y[d:d+P] += bf, rectified if relu."""
     zero = np.float32(0)
     if relu:
         for p in range(P):
@@ -166,25 +157,19 @@ def _bias_row_in_place(y, d, P, bf, relu):
 
 
 @njit(parallel=True, cache=True)
-def _bias_parallel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
+def _bias_parallel(y, y_n, N, F, P, b, relu):
     """The bias pass, one (n, f) row per parallel iteration: no two write the same element."""
     for nf in prange(N * F):
         n, f = nf // F, nf % F
-        if in_place:
-            _bias_row_in_place(dst, n * dst_n + f * P, P, b[f], relu)
-        else:
-            _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
+        _bias_row_in_place(y, n * y_n + f * P, P, b[f], relu)
 
 
 @njit(cache=True)
-def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
+def _bias_serial(y, y_n, N, F, P, b, relu):
     """The bias pass on the calling thread alone."""
     for nf in range(N * F):
         n, f = nf // F, nf % F
-        if in_place:
-            _bias_row_in_place(dst, n * dst_n + f * P, P, b[f], relu)
-        else:
-            _bias_row(src, n * src_n + f * src_f, dst, n * dst_n + f * P, P, b[f], relu)
+        _bias_row_in_place(y, n * y_n + f * P, P, b[f], relu)
 
 
 # Below this many output elements the bias pass runs on one thread: waking Numba's workers right
@@ -192,10 +177,11 @@ def _bias_serial(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, in_place):
 SERIAL_BIAS_BELOW = 1 << 20
 
 
-def _bias_pass(src, src_n, src_f, dst, dst_n, N, F, P, b, relu):
-    """dst[n, f, p] = src[n, f, p] + b[f] (then rectified); src may be dst (the same array: in place)."""
+def _bias_pass(y, y_n, N, F, P, b, relu):
+    """y[n, f, p] += b[f] (then rectified) in place; y flat, images y_n apart (elementwise: the same
+    bits serial or parallel)."""
     kernel = _bias_serial if N * F * P < SERIAL_BIAS_BELOW else _bias_parallel
-    kernel(src, src_n, src_f, dst, dst_n, N, F, P, b, relu, src is dst)
+    kernel(y, y_n, N, F, P, b, relu)
 
 
 def _flat_images(y):
@@ -235,26 +221,27 @@ def _filters_with_bias(w, b, G):
 # same signature; `cpu_path` below says which one runs.
 # ----------------------------------------------------------------------------------------------
 
-def _unroll_and_multiply(x, w_g, kernel, stride, padding, out_hw, cols, gemm, spacing, fold):
-    """gemm[g*F/G:(g+1)*F/G] = w_g[g] @ cols[g] for every group g, after cols = im2col(x) (n images).
+def _unroll_and_multiply(x, w_g, kernel, stride, padding, cols, y, spacing, fold):
+    """y[k, g*F/G:(g+1)*F/G] = w_g[g] @ cols[k, g] for every image k and group g, after cols = im2col(x).
 
-    w_g (G, F/G, Kg), or with fold (G, F/G, Kg + 1) and a row of ones after each group's rows of
-    cols, so that the GEMM adds the bias column. cols (G*spacing, n*P), gemm (F, n*P).
+    x (n, C, H, W); w_g (G, F/G, Kg), or with fold (G, F/G, Kg + 1) and a row of ones after each
+    group's rows of cols, so that the GEMM adds the bias column. cols (n*G*spacing, P); y (n, F, H', W').
+    One GEMM per image and group, (F/G, spacing) @ (spacing, P), whatever n is: each image's bits
+    depend on that image alone.
     """
-    (KH, KW), (sh, sw), (ph, pw), (Ho, Wo) = kernel, stride, padding, out_hw
-    G, Fg = w_g.shape[:2]
-    Kg = x.shape[1] // G * KH * KW
-    _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing)               # (G*spacing, n*P)
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, (G, Fg) = x.shape[0], w_g.shape[:2]
+    P, Kg = y.shape[2] * y.shape[3], x.shape[1] // G * KH * KW
+    _im2col(x, KH, KW, sh, sw, ph, pw, *y.shape[2:], cols, Kg, spacing)        # (n*G*spacing, P)
     if fold:
         cols[Kg::spacing] = 1.0                                                   # each group's row of ones
-    for g in range(G):
-        # (F/G, Kg) @ (Kg, n*P), or (F/G, Kg + 1) @ (Kg + 1, P) with the bias
-        np.matmul(w_g[g], cols[g * spacing:(g + 1) * spacing], out=gemm[g * Fg:(g + 1) * Fg])
+    # numpy's stacked matmul calls one sgemm per (image, group)
+    np.matmul(w_g, cols.reshape(n, G, spacing, P), out=np.reshape(y, (n, G, Fg, P), copy=False))
 
 
 def images_per_chunk(N, C, KH, KW, P):
-    """Images per im2col + GEMM: one where an image alone makes a wide GEMM (P >= ONE_IMAGE_COLUMNS),
-    else all of them unless the unrolled input (C*KH*KW, n*P) would pass COLS_BYTES (at least one)."""
+    """Images per im2col call: one where an image alone makes a wide GEMM (P >= ONE_IMAGE_COLUMNS),
+    else all of them unless the unrolled input (N, C*KH*KW, P) would pass COLS_BYTES (at least one)."""
     if P >= ONE_IMAGE_COLUMNS:
         return 1
     return max(1, min(N, COLS_BYTES // (C * KH * KW * P * 4)))
@@ -266,7 +253,7 @@ def _bias_or_zeros(b, F):
 
 
 def conv_winograd(x, w, b, stride, padding, G, relu, y):
-    """3x3, stride 1, groups 1: Winograd F(4x4, 3x3), 36 GEMMs over 4x4 output tiles (kernels/_winograd.py)."""
+    """3x3, stride 1, groups 1: Winograd F(4x4, 3x3), 36 GEMMs per image over its tiles (kernels/_winograd.py)."""
     return _winograd.conv3x3_winograd(x, w, b, padding, relu, y)
 
 
@@ -278,68 +265,50 @@ def conv_gemm_1x1(x, w, b, stride, padding, G, relu, y):
     np.matmul(w.reshape(G, F // G, C // G), x.reshape(N, G, C // G, P),
               out=np.reshape(y, (N, G, F // G, P), copy=False))                   # (N, G, F/G, P)
     if b is not None or relu:
-        _bias_pass(y_flat, n_stride, P, y_flat, n_stride, N, F, P, _bias_or_zeros(b, F), relu)
+        _bias_pass(y_flat, n_stride, N, F, P, _bias_or_zeros(b, F), relu)
+    return y
+
+
+def _im2col_gemm(x, w, b, stride, padding, G, relu, y, fold, chunk):
+    """im2col of `chunk` images at a time, one GEMM per image and group writing y[n]; with fold,
+    [w | b] @ [cols; 1] adds the bias, else (or for relu) the bias pass over the chunk in place."""
+    N = x.shape[0]
+    F, Cg, KH, KW = w.shape
+    P, Kg = y.shape[2] * y.shape[3], Cg * KH * KW
+    spacing = Kg + 1 if fold else Kg                                              # rows per group in cols
+    w_g = _filters_with_bias(w, b, G) if fold else w.reshape(G, F // G, Kg)       # (G, F/G, spacing)
+    y_flat, n_stride = _flat_images(y)
+    cols_buf = work_buffer("cols", chunk * G * spacing * P)
+    bias = _bias_or_zeros(None if fold else b, F)                                 # the ReLU alone where folded
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        cols = cols_buf[:(n1 - n0) * G * spacing * P].reshape((n1 - n0) * G * spacing, P)
+        _unroll_and_multiply(x[n0:n1], w_g, (KH, KW), stride, padding, cols, y[n0:n1], spacing, fold)
+        if relu or (b is not None and not fold):
+            _bias_pass(y_flat[n0 * n_stride:], n_stride, n1 - n0, F, P, bias, relu)     # (n, F, P)
     return y
 
 
 def conv_im2col_chunked(x, w, b, stride, padding, G, relu, y):
-    """Small maps (P < ONE_IMAGE_COLUMNS): im2col of several images, one GEMM per group into a scratch
-    (F, n*P), then one pass moving the batch out front and adding the bias (a last lone image: in place)."""
-    N, C = x.shape[:2]
-    F, Cg, KH, KW = w.shape
-    Ho, Wo = y.shape[2:]
-    P, Kg = Ho * Wo, Cg * KH * KW
-    chunk = images_per_chunk(N, C, KH, KW, P)
-    y_flat, n_stride = _flat_images(y)
-    w_g, b_or_0 = w.reshape(G, F // G, Kg), _bias_or_zeros(b, F)                 # (G, F/G, Kg)
-    # flat buffers, reshaped per chunk so every array handed to Numba is C-contiguous
-    cols_buf = work_buffer("cols", G * Kg * chunk * P)
-    out_buf = work_buffer("out", F * chunk * P) if chunk > 1 else None
-    for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        m = (n1 - n0) * P
-        cols = cols_buf[:G * Kg * m].reshape(G * Kg, m)
-        # one image: the GEMM writes y[n0] directly; several: into `gemm`, columns ordered (n, i, j)
-        gemm = y[n0].reshape(F, P) if n1 - n0 == 1 else out_buf[:F * m].reshape(F, m)
-        _unroll_and_multiply(x[n0:n1], w_g, (KH, KW), stride, padding, (Ho, Wo), cols, gemm, Kg, False)
-        y_n0 = y_flat[n0 * n_stride:]
-        if n1 - n0 > 1:
-            _bias_pass(gemm.ravel(), P, m, y_n0, n_stride, n1 - n0, F, P, b_or_0, relu)  # (n, F, P)
-        elif relu or b is not None:
-            _bias_pass(y_n0, n_stride, P, y_n0, n_stride, 1, F, P, b_or_0, relu)
-    return y
-
-
-def _im2col_one_image_at_a_time(x, w, b, stride, padding, G, relu, y, fold):
-    """im2col + GEMM per image, the GEMM writing y[n]; with fold, [w | b] @ [cols; 1] adds the bias."""
-    N = x.shape[0]
-    F, Cg, KH, KW = w.shape
-    Ho, Wo = y.shape[2:]
-    P, Kg = Ho * Wo, Cg * KH * KW
-    spacing = Kg + 1 if fold else Kg                                              # rows per group in cols
-    w_g = _filters_with_bias(w, b, G) if fold else w.reshape(G, F // G, Kg)       # (G, F/G, spacing)
-    y_flat, n_stride = _flat_images(y)
-    cols = work_buffer("cols", G * spacing * P).reshape(G * spacing, P)
-    bias = _bias_or_zeros(None if fold else b, F)                                 # the ReLU alone where folded
-    for n in range(N):
-        _unroll_and_multiply(x[n:n + 1], w_g, (KH, KW), stride, padding, (Ho, Wo), cols,
-                             y[n].reshape(F, P), spacing, fold)
-        if relu or (b is not None and not fold):
-            y_n = y_flat[n * n_stride:]
-            _bias_pass(y_n, n_stride, P, y_n, n_stride, 1, F, P, bias, relu)
-    return y
+    """Small maps (P < ONE_IMAGE_COLUMNS): im2col of several images in one call, a GEMM per image into
+    y[n], then the bias pass; the same bits as im2col_one_image, with fewer parallel launches."""
+    N, C, KH, KW = x.shape[0], x.shape[1], *w.shape[2:]
+    chunk = images_per_chunk(N, C, KH, KW, y.shape[2] * y.shape[3])
+    return _im2col_gemm(x, w, b, stride, padding, G, relu, y, False, chunk)
 
 
 def conv_im2col_one_image(x, w, b, stride, padding, G, relu, y):
     """Wide maps (P >= ONE_IMAGE_COLUMNS) or a batch over COLS_BYTES: im2col + GEMM per image, written
-    into y[n] itself (no layout pass), then the bias (and ReLU) pass over y[n] in place."""
-    return _im2col_one_image_at_a_time(x, w, b, stride, padding, G, relu, y, fold=False)
+    into y[n] itself, then the bias (and ReLU) pass over y[n] in place."""
+    return _im2col_gemm(x, w, b, stride, padding, G, relu, y, False, 1)
 
 
 def conv_im2col_bias_folded(x, w, b, stride, padding, G, relu, y):
-    """As im2col_one_image, where b is given and the filter matrix is smaller than the output (Kg < P):
-    the bias rides in the GEMM as one more filter column against a row of ones (a pass only for relu)."""
-    return _im2col_one_image_at_a_time(x, w, b, stride, padding, G, relu, y, fold=True)
+    """Where b is given and the filter matrix is smaller than an image's output (Kg < P): im2col +
+    GEMM per image, the bias riding in it as one more filter column against a row of ones."""
+    N, C, KH, KW = x.shape[0], x.shape[1], *w.shape[2:]
+    chunk = images_per_chunk(N, C, KH, KW, y.shape[2] * y.shape[3])
+    return _im2col_gemm(x, w, b, stride, padding, G, relu, y, True, chunk)
 
 
 CPU_PATHS = {
@@ -350,9 +319,9 @@ CPU_PATHS = {
     "im2col_one_image": conv_im2col_one_image,
 }
 
-# Winograd pays only with at least this many input channels (per group) and 4x4 output tiles over
-# the batch: its transformed filters (4x the filters) are read once per call, and with few channels
-# its 36 GEMMs have too short a sum (timings: benchmarks/RESULTS.md, "Why the thresholds").
+# Winograd pays only with at least this many input channels (per group) and 4x4 output tiles per
+# image: with few channels its 36 GEMMs have too short a sum, with few tiles too few rows
+# (timings: benchmarks/RESULTS.md, "Why the thresholds" and "Batch invariance").
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 128
 
@@ -362,20 +331,21 @@ def cpu_path(x_shape, w_shape, out_hw, stride, padding, G, has_bias, winograd=Tr
 
     x_shape (N, C, H, W), w_shape (F, C/G, KH, KW), out_hw (H', W'); stride and padding pairs.
     winograd=False skips the first row (the fallback for outputs Winograd made non-finite).
+    Only the last two rows look at N, and those two paths compute the same bits.
     """
     N, C = x_shape[:2]
     _, Cg, KH, KW = w_shape
     (Ho, Wo), P, Kg = out_hw, out_hw[0] * out_hw[1], Cg * KH * KW
-    tiles = N * -(-Ho // 4) * -(-Wo // 4)
+    tiles = -(-Ho // 4) * -(-Wo // 4)                                             # per image
     if (winograd and Cg >= WINOGRAD_MIN_CHANNELS and tiles >= WINOGRAD_MIN_TILES
             and _winograd.applies(w_shape, stride, padding, G)):
         return "winograd"
     if (KH, KW, *stride, *padding) == (1, 1, 1, 1, 0, 0):
         return "gemm_1x1"
-    if images_per_chunk(N, C, KH, KW, P) > 1:
-        return "im2col_chunked"
     if has_bias and Kg < P:
         return "im2col_bias_folded"
+    if images_per_chunk(N, C, KH, KW, P) > 1:
+        return "im2col_chunked"
     return "im2col_one_image"
 
 
@@ -389,11 +359,15 @@ def _conv2d_cpu(x, w, b, stride, padding, groups, relu=False, out=None):
     y = np.empty((N, F, Ho, Wo), np.float32) if out is None else out            # (N, F, H', W')
     path = cpu_path(x.shape, w.shape, (Ho, Wo), stride, padding, groups, b is not None)
     CPU_PATHS[path](x, w, b, stride, padding, groups, relu, y)
-    if path == "winograd" and not np.isfinite(y).all():
+    if path == "winograd":
         # Winograd's transforms spread an inf or NaN over its whole 4x4 tile (inf times the
-        # transform's 0 is NaN); im2col keeps it to the outputs whose windows hold it.
-        path = cpu_path(x.shape, w.shape, (Ho, Wo), stride, padding, groups, b is not None, winograd=False)
-        CPU_PATHS[path](x, w, b, stride, padding, groups, relu, y)
+        # transform's 0 is NaN); im2col keeps it to the outputs whose windows hold it. Image by
+        # image, so the others keep their Winograd bits.
+        for n in np.flatnonzero(~np.isfinite(y).reshape(N, -1).all(axis=1)):
+            one = x[n:n + 1]
+            path = cpu_path(one.shape, w.shape, (Ho, Wo), stride, padding, groups, b is not None,
+                            winograd=False)
+            CPU_PATHS[path](one, w, b, stride, padding, groups, relu, y[n:n + 1])
     return y
 
 
@@ -429,6 +403,8 @@ def conv2d(x, w, b=None, stride=1, padding=0, groups=1, backend=None, relu=False
     `stride` and `padding` are ints or (h, w) pairs. All arrays float32, C-contiguous; x is not
     modified. `backend`: 'reference' (NumPy twin) or 'cpu' (one of CPU_PATHS, chosen by cpu_path:
     im2col + BLAS, a plain 1x1 GEMM or Winograd F(4x4, 3x3)); None = process default.
+    Each image's output depends only on that image: y[n] is bit-identical whatever else is in the
+    batch (no GEMM spans two images and no path choice depends on N; module docstring).
     relu=True returns relu(conv2d(...)) (the conv layer and the ReLU after it, fused: one pass and
     one array fewer; exactly equal to applying kernels.relu afterwards).
     out: write y into this float32 array of shape (N, F, H', W') and return it. Each out[n] must be

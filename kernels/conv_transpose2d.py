@@ -23,9 +23,11 @@ Several (H, W) convolve down to the same (H', W') when the stride is > 1, so the
 Same as torch.nn.functional.conv_transpose2d(y, w, stride, padding, output_padding=H - smallest H,
 groups).
 
-The CPU path is GEMM + col2im: for each group, cols[g] = w[g]^T (C/G*KH*KW, F/G) @ y[g] (F/G, N*H'*W'),
-then col2im adds every column back onto its receptive field, each output row (n, c, h) summed by
-one thread (no two threads write the same element).
+The CPU path is GEMM + col2im: for each image and group, cols[n, g] = w[g]^T (C/G*KH*KW, F/G) @
+y[n, g] (F/G, H'*W'), then col2im adds every column back onto its receptive field, each output row
+(n, c, h) summed by one thread (no two threads write the same element). Each image's output
+depends only on that image: no GEMM spans two images (a BLAS GEMM's columns get different last bits
+depending on how many columns the call has), and col2im sums in a fixed order.
 """
 import numpy as np
 from numba import njit, prange, uint64
@@ -99,31 +101,19 @@ def conv_transpose2d_reference(y, w, stride=1, padding=0, groups=1, output_size=
 
 
 # ----------------------------------------------------------------------------------------------
-# Numba CPU kernels: stack the batch into GEMM columns, and col2im (a per-row accumulation).
+# Numba CPU kernel: col2im (a per-row accumulation).
 # ----------------------------------------------------------------------------------------------
 
 @njit(parallel=True, cache=True)
-def _stack_batch(y, out):
-    """out[f, n*P + p] = y[n, f, p]; y (N, F, P) -> out (F, N*P). Parallel over (n, f)."""
-    N, F, P = y.shape
-    y_flat, out_flat = y.ravel(), out.ravel()
-    for nf in prange(N * F):
-        n, f = nf // F, nf % F
-        src, dst = nf * P, f * N * P + n * P
-        for p in range(P):
-            out_flat[uint64(dst + p)] = y_flat[uint64(src + p)]
-
-
-@njit(parallel=True, cache=True)
 def _col2im(cols, N, KH, KW, sh, sw, ph, pw, Ho, Wo, x):
-    """x[n, c, h, w'] = sum of cols[(c, u, v), (n, i, j)] over i*sh + u = h + ph, j*sw + v = w' + pw.
+    """x[n, c, h, w'] = sum of cols[n, (c, u, v), (i, j)] over i*sh + u = h + ph, j*sw + v = w' + pw.
 
-    cols (C*KH*KW, N*H'*W') -> x (N, C, H, W). Each parallel iteration owns one row x[n, c, h, :]
-    and adds into it alone, so overlapping windows never race.
+    cols (N*C*KH*KW, H'*W'), each image's rows one block -> x (N, C, H, W). Each parallel iteration
+    owns one row x[n, c, h, :] and adds into it alone, so overlapping windows never race.
     """
     _, C, H, W = x.shape
     cols_flat, x_flat = cols.ravel(), x.ravel()
-    HWo, M = Ho * Wo, cols.shape[1]
+    HWo, R = Ho * Wo, cols.shape[0] // N
     for nch in prange(N * C * H):
         n, c, h = nch // (C * H), (nch // H) % C, nch % H
         dst = nch * W                                            # x[n, c, h, 0]
@@ -137,7 +127,7 @@ def _col2im(cols, N, KH, KW, sh, sw, ph, pw, Ho, Wo, x):
             i = t // sh
             for v in range(KW):
                 src = (c * KH + u) * KW + v                       # row (c, u, v) of cols
-                src = src * M + n * HWo + i * Wo                  # cols[(c, u, v), (n, i, 0)]
+                src = (n * R + src) * HWo + i * Wo                # cols[n, (c, u, v), (i, 0)]
                 # columns j whose tap v lands inside the image: 0 <= j*sw - pw + v < W
                 j_lo = min(Wo, max(0, (pw - v + sw - 1) // sw))
                 j_hi = min(Wo, (W - 1 + pw - v) // sw + 1)
@@ -147,7 +137,7 @@ def _col2im(cols, N, KH, KW, sh, sw, ph, pw, Ho, Wo, x):
 
 
 def _conv_transpose2d_cpu(y, w, stride, padding, groups, hw):
-    """One GEMM per group then col2im, on a chunk of images; 1x1/stride-1/no-pad is a plain GEMM."""
+    """One GEMM per image and group then col2im, on a chunk of images; 1x1/stride-1/no-pad is a plain GEMM."""
     N, F, Ho, Wo = y.shape
     _, Cg, KH, KW = w.shape
     (sh, sw), (ph, pw), G = stride, padding, groups
@@ -166,23 +156,13 @@ def _conv_transpose2d_cpu(y, w, stride, padding, groups, hw):
     per_image = max(C * KH * KW, F) * P * 4
     chunk = max(1, min(N, COLS_BYTES // per_image))
     cols_buf = work_buffer("cols", C * KH * KW * chunk * P)
-    stack_buf = work_buffer("out", F * chunk * P) if chunk > 1 else None
     for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        m = (n1 - n0) * P
-        y_chunk = y[n0:n1].reshape(n1 - n0, F, P)
-        if n1 - n0 == 1:
-            y_cols = y_chunk[0]                                                    # (F, P), no copy
-        else:
-            # batch into columns (n, i, j) so each group is one wide GEMM
-            y_cols = stack_buf[:F * m].reshape(F, m)
-            _stack_batch(y_chunk, y_cols)                                          # (F, n*P)
-        cols = cols_buf[:C * KH * KW * m].reshape(C * KH * KW, m)
-        for g in range(G):
-            # (Kg, F/G) @ (F/G, n*P): every unit's filter, scaled, as one column per unit
-            np.matmul(w_gT[g], y_cols[g * Fg:(g + 1) * Fg], out=cols[g * Kg:(g + 1) * Kg])
+        n = min(N, n0 + chunk) - n0
+        cols = cols_buf[:n * C * KH * KW * P].reshape(n * C * KH * KW, P)
+        # (Kg, F/G) @ (F/G, P) per image and group: every unit's filter, scaled, as one column per unit
+        np.matmul(w_gT, y[n0:n0 + n].reshape(n, G, Fg, P), out=cols.reshape(n, G, Kg, P))
         # add every column back onto its receptive field
-        _col2im(cols, n1 - n0, KH, KW, sh, sw, ph, pw, Ho, Wo, x[n0:n1])           # (n, C, H, W)
+        _col2im(cols, n, KH, KW, sh, sw, ph, pw, Ho, Wo, x[n0:n0 + n])             # (n, C, H, W)
     return x
 
 

@@ -5,13 +5,14 @@
 Shapes:  x (N, I), w (O, I), b (O,) or None  ->  y (N, O).
 A (N, C, H, W) feature map is flattened to (N, C*H*W) by the caller (the Flatten layer) first.
 
-The CPU path is one BLAS sgemm computing y^T = w @ x^T (O, N), and a parallel Numba pass that
-transposes it into y and adds the bias. Computing y = x @ w^T directly is the same product, but
-OpenBLAS runs that short-and-wide form 2-10x slower for a batch (measured on ZFNet's fc6,
-N = 16: 280 ms against 62 ms); for N = 1 y^T already has y's memory layout and no copy is made.
+The CPU path is a Numba kernel that streams each weight row w[o] once and dots it with every
+input row. Each image's output depends only on that image: every y[n, o] is summed in one fixed
+order that depends only on I, never on the batch N (a BLAS sgemm gives a column different last
+bits depending on how many columns the call has, so the BLAS call was dropped;
+benchmarks/RESULTS.md, "Batch invariance").
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from ._backend import resolve
 from ._checks import ZFNetError, check_array
@@ -39,38 +40,45 @@ def linear_reference(x, w, b=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# CPU: BLAS for the product, Numba for the bias.
+# CPU: one Numba kernel, batch-invariant.
 # ----------------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
-def _add_bias_rows(y, b):
-    """y[n, o] += b[o] in place; y (N, O). Parallel over n."""
-    N, O = y.shape
-    for n in prange(N):
-        for o in range(O):
-            y[n, o] += b[o]
+# Inputs dotted with one weight row per pass: w[o] is loaded once for ROWS dots (4 sums in flight).
+ROWS = 4
 
 
-@njit(parallel=True, cache=True)
-def _transpose_add_bias(yT, b, y):
-    """y[n, o] = yT[o, n] + b[o]; yT (O, N) -> y (N, O). Parallel over n."""
-    O, N = yT.shape
-    for n in prange(N):
-        for o in range(O):
-            y[n, o] = yT[o, n] + b[o]
+@njit(parallel=True, fastmath={"reassoc"}, cache=True)
+def _linear_rows(x, w, b, y):
+    """y[n, o] = b[o] + sum_i w[o, i] * x[n, i]; x (N, I), w (O, I), b (O,) -> y (N, O). Parallel over o.
+
+    Rows n0..n0+3 share one pass over w[o]; past the batch's end the last row is repeated (its
+    sums are dropped), so every dot runs in this one loop, which LLVM vectorises over i with
+    'reassoc' (lanes of partial sums, then a fixed tree): the order of the sum depends on I alone.
+    """
+    N, I = x.shape
+    w_flat, x_flat = w.ravel(), x.ravel()
+    for o in prange(w.shape[0]):
+        wo = o * I
+        for n0 in range(0, N, ROWS):
+            x0, x1 = min(n0, N - 1) * I, min(n0 + 1, N - 1) * I
+            x2, x3 = min(n0 + 2, N - 1) * I, min(n0 + 3, N - 1) * I
+            s0 = s1 = s2 = s3 = np.float32(0)
+            for i in range(I):
+                wi = w_flat[uint64(wo + i)]
+                s0 += wi * x_flat[uint64(x0 + i)]
+                s1 += wi * x_flat[uint64(x1 + i)]
+                s2 += wi * x_flat[uint64(x2 + i)]
+                s3 += wi * x_flat[uint64(x3 + i)]
+            sums = (s0, s1, s2, s3)
+            for k in range(min(ROWS, N - n0)):
+                y[n0 + k, o] = sums[k] + b[o]
 
 
 def _linear_cpu(x, w, b):
+    """y (N, O) by _linear_rows (without a bias, zeros are added)."""
     N, O = x.shape[0], w.shape[0]
-    yT = np.matmul(w, x.T)                                                       # (O, N)
-    if N == 1:
-        # (O, 1) and (1, O) are the same memory
-        y = yT.reshape(1, O)                                                     # (N, O)
-        if b is not None:
-            _add_bias_rows(y, b)
-        return y
     y = np.empty((N, O), np.float32)                                             # (N, O)
-    _transpose_add_bias(yT, np.zeros(O, np.float32) if b is None else b, y)
+    _linear_rows(x, w, np.zeros(O, np.float32) if b is None else b, y)
     return y
 
 
@@ -78,6 +86,8 @@ def linear(x, w, b=None, backend=None):
     """Fully connected layer y = x @ w^T + b. x (N, I), w (O, I), b (O,) or None -> y (N, O).
 
     All arrays float32, C-contiguous; x is not modified. `backend`: 'reference' or 'cpu'.
+    Each image's output depends only on that image: row y[n] is bit-identical whatever else is in
+    the batch (the 'cpu' kernel sums each y[n, o] in an order fixed by I alone).
     """
     check_array(x, "x", 2)
     check_array(w, "w", 2)

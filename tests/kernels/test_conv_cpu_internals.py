@@ -91,8 +91,8 @@ def test_numba_pool_is_not_libgomp_unless_the_user_asks():
 @pytest.mark.parametrize("n, k, relu", [(1, 3, True), (3, 3, False), (2, 1, True)])
 def test_bias_pass_serial_and_parallel_agree(rng, monkeypatch, threshold, kernel, n, k, relu):
     # small outputs take the one-thread bias pass, large ones the parallel one: same numbers
-    x = rng.standard_normal((n, 4, 9, 8)).astype(np.float32)
-    w = rng.standard_normal((6, 4, k, k)).astype(np.float32)
+    x = rng.standard_normal((n, 8, 9, 8)).astype(np.float32)           # Kg = 72 (k=3): not folded
+    w = rng.standard_normal((6, 8, k, k)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
     x[0, 0, 0, 0] = np.nan
     want = conv2d(x, w, b, 1, k // 2, backend="cpu", relu=relu)

@@ -160,3 +160,24 @@ def test_softmax_input_is_not_modified(rng, backend):
         x0 = x.copy()
         softmax(x, axis, backend=backend)
         np.testing.assert_array_equal(x, x0)
+
+
+# --------------------------------------------------------------------------------------------
+# linear: batch invariance (each row's output depends only on that row)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("i, o", [(9, 7), (64, 33), (1027, 70), (9216, 40)])
+def test_linear_rows_are_batch_invariant(rng, i, o):
+    """Row n of a batch of 16 is bit-identical to row n alone and in a batch of 5 (I of every
+    remainder mod the vector width)."""
+    x, w, b = _randn(rng, 16, i), _randn(rng, o, i), _randn(rng, o)
+    batch = linear(x, w, b, backend="cpu")
+    np.testing.assert_array_equal(linear(x[:5], w, b, backend="cpu"), batch[:5])
+    np.testing.assert_array_equal(linear(x[11:16], w, b, backend="cpu"), batch[11:16])
+    for n in range(16):
+        np.testing.assert_array_equal(linear(x[n:n + 1], w, b, backend="cpu")[0], batch[n])
+    assert_linear_close(batch, linear_reference_64(x, w, b), x, w)
+
+
+def linear_reference_64(x, w, b):
+    return (x.astype(np.float64) @ w.T.astype(np.float64) + b).astype(np.float32)
