@@ -3,7 +3,8 @@
 Each subcommand lives in its own module ``zfnet/cli/<name>.py`` exposing
 ``register(subparsers)``, which adds its parser and sets ``func`` to a function taking the parsed
 arguments and returning an exit code. Errors a user can cause are ``ZFNetError``s: printed as one
-``zfnet: error: ...`` line, exit status 2.
+``zfnet: error: ...`` line, exit status 2. Every command takes ``--device cpu|cuda``
+(cli/_common.py), selected before the command runs.
 """
 import argparse
 import importlib
@@ -11,6 +12,7 @@ import pkgutil
 import sys
 
 from zfnet import __version__
+from zfnet.cli._common import add_device_argument, use_device
 from zfnet.errors import ZFNetError
 
 
@@ -30,13 +32,26 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.register(sub)
+    for command in _leaves(sub):
+        add_device_argument(command)          # --device cpu|cuda on every command
     return parser
+
+
+def _leaves(sub):
+    """The parsers that run something: each command's, or its own subcommands' (zfnet weights list)."""
+    for command in sub.choices.values():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            yield from _leaves(nested[0])
+        else:
+            yield command
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        use_device(args)
         return int(args.func(args) or 0)
     except ZFNetError as e:
         print(f"zfnet: error: {e}", file=sys.stderr)
