@@ -240,7 +240,8 @@ def flatten_back(layer, g, ctx):
 
 def linear_back(layer, g, ctx):
     """The transposed fully connected layer: (K, O) @ w (O, I) -> (K, I). No bias."""
-    return [tensors.matmul_wt(g, ctx.weight(layer.name), ctx.weight(layer.name, transposed=True) if ctx.device else None)]  # (K, I)
+    w_t = ctx.weight(layer.name, transposed=True) if ctx.device else None           # (I, O) on the GPU
+    return [tensors.matmul_wt(g, ctx.weight(layer.name), w_t)]                          # (K, I)
 
 
 def softmax_back(layer, g, ctx):
