@@ -111,3 +111,21 @@ def test_cuda_project_fc_layers_and_lrn_gradient(setup):
     on_device = project(net, cuda.to_device(x), "prob", units[:1], lrn="gradient", forward_result=cpu)
     assert not isinstance(on_device, np.ndarray)
     _close(on_device.copy_to_host(), want[:1], "prob, device x")
+
+
+def test_cuda_topk_scan_equals_cpu():
+    """The top-k scan (zfnet.viz.scan) with the process-wide backend set to 'cuda', as
+    ``zfnet topk --device cuda`` sets it: NumPy images in, the same kept units as on the CPU."""
+    from zfnet import kernels
+    from zfnet.viz.scan import scan
+    net = tiny_net()
+    images = np.random.default_rng(5).standard_normal((5, 3, 13, 11)).astype(np.float32)
+    by_name = {f"i{i}.png": a for i, a in enumerate(images)}
+
+    def top():
+        t = scan(net, list(by_name), "concat", k=2, batch_size=2, load=lambda p, meta, crop: by_name[p]).state.topk
+        return t.value, t.image, t.y, t.x
+    with kernels.use_backend("cuda"):
+        got = top()
+    for g, w in zip(got, top()):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
