@@ -14,6 +14,12 @@ Cases:
   (zfnet: its receptive field only; PyTorch: autograd with the modified ReLU backward over the
   whole image), the same unit including the forward pass, and whole feature maps, batched.
 - scan/<arch>.<layer>/top9_of_64: a top-9 scan of every map over 64 natural-statistics images.
+
+The same registry on the GPU (``cases("cuda")``, report.py --device cuda): each builder takes a
+Device that puts zfnet's inputs in numba device arrays and PyTorch's in CUDA tensors; both sides
+wait for the GPU before a call returns (timings are real), zfnet runs with backend 'cuda', PyTorch
+in full float32 (TF32 off, as zfnet computes) with a TF32 run beside it (``Bench.torch_tf32``).
+Forward at batch 1, 16 and 128 there.
 """
 from dataclasses import dataclass, field
 from typing import Callable
@@ -31,6 +37,44 @@ class Bench:
     check: Callable
     flops: float = None         # floating-point operations of one call, where it applies
     images: int = None          # images processed by one call (for images/s)
+    torch_tf32: Callable = None  # GPU only: the torch side with TF32 allowed, for reference
+
+
+class Device:
+    """Where a case's two sides run. 'cpu': NumPy arrays and CPU tensors (the registry as it
+    always was). 'cuda': zfnet's inputs as numba device arrays, PyTorch's as CUDA tensors."""
+
+    def __init__(self, name="cpu"):
+        self.name = name
+
+    @property
+    def cuda(self):
+        return self.name == "cuda"
+
+    def z(self, a):
+        """A zfnet input: the NumPy array, or its device copy."""
+        if not self.cuda:
+            return a
+        from numba import cuda
+        return cuda.to_device(a)
+
+    def t(self, a):
+        """A PyTorch input: the NumPy array as a tensor, on the GPU for 'cuda'."""
+        import torch
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t.cuda() if self.cuda else t
+
+    def params(self, net):
+        from benchmarks.torch_ref import torch_params
+        return {k: (v.cuda() if self.cuda else v) for k, v in torch_params(net).items()}
+
+    def host(self, a):
+        """A result as NumPy (device arrays copied back)."""
+        from benchmarks.torch_ref import as_numpy
+        return np.asarray(as_numpy(a))
+
+
+CPU = Device("cpu")
 
 
 @dataclass
@@ -69,7 +113,7 @@ def _rand(rng, shape, scale=1.0):
 # kernels at the real layer shapes
 # ---------------------------------------------------------------------------------------------
 
-def _conv_case(arch, layer, transposed):
+def _conv_case(arch, layer, transposed, dev=CPU):
     def build():
         import torch
         import torch.nn.functional as F
@@ -80,16 +124,17 @@ def _conv_case(arch, layer, transposed):
         kh, kw = layer.kernel_size
         wgt = _rand(rng, (f, c // layer.groups, kh, kw), np.sqrt(2.0 / (c * kh * kw / layer.groups)))
         flops = 2.0 * f * ho * wo * (c // layer.groups) * kh * kw
-        wt = torch.from_numpy(wgt)
+        wt, wgt = dev.t(wgt), dev.z(wgt)
         if not transposed:
             x, b = _rand(rng, (1, c, h, w)), _rand(rng, (f,), 0.1)
-            xt, bt = torch.from_numpy(x), torch.from_numpy(b)
+            xt, bt = dev.t(x), dev.t(b)
+            x, b = dev.z(x), dev.z(b)
             return Bench(
                 lambda: kernels.conv2d(x, wgt, b, layer.stride, layer.padding, layer.groups),
                 lambda: F.conv2d(xt, wt, bt, layer.stride, layer.padding, 1, layer.groups),
                 _close(), flops)
         y = _rand(rng, (1, f, ho, wo))
-        yt = torch.from_numpy(y)
+        yt, y = dev.t(y), dev.z(y)
         # output_padding: the rows/columns the strided forward conv dropped at the far edge
         min_h = (ho - 1) * layer.stride[0] - 2 * layer.padding[0] + kh
         min_w = (wo - 1) * layer.stride[1] - 2 * layer.padding[1] + kw
@@ -99,28 +144,29 @@ def _conv_case(arch, layer, transposed):
                                        (h - min_h, w - min_w), layer.groups),
             _close(), flops)
     op = "conv_transpose2d" if transposed else "conv2d"
-    return Case(f"kernel/{arch.name}.{layer.name}/{op}", "kernel", build, quick=arch.name == "zfnet")
+    return Case(f"kernel/{arch.name}.{layer.name}/{op}", "kernel", on(dev, build), quick=arch.name == "zfnet")
 
 
-def _pool_case(arch, layer, unpool):
+def _pool_case(arch, layer, unpool, dev=CPU):
     def build():
         import torch
         import torch.nn.functional as F
         rng = np.random.default_rng(0)
         c, h, w = arch.shapes[layer.inputs[0]]
         x = _rand(rng, (1, c, h, w))
-        xt = torch.from_numpy(x)
+        xt, xz = dev.t(x), dev.z(x)
         args = (layer.kernel_size, layer.stride, layer.padding)
         if not unpool:
             def check(a, b):
                 _close(0, 0)(a[0], b[0])
                 _exact(a[1], b[1])
-            return Bench(lambda: kernels.max_pool2d(x, *args, layer.ceil_mode),
+            return Bench(lambda: kernels.max_pool2d(xz, *args, layer.ceil_mode),
                          lambda: F.max_pool2d(xt, *args, ceil_mode=layer.ceil_mode, return_indices=True),
                          check)
         y, switches = kernels.max_pool2d(x, *args, layer.ceil_mode)
         g = _rand(rng, y.shape)
-        gt, st = torch.from_numpy(g), torch.from_numpy(switches.astype(np.int64))
+        gt, st = dev.t(g), dev.t(switches.astype(np.int64))
+        g, switches = dev.z(g), dev.z(switches)
         # torch's exact adjoint of max-pooling: the max-pool backward, which sums duplicates
         return Bench(
             lambda: kernels.max_unpool2d(g, switches, (h, w)),
@@ -129,24 +175,24 @@ def _pool_case(arch, layer, unpool):
                 layer.ceil_mode, st),
             _close())
     op = "max_unpool2d" if unpool else "max_pool2d"
-    return Case(f"kernel/{arch.name}.{layer.name}/{op}", "kernel", build, quick=arch.name == "zfnet")
+    return Case(f"kernel/{arch.name}.{layer.name}/{op}", "kernel", on(dev, build), quick=arch.name == "zfnet")
 
 
-def _lrn_case(arch, layer):
+def _lrn_case(arch, layer, dev=CPU):
     def build():
         import torch
         from benchmarks.torch_ref import _lrn
         rng = np.random.default_rng(0)
         x = _rand(rng, (1, *arch.shapes[layer.inputs[0]]), 10.0)
-        xt = torch.from_numpy(x)
+        xt, x = dev.t(x), dev.z(x)
         return Bench(
             lambda: kernels.lrn(x, layer.size, layer.alpha, layer.beta, layer.k, layer.within_channel),
             lambda: _lrn(layer, xt), _close())
     kind = "within" if layer.within_channel else "across"
-    return Case(f"kernel/{arch.name}.{layer.name}/lrn_{kind}", "kernel", build, quick=True)
+    return Case(f"kernel/{arch.name}.{layer.name}/lrn_{kind}", "kernel", on(dev, build), quick=True)
 
 
-def _linear_case(arch, layer):
+def _linear_case(arch, layer, dev=CPU):
     def build():
         import torch
         import torch.nn.functional as F
@@ -154,13 +200,14 @@ def _linear_case(arch, layer):
         x = _rand(rng, (1, layer.in_features))
         w = _rand(rng, (layer.out_features, layer.in_features), np.sqrt(1.0 / layer.in_features))
         b = _rand(rng, (layer.out_features,), 0.1)
-        xt, wt, bt = map(torch.from_numpy, (x, w, b))
+        xt, wt, bt = map(dev.t, (x, w, b))
+        x, w, b = map(dev.z, (x, w, b))
         return Bench(lambda: kernels.linear(x, w, b), lambda: F.linear(xt, wt, bt), _close(),
                      2.0 * layer.in_features * layer.out_features)
-    return Case(f"kernel/{arch.name}.{layer.name}/linear", "kernel", build, quick=True)
+    return Case(f"kernel/{arch.name}.{layer.name}/linear", "kernel", on(dev, build), quick=True)
 
 
-def _kernel_cases():
+def _kernel_cases(dev=CPU):
     cases, seen = [], set()
     for arch in (get_architecture("zfnet"), get_architecture("squeezenet1_0"), get_architecture("zf_caffe")):
         for layer in arch.layers:
@@ -171,16 +218,16 @@ def _kernel_cases():
             seen.add(key)
             if arch.name == "zf_caffe":
                 if layer.op == "lrn":          # the within-channel LRN only zf_caffe has
-                    cases.append(_lrn_case(arch, layer))
+                    cases.append(_lrn_case(arch, layer, dev))
                 continue
             if layer.op == "conv":
-                cases += [_conv_case(arch, layer, False), _conv_case(arch, layer, True)]
+                cases += [_conv_case(arch, layer, False, dev), _conv_case(arch, layer, True, dev)]
             elif layer.op == "maxpool":
-                cases += [_pool_case(arch, layer, False), _pool_case(arch, layer, True)]
+                cases += [_pool_case(arch, layer, False, dev), _pool_case(arch, layer, True, dev)]
             elif layer.op == "lrn":
-                cases.append(_lrn_case(arch, layer))
+                cases.append(_lrn_case(arch, layer, dev))
             elif layer.op == "linear":
-                cases.append(_linear_case(arch, layer))
+                cases.append(_linear_case(arch, layer, dev))
     return cases
 
 
@@ -188,15 +235,15 @@ def _kernel_cases():
 # the full forward pass
 # ---------------------------------------------------------------------------------------------
 
-def _forward_case(arch_name, batch):
+def _forward_case(arch_name, batch, dev=CPU):
     def build():
         import torch
-        from benchmarks.torch_ref import torch_forward, torch_params
+        from benchmarks.torch_ref import torch_forward
         arch = get_architecture(arch_name)
         net = Net.random(arch, seed=0)
         rng = np.random.default_rng(0)
         x = _rand(rng, (batch, *arch.input_shape), 50.0)
-        xt, params = torch.from_numpy(x), torch_params(net)
+        xt, params, x = dev.t(x), dev.params(net), dev.z(x)
         flops = batch * sum(
             2.0 * np.prod(arch.shapes[l.name]) * np.prod(net.params[f"{l.name}.weight"].shape[1:])
             for l in arch.layers if l.op in ("conv", "linear"))
@@ -207,11 +254,12 @@ def _forward_case(arch_name, batch):
         # probabilities of a random net on large inputs saturate (logits in the hundreds), so a
         # float32 rounding of the logits (~1e-7 relative) moves a probability by up to ~1e-4
         return Bench(lambda: forward(net, x, switches=False).output, run_torch, _close(1e-4, 1e-4), flops, batch)
-    return Case(f"forward/{arch_name}/b{batch}", "forward", build, quick=batch == 1)
+    return Case(f"forward/{arch_name}/b{batch}", "forward", on(dev, build), quick=batch == 1)
 
 
-def _forward_cases():
-    return [_forward_case(a, b) for a in ("zfnet", "squeezenet1_0") for b in (1, 16)]
+def _forward_cases(dev=CPU):
+    batches = (1, 16, 128) if dev.cuda else (1, 16)
+    return [_forward_case(a, b, dev) for a in ("zfnet", "squeezenet1_0") for b in batches]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,16 +289,18 @@ def natural_images(n, shape, seed=0):
     return out
 
 
-def _project_setup(arch_name, layer):
-    """A random-weight net, one natural-ish image, its forward pass kept for the deconvnet."""
+def _project_setup(arch_name, layer, dev=CPU):
+    """A random-weight net, one natural-ish image (NumPy, and where zfnet reads it), its forward
+    pass kept for the deconvnet (on the device for 'cuda'), the layer's activations as NumPy."""
     arch = get_architecture(arch_name)
     net = Net.random(arch, seed=0)
     x = natural_images(1, arch.input_shape, seed=1)
-    fwd = forward(net, x, keep="all", upto=layer)
-    return net, x, fwd
+    xz = dev.z(x)
+    fwd = forward(net, xz, keep="all", upto=layer, backend="cuda" if dev.cuda else None)
+    return net, x, xz, fwd, dev.host(fwd[layer])
 
 
-def _project_unit_case(arch_name, layer):
+def _project_unit_case(arch_name, layer, dev=CPU):
     """One unit of `layer` back to pixels, given the image's forward pass (both sides).
 
     The unit: the centre of the map strongest there (the centre has the largest receptive field
@@ -263,39 +313,37 @@ def _project_unit_case(arch_name, layer):
         import torch
         from benchmarks.torch_ref import torch_project_graph
         from zfnet.deconv import Unit, project
-        net, x, fwd = _project_setup(arch_name, layer)
-        act = fwd[layer]
+        net, x, xz, fwd, act = _project_setup(arch_name, layer, dev)
         cy, cx = act.shape[2] // 2, act.shape[3] // 2
         unit = Unit(0, int(np.argmax(act[0, :, cy, cx])), cy, cx)
-        xt, out = torch_project_graph(net, x, layer)
+        xt, out = torch_project_graph(net, dev.t(x), layer, params=dev.params(net))
         seed = torch.zeros_like(out)
         seed[0, unit.channel, cy, cx] = out[0, unit.channel, cy, cx].detach()
 
         def run_torch():
             return torch.autograd.grad(out, xt, seed, retain_graph=True)[0]
-        return Bench(lambda: project(net, x, layer, [unit], forward_result=fwd), run_torch,
+        return Bench(lambda: project(net, xz, layer, [unit], forward_result=fwd), run_torch,
                      _close(1e-4, 1e-5))
-    return Case(f"project/{arch_name}.{layer}/one_unit", "project", build, quick=True)
+    return Case(f"project/{arch_name}.{layer}/one_unit", "project", on(dev, build), quick=True)
 
 
-def _project_unit_e2e_case(arch_name, layer):
+def _project_unit_e2e_case(arch_name, layer, dev=CPU):
     """The same unit end to end: forward pass (keeping what the deconvnet needs) + projection."""
     def build():
         import torch
-        from benchmarks.torch_ref import torch_params, torch_project
+        from benchmarks.torch_ref import torch_project
         from zfnet.deconv import Unit, project
-        net, x, fwd = _project_setup(arch_name, layer)
-        act = fwd[layer]
+        net, x, xz, fwd, act = _project_setup(arch_name, layer, dev)
         cy, cx = act.shape[2] // 2, act.shape[3] // 2
         unit = Unit(0, int(np.argmax(act[0, :, cy, cx])), cy, cx)
-        xt, params = torch.from_numpy(x), torch_params(net)
-        return Bench(lambda: project(net, x, layer, [unit]),
+        xt, params = dev.t(x), dev.params(net)
+        return Bench(lambda: project(net, xz, layer, [unit]),
                      lambda: torch_project(net, xt, layer, unit.channel, cy, cx, params=params),
                      _close(1e-4, 1e-5))
-    return Case(f"project/{arch_name}.{layer}/one_unit_with_forward", "project", build, quick=True)
+    return Case(f"project/{arch_name}.{layer}/one_unit_with_forward", "project", on(dev, build), quick=True)
 
 
-def _project_maps_case(arch_name, layer, n_maps=None, chunk=16, torch_batching="vmap"):
+def _project_maps_case(arch_name, layer, n_maps=None, chunk=16, torch_batching="vmap", dev=CPU):
     """Feature maps 0..n_maps-1 (default: every map) of `layer` for one image, each map whole.
 
     zfnet: one project() call with a whole_map Unit per map (the dense walk, 16 seeds at a time).
@@ -309,20 +357,20 @@ def _project_maps_case(arch_name, layer, n_maps=None, chunk=16, torch_batching="
     """
     def build():
         import torch
-        from benchmarks.torch_ref import torch_forward, torch_params, torch_project_graph
+        from benchmarks.torch_ref import torch_forward, torch_project_graph
         from zfnet.deconv import project, whole_map
-        net, x, fwd = _project_setup(arch_name, layer)
-        C = n_maps or fwd[layer].shape[1]
+        net, x, xz, fwd, act = _project_setup(arch_name, layer, dev)
+        C = n_maps or act.shape[1]
         units = [whole_map(0, c) for c in range(C)]
-        xt, out = torch_project_graph(net, x, layer)
+        params = dev.params(net)
+        xt, out = torch_project_graph(net, dev.t(x), layer, params=params)
         a = out.detach()
-        params = torch_params(net)
 
         def run_torch():
             grads = []
             for c0 in range(0, C, chunk):
                 cs = range(c0, min(C, c0 + chunk))
-                seed = torch.zeros((len(cs), *out.shape[1:]))                          # (K, C, H', W')
+                seed = torch.zeros((len(cs), *out.shape[1:]), device=out.device)       # (K, C, H', W')
                 for k, c in enumerate(cs):
                     seed[k, c] = a[0, c]
                 if torch_batching == "vmap":
@@ -330,26 +378,26 @@ def _project_maps_case(arch_name, layer, n_maps=None, chunk=16, torch_batching="
                     grads.append(g[0][:, 0])
                 else:
                     with torch.enable_grad():
-                        xb = torch.from_numpy(x).repeat(len(cs), 1, 1, 1).requires_grad_(True)
+                        xb = dev.t(x).repeat(len(cs), 1, 1, 1).requires_grad_(True)
                         ob = torch_forward(net, xb, params, upto=layer, mode="deconvnet", lrn_identity=True)
                         grads.append(torch.autograd.grad(ob, xb, seed)[0])
             return torch.cat(grads)
-        return Bench(lambda: project(net, x, layer, units, forward_result=fwd), run_torch,
+        return Bench(lambda: project(net, xz, layer, units, forward_result=fwd), run_torch,
                      _close(1e-4, 1e-5))
     what = f"maps_0-{n_maps - 1}" if n_maps else "every_map"
-    return Case(f"project/{arch_name}.{layer}/{what}", "project", build)
+    return Case(f"project/{arch_name}.{layer}/{what}", "project", on(dev, build))
 
 
-def _project_cases():
-    return [_project_unit_case("zfnet", "conv5"), _project_unit_e2e_case("zfnet", "conv5"),
-            _project_maps_case("zfnet", "conv5", n_maps=32, torch_batching="copies")]
+def _project_cases(dev=CPU):
+    return [_project_unit_case("zfnet", "conv5", dev), _project_unit_e2e_case("zfnet", "conv5", dev),
+            _project_maps_case("zfnet", "conv5", n_maps=32, torch_batching="copies", dev=dev)]
 
 
 # ---------------------------------------------------------------------------------------------
 # the top-9 scan (Fig. 2's first step)
 # ---------------------------------------------------------------------------------------------
 
-def _scan_case(arch_name, layer, n_images=64, k=9, batch=16):
+def _scan_case(arch_name, layer, n_images=64, k=9, batch=16, dev=CPU):
     """The k strongest units (one per image) of every map of `layer` over `n_images` images.
 
     Both sides get the same preprocessed images from memory (decoding is not timed: it is the
@@ -360,15 +408,15 @@ def _scan_case(arch_name, layer, n_images=64, k=9, batch=16):
     """
     def build():
         import torch
-        from benchmarks.torch_ref import torch_forward, torch_params
+        from benchmarks.torch_ref import torch_forward
         from zfnet.viz.scan import scan
         arch = get_architecture(arch_name)
         net = Net.random(arch, seed=0)
         images = natural_images(n_images, arch.input_shape, seed=2)
         names = [f"natural{i:03d}.png" for i in range(n_images)]        # never opened: see `load`
         by_name = dict(zip(names, images))
-        params = torch_params(net)
-        xt = torch.from_numpy(images)
+        params = dev.params(net)
+        xt = dev.t(images)
 
         def run_zfnet():
             r = scan(net, names, layer, k=k, batch_size=batch, load=lambda p, meta, crop: by_name[p])
@@ -381,14 +429,14 @@ def _scan_case(arch_name, layer, n_images=64, k=9, batch=16):
                 for n0 in range(0, n_images, batch):
                     a = torch_forward(net, xt[n0:n0 + batch], params, upto=layer)        # (N, C, H', W')
                     v, p = a.flatten(2).max(dim=2)                                         # (N, C)
-                    idx = torch.arange(n0, n0 + a.shape[0]).expand(a.shape[1], -1)         # (C, N)
+                    idx = torch.arange(n0, n0 + a.shape[0], device=a.device).expand(a.shape[1], -1)  # (C, N)
                     v, p = v.T, p.T
                     if value is not None:
                         v, idx, p = torch.cat([value, v], 1), torch.cat([image, idx], 1), torch.cat([pos, p], 1)
                     top = torch.topk(v, min(k, v.shape[1]), dim=1).indices                # (C, k)
                     value, image, pos = v.gather(1, top), idx.gather(1, top), p.gather(1, top)
                 w = a.shape[3]
-            return value.numpy(), image.numpy(), (pos // w).numpy(), (pos % w).numpy()
+            return tuple(dev.host(v) for v in (value, image, pos // w, pos % w))
 
         def check(z, t):
             zv, zi, zy, zx = z
@@ -399,14 +447,67 @@ def _scan_case(arch_name, layer, n_images=64, k=9, batch=16):
             tie = np.abs(zv - tv) <= 1e-4 * np.abs(tv).max()
             assert same.mean() > 0.99 and np.all(same | tie), f"{(~same).sum()} kept units differ"
         return Bench(run_zfnet, run_torch, check, images=n_images)
-    return Case(f"scan/{arch_name}.{layer}/top{k}_of_{n_images}", "scan", build, quick=True)
+    return Case(f"scan/{arch_name}.{layer}/top{k}_of_{n_images}", "scan", on(dev, build), quick=True)
 
 
-def _scan_cases():
-    return [_scan_case("zfnet", "conv5")]
+def _scan_cases(dev=CPU):
+    return [_scan_case("zfnet", "conv5", dev=dev)]
 
 
-CASES = _kernel_cases() + _forward_cases() + _project_cases() + _scan_cases()
+# ---------------------------------------------------------------------------------------------
+# the GPU: the same cases on device arrays and CUDA tensors
+# ---------------------------------------------------------------------------------------------
+
+def on(dev, build):
+    """`build` as is on the CPU; on the GPU its Bench's calls run zfnet with backend 'cuda' and
+    PyTorch with TF32 off (a TF32 twin beside), each waiting for the GPU before it returns."""
+    if not dev.cuda:
+        return build
+
+    def build_on_gpu():
+        from zfnet import kernels
+        with kernels.use_backend("cuda"):
+            bench = build()
+        bench.torch_tf32 = _torch_on_gpu(bench.torch, tf32=True)
+        bench.torch = _torch_on_gpu(bench.torch, tf32=False)
+        bench.zfnet = _zfnet_on_gpu(bench.zfnet)
+        return bench
+    return build_on_gpu
+
+
+def _zfnet_on_gpu(fn):
+    def run():
+        from numba import cuda
+        from zfnet import kernels
+        with kernels.use_backend("cuda"):        # NumPy-fed code paths (the scan) run there too
+            out = fn()
+        cuda.synchronize()
+        return out
+    return run
+
+
+def _torch_on_gpu(fn, tf32):
+    def run():
+        import torch
+        flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        try:
+            out = fn()
+            torch.cuda.synchronize()
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+        return out
+    return run
+
+
+def cases(device="cpu"):
+    """The registry for `device` ('cpu': CASES; 'cuda': the same cases on the GPU, forward at
+    batch 1, 16 and 128). Building the list touches no GPU; each case's build() does."""
+    dev = Device(device)
+    return _kernel_cases(dev) + _forward_cases(dev) + _project_cases(dev) + _scan_cases(dev)
+
+
+CASES = cases("cpu")
 
 
 def get_case(name):

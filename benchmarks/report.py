@@ -1,6 +1,8 @@
 """Time zfnet against PyTorch, case by case, on this machine and in this run; print a table.
 
     python benchmarks/report.py [--quick] [--json FILE] [--cases SUBSTRING] [--repeat N]
+    python benchmarks/report.py --device cuda [--json FILE] ...     # on an NVIDIA GPU
+    python benchmarks/report.py --device cuda --dry-run              # list the cases, run nothing
 
 For every case of benchmarks/cases.py: the first zfnet call (JIT compile or Numba-cache load,
 reported separately as `first_s`), then `repeat` timed calls of each side, in alternating blocks (3 per side), keeping
@@ -11,6 +13,12 @@ rate (numpy's sgemm) measured in the same run. Both sides get the same number of
 
 Also: cold start (import + first forward, empty and warm Numba cache) and peak RSS of the batch-16
 forward pass, each in a fresh process, for zfnet and PyTorch.
+
+--device cuda: the same registry on the GPU (benchmarks/cases.py cases("cuda")): zfnet's CUDA
+kernels on device arrays against PyTorch CUDA (cuDNN) in full float32 (TF32 off), the TF32 time
+beside it; GFLOP/s against the card's float32 peak (SMs x FP32 lanes x 2 x clock) and PyTorch's
+float32 GEMM rate. Without a usable GPU (numba-cuda, driver, device, PyTorch CUDA) it stops with one
+line naming what is missing, exit status 2.
 """
 import argparse
 import json
@@ -43,6 +51,46 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
+def gpu_problem():
+    """None where zfnet's CUDA backend and PyTorch CUDA can both run here, else what is missing."""
+    from zfnet.kernels._backend import cuda_problem
+    problem = cuda_problem()
+    if problem:
+        return problem
+    import torch
+    if not torch.cuda.is_available():
+        return f"PyTorch {torch.__version__} sees no CUDA device (install a CUDA build of torch)"
+    return None
+
+
+# FP32 lanes per SM by compute capability major version (NVIDIA's CUDA programming guide tables)
+_FP32_LANES = {6: 64, 7: 64, 8: 128, 9: 128, 10: 128, 12: 128}
+
+
+def gpu_peak_gflops():
+    """(the card's name, its float32 peak GFLOP/s: SMs x FP32 lanes x 2 (FMA) x boost clock)."""
+    from numba import cuda
+    d = cuda.get_current_device()
+    major, minor = d.compute_capability
+    lanes = 64 if (major, minor) == (8, 0) else _FP32_LANES.get(major, 128)     # A100: 64
+    name = d.name.decode() if isinstance(d.name, bytes) else str(d.name)
+    return name, d.MULTIPROCESSOR_COUNT * lanes * 2 * d.CLOCK_RATE * 1e3 / 1e9
+
+
+def torch_cuda_sgemm_gflops(n=8192, repeat=5):
+    """PyTorch's float32 GEMM rate on the GPU with TF32 off, GFLOP/s (best of `repeat`)."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a = torch.randn(n, n, device="cuda")
+    b = torch.randn(n, n, device="cuda")
+
+    def mm():
+        a @ b
+        torch.cuda.synchronize()
+    mm()
+    return 2.0 * n ** 3 / min(_timed(mm) for _ in range(repeat)) / 1e9
+
+
 def time_case(case, repeat, min_time):
     """Build, warm up and time one case; returns a result dict."""
     bench = case.build()
@@ -66,6 +114,10 @@ def time_case(case, repeat, min_time):
     z, t = min(zs), min(ts)
     row = {"case": case.name, "group": case.group, "zfnet_s": z, "torch_s": t, "ratio": z / t,
            "first_s": first, "repeats": len(zs)}
+    if bench.torch_tf32 is not None:         # the GPU: PyTorch with TF32 too, for reference
+        bench.torch_tf32()
+        row["torch_tf32_s"] = min(_timed(bench.torch_tf32) for _ in range(max(3, per_block)))
+        row["ratio_tf32"] = z / row["torch_tf32_s"]
     if bench.flops:
         row["gflops_zfnet"] = bench.flops / z / 1e9
         row["gflops_torch"] = bench.flops / t / 1e9
@@ -170,15 +222,31 @@ def main(argv=None):
     p.add_argument("--no-startup", action="store_true", help="skip the cold-start and memory probes")
     p.add_argument("--no-onnxruntime", action="store_true",
                    help="skip the ONNX Runtime and contention rows (benchmarks/onnxruntime_rows.py)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cpu (Numba vs PyTorch CPU, default) or cuda (zfnet's CUDA kernels vs PyTorch CUDA)")
+    p.add_argument("--dry-run", action="store_true", help="list the cases that would run, run nothing")
     args = p.parse_args(argv)
+
+    from benchmarks.cases import cases as registry
+    cases = [c for c in registry(args.device)
+             if (c.quick or not args.quick) and (not args.cases or args.cases in c.name)]
+    if args.dry_run:
+        for c in cases:
+            print(f"{c.group:8s} {c.name}")
+        print(f"{len(cases)} cases on {args.device}")
+        return 0
+    if args.device == "cuda":
+        problem = gpu_problem()
+        if problem:
+            print(f"report.py: error: --device cuda cannot run here: {problem}", file=sys.stderr)
+            return 2
+        return run_gpu(args, cases)
 
     import numba
     import torch
-    from benchmarks.cases import CASES
     torch.set_num_threads(args.threads)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     repeat = args.repeat or (5 if args.quick else 10)
-    cases = [c for c in CASES if (c.quick or not args.quick) and (not args.cases or args.cases in c.name)]
 
     load_before = os.getloadavg()
     sgemm = sgemm_gflops()
@@ -217,6 +285,28 @@ def onnxruntime_and_contention_rows(args, repeat):
     if not args.quick:
         rows += onnxruntime_rows.contention_rows(args.threads, repeat)
     return rows
+
+
+def run_gpu(args, cases):
+    """The GPU report: every case timed as on the CPU, GFLOP/s against the card's peak."""
+    import numba
+    import torch
+    name, peak = gpu_peak_gflops()
+    sgemm = torch_cuda_sgemm_gflops()
+    print(f"GPU: {name}, float32 peak {peak:.0f} GFLOP/s, PyTorch sgemm (TF32 off) {sgemm:.0f} GFLOP/s; "
+          f"numba {numba.__version__}, torch {torch.__version__} (CUDA {torch.version.cuda})\n")
+    rows = []
+    for case in cases:
+        row = time_case(case, args.repeat or (5 if args.quick else 10), min_time=1.0 if args.quick else 2.0)
+        rows.append(row)
+        print(fmt_table([row], peak).splitlines()[1] + f"  tf32 {row['torch_tf32_s'] * 1e3:8.2f}ms", flush=True)
+    print("\n(the %sgemm column: % of the card's float32 peak)\n" + fmt_table(rows, peak))
+    if args.json:
+        from zfnet.atomic import write_json
+        write_json(args.json, {"device": "cuda", "gpu": name, "peak_gflops": peak, "torch_sgemm_gflops": sgemm,
+                               "quick": args.quick, "versions": {"numba": numba.__version__, "torch": torch.__version__,
+                                                                 "cuda": torch.version.cuda}, "rows": rows})
+    return 0
 
 
 if __name__ == "__main__":

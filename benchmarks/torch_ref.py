@@ -131,7 +131,7 @@ def torch_project(net, x, layer, channel, y, x_, mode="deconvnet", params=None):
         else:
             seed[0, channel] = out[0, channel].detach()
         out.backward(seed)
-    return xt.grad[:1].numpy()
+    return xt.grad[:1].cpu().numpy()
 
 
 def torch_project_graph(net, x, layer, mode="deconvnet", params=None):
@@ -148,4 +148,9 @@ def torch_project_graph(net, x, layer, mode="deconvnet", params=None):
 
 
 def as_numpy(t):
-    return t.detach().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+    """A result as NumPy: a tensor (CPU or CUDA), a CUDA device array, or an array."""
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().numpy()
+    if hasattr(t, "copy_to_host"):
+        return t.copy_to_host()
+    return np.asarray(t)

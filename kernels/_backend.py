@@ -58,7 +58,7 @@ def choose(backend):
         if problem:
             raise ZFNetError(
                 f"the 'cuda' kernel backend cannot run here: {problem}. "
-                f"Use backend='cpu' (Numba) or ZFNET_BACKEND=cpu"
+                f"Use backend='cpu' (Numba), ZFNET_BACKEND=cpu or the command line's --device cpu"
             )
     return name
 

@@ -17,5 +17,9 @@ anything with ``__cuda_array_interface__``, viewed without a copy; device out).
     avg_pool2d.py        one thread per output, float64 window sum
     lrn.py               one thread per element, float64 window sums; backward in two passes
     softmax.py           one thread per vector along the axis
+    tensors.py           the pipeline's small steps between the ops (copies of boxes and channel slices,
+                         sums, ReLU masks, global pool and its adjoint, the average pool's adjoint,
+                         switches re-expressed in a box): one thread per output, twins in
+                         zfnet/net/tensors.py
     _device.py           host/device arrays in and out, checks, launch arithmetic
 """

@@ -3,7 +3,8 @@ where it cannot run is a ZFNetError that says what is missing.
 
 NUMBA_ENABLE_CUDASIM=1 must be set before numba.cuda is imported, so the simulator gets its own
 Python process: it runs the 'cuda' column of test_backends.py and test_cuda_device.py (-k cuda).
-On a machine with a GPU those run in this process too, on the GPU.
+On a machine with a GPU those run in this process too, on the GPU. A second subprocess runs the
+pipeline's tests (tests/net/test_tensors_cuda.py, tests/deconv/test_cuda_pipeline.py) the same way.
 """
 import os
 import re
@@ -37,6 +38,26 @@ def test_cuda_kernels_in_numba_cuda_simulator():
     passed = int(re.search(r"(\d+) passed", summary).group(1))
     assert passed >= EXPECTED_PASSED and "failed" not in summary and "error" not in summary, tail
     assert "no CUDA GPU here" not in run.stdout, tail         # the simulator really ran them
+
+
+# the pipeline on the device: forward + projection end to end, and the device steps between the ops
+PIPELINE = ["net/test_tensors_cuda.py", "deconv/test_cuda_pipeline.py"]
+PIPELINE_PASSED = 12
+
+
+def test_cuda_pipeline_in_numba_cuda_simulator():
+    """forward() and project() with backend='cuda' equal the CPU's, in the simulator."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cuda", "-rs",
+         *(str(HERE.parent / name) for name in PIPELINE)],
+        env=env, cwd=HERE.parent.parent, capture_output=True, text=True, timeout=900,
+    )
+    tail = run.stdout[-6000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    summary = run.stdout.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", summary).group(1))
+    assert passed >= PIPELINE_PASSED and "failed" not in summary and "skipped" not in summary, tail
 
 
 @pytest.mark.skipif(_backend.cuda_problem() is None, reason="a CUDA GPU is present here")

@@ -4,7 +4,8 @@ Each subcommand lives in its own module ``zfnet/cli/<name>.py`` exposing
 ``register(subparsers)``, which adds its parser and sets ``func`` to a function taking the parsed
 arguments and returning an exit code. Errors a user can cause are ``ZFNetError``s: printed as one
 ``zfnet: error: ...`` line, exit status 2; so is every OSError (a full disk, a read-only
-mount, a file where a folder should be), naming the path.
+mount, a file where a folder should be), naming the path. Every command takes
+``--device cpu|cuda`` (cli/_common.py), selected before the command runs.
 """
 import argparse
 import importlib
@@ -13,6 +14,7 @@ import sys
 import warnings
 
 from zfnet import __version__
+from zfnet.cli._common import add_device_argument, use_device
 from zfnet.errors import ZFNetError
 
 
@@ -32,6 +34,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.register(sub)
+    for command in _leaves(sub):
+        add_device_argument(command)          # --device cpu|cuda on every command
     return parser
 
 
@@ -53,10 +57,21 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
+def _leaves(sub):
+    """The parsers that run something: each command's, or its own subcommands' (zfnet weights list)."""
+    for command in sub.choices.values():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            yield from _leaves(nested[0])
+        else:
+            yield command
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        use_device(args)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.func(args) or 0)

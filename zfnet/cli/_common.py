@@ -137,3 +137,21 @@ def print_result(as_json, numbers, summary, paths):
             print(line)
         for path in paths:
             print(path)
+
+
+def add_device_argument(p):
+    """--device cpu|cuda: where the kernels run (default: $ZFNET_BACKEND, else cpu)."""
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="run the kernels on the CPU (Numba) or an NVIDIA GPU (numba.cuda; needs "
+                        "pip install 'zfnet[cuda]', a GPU and its driver); default $ZFNET_BACKEND, else cpu")
+
+
+def use_device(args):
+    """Select --device for the whole command: a ZFNetError (exit 2) naming what is missing when
+    'cuda' cannot run here (no numba-cuda, no driver, no GPU)."""
+    from zfnet import kernels
+    device = getattr(args, "device", None)
+    if device is not None:
+        kernels.set_backend(device)
+    elif kernels.get_backend() == "cuda":
+        kernels.set_backend("cuda")             # ZFNET_BACKEND=cuda: checked before any work

@@ -30,6 +30,11 @@ Everything else is the adjoint (transpose) of the forward op, i.e. what back-pro
 
 Where a tensor feeds several layers (SqueezeNet's squeeze output feeds both expand
 convolutions) the walk sums the signals the branches send back, as back-propagation does.
+
+On the GPU (ctx.device) the signals, activations and switches are device arrays: the ops run on
+the CUDA kernels, the weights come from Net.device_param, and the array steps in between (crop,
+paste, mask, sums, the pooling adjoints) go through zfnet/net/tensors.py, whose NumPy branch is
+what the rules below did on the host.
 """
 from dataclasses import dataclass
 
@@ -37,6 +42,7 @@ import numpy as np
 
 from zfnet import kernels
 from zfnet.errors import ZFNetError
+from zfnet.net import tensors
 from zfnet.deconv.crop import box_shape, crop, expand, full_box, local_switches, paste
 from zfnet.deconv.modes import DECONVNET, Mode
 
@@ -58,6 +64,13 @@ class Context:
     mode: Mode = DECONVNET  # modes.py: rectify? mask?
     lrn: str = "identity"
     backend: object = None
+    device: bool = False  # the signals and forward tensors are CUDA device arrays
+
+    def weight(self, layer, transposed=False):
+        """`layer`'s weight: the NumPy array, or its device copy (uploaded once per network)."""
+        if self.device:
+            return self.net.device_param(f"{layer}.weight", transposed)
+        return self.net.weight(layer)
 
     def is_full(self, name):
         return self.plan[name] == full_box(self.shapes[name])
@@ -74,7 +87,7 @@ class Context:
         if np.all(self.images == self.images[0]):
             i = int(self.images[0])
             return a[i:i + 1]
-        return a[self.images]
+        return tensors.take(a, [int(i) for i in self.images])
 
     def forward(self, name, box):
         """The forward activation `name` for the seeds' images, cut to `box`: (K or 1, C, h, w)."""
@@ -83,14 +96,12 @@ class Context:
     def forward_switches(self, pool, box, k):
         """Switches of max-pool `pool` for the seeds' images on its output `box`: (k, C, h', w')."""
         switches = crop(self._gather(self.switches, pool, "switches of max-pool"), box)
-        if switches.shape[0] == k:
-            return switches
-        return np.ascontiguousarray(np.broadcast_to(switches, (k,) + switches.shape[1:]))
+        return tensors.repeat(switches, k)
 
 
 def _repeat(a, k):
     # (1, ...) -> (k, ...) where a kernel needs matching batch sizes
-    return a if a.shape[0] == k else np.ascontiguousarray(np.broadcast_to(a, (k,) + a.shape[1:]))
+    return tensors.repeat(a, k)
 
 
 def _moved(g, layer, name, ctx):
@@ -111,7 +122,7 @@ def conv_back(layer, g, ctx):
     the part on the input's box is kept (the rest lies in the padding).
     """
     (name,) = layer.inputs
-    w = ctx.net.weight(layer.name)
+    w = ctx.weight(layer.name)
     if ctx.is_full(layer.name) and ctx.is_full(name):
         H, W = ctx.shapes[name][1:]
         return [kernels.conv_transpose2d(g, w, layer.stride, layer.padding, layer.groups,
@@ -128,8 +139,8 @@ def relu_back(layer, g, ctx):
     out = kernels.relu(g, backend=ctx.backend) if ctx.mode.rectify else g
     if ctx.mode.mask:
         # the forward mask [x > 0] of this ReLU's input, on the signal's box
-        out = np.where(ctx.forward(name, ctx.plan[layer.name]) > 0, out, np.float32(0))
-    return [_moved(np.ascontiguousarray(out, dtype=np.float32), layer, name, ctx)]
+        out = tensors.mask_positive(out, ctx.forward(name, ctx.plan[layer.name]))
+    return [_moved(tensors.contiguous(out), layer, name, ctx)]
 
 
 def maxpool_back(layer, g, ctx):
@@ -156,6 +167,9 @@ def avgpool_back(layer, g, ctx):
     H, W = ctx.shapes[name][1:]
     (KH, KW), (sy, sx), (py, px) = layer.kernel_size, layer.stride, layer.padding
     a, b, c, d = ctx.plan[layer.name]
+    if ctx.device:
+        from zfnet.kernels.cuda.tensors import avgpool_back as on_device
+        return [on_device(g, (KH, KW, sy, sx, py, px, H, W, a, c, layer.count_include_pad), ctx.plan[name])]
     y0, y1, x0, x1 = ctx.plan[name]
     dx = np.zeros(g.shape[:2] + (y1 - y0, x1 - x0), np.float32)                       # (K, C, h, w)
     for i in range(a, b):
@@ -179,7 +193,7 @@ def gap_back(layer, g, ctx):
     """Global average pool: g (K, C, 1, 1) -> g / (H*W) at every position, (K, C, H, W)."""
     (name,) = layer.inputs
     C, H, W = ctx.shapes[name]
-    return [np.ascontiguousarray(np.broadcast_to(g / np.float32(H * W), g.shape[:2] + (H, W)))]
+    return [tensors.spread(g, (H, W))]
 
 
 def lrn_back(layer, g, ctx):
@@ -207,7 +221,7 @@ def concat_back(layer, g, ctx):
     out, c0 = [], 0
     for name in layer.inputs:
         c1 = c0 + ctx.shapes[name][0]
-        piece = np.ascontiguousarray(g[:, c0:c1])                                        # (K, C_i, h, w)
+        piece = tensors.contiguous(g[:, c0:c1])                                          # (K, C_i, h, w)
         out.append(_moved(piece, layer, name, ctx))
         c0 = c1
     return out
@@ -221,12 +235,13 @@ def dropout_back(layer, g, ctx):
 def flatten_back(layer, g, ctx):
     """(K, C*H*W) -> (K, C, H, W), the inverse of the forward reshape."""
     (name,) = layer.inputs
-    return [g.reshape((g.shape[0],) + tuple(ctx.shapes[name]))]
+    return [tensors.contiguous(g).reshape((g.shape[0],) + tuple(ctx.shapes[name]))]
 
 
 def linear_back(layer, g, ctx):
     """The transposed fully connected layer: (K, O) @ w (O, I) -> (K, I). No bias."""
-    return [np.matmul(g, ctx.net.weight(layer.name))]                                   # (K, I)
+    w_t = ctx.weight(layer.name, transposed=True) if ctx.device else None           # (I, O) on the GPU
+    return [tensors.matmul_wt(g, ctx.weight(layer.name), w_t)]                          # (K, I)
 
 
 def softmax_back(layer, g, ctx):

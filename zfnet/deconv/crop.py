@@ -23,6 +23,7 @@ paths differ only in these boxes, and tests check that they give the same projec
 """
 import numpy as np
 
+from zfnet.net import tensors
 from zfnet.net.receptive import layer_window
 
 
@@ -139,12 +140,12 @@ def paste(z, y0, x0, box):
     bh, bw = box_shape(box)
     if (y0, x0) == (box[0], box[2]) and z.shape[2:] == (bh, bw):
         return z
-    out = np.zeros(z.shape[:2] + (bh, bw), np.float32)                  # (K, C, bh, bw)
+    out = tensors.zeros(tuple(z.shape[:2]) + (bh, bw), z)               # (K, C, bh, bw)
     # the overlap, in full-plane coordinates
     t, b = max(y0, box[0]), min(y0 + z.shape[2], box[1])
     l, r = max(x0, box[2]), min(x0 + z.shape[3], box[3])
     if t < b and l < r:
-        out[:, :, t - box[0]:b - box[0], l - box[2]:r - box[2]] = z[:, :, t - y0:b - y0, l - x0:r - x0]
+        tensors.assign(out[:, :, t - box[0]:b - box[0], l - box[2]:r - box[2]], z[:, :, t - y0:b - y0, l - x0:r - x0])
     return out
 
 
@@ -152,7 +153,7 @@ def crop(a, box):
     """a (K, C, H, W) cut to `box` -> (K, C, h, w), C-contiguous (None box: a itself)."""
     if box is None:
         return a
-    return np.ascontiguousarray(a[:, :, box[0]:box[1], box[2]:box[3]])
+    return tensors.contiguous(a[:, :, box[0]:box[1], box[2]:box[3]])
 
 
 def local_switches(switches, in_box, in_w):
@@ -163,6 +164,9 @@ def local_switches(switches, in_box, in_w):
     (window_back holds every window), so the result is in [0, box area). int32 arithmetic (a
     plane has far fewer than 2^31 positions) is twice as fast as int64 here.
     """
+    if tensors.is_device(switches):
+        from zfnet.kernels.cuda.tensors import local_switches as on_device
+        return on_device(switches, in_box, in_w)
     wb = in_box[3] - in_box[2]
     s = switches.astype(np.int32)
     h = s // np.int32(in_w)

@@ -25,12 +25,19 @@ in the unit's receptive field (crop.py): the same numbers as the dense walk (tes
 and much less work. On chain networks (ZFNet, AlexNet, VGG) in the deconvnet and guided modes
 that walk also skips the signal's zeros (sparse.py). Whole maps and units of flat layers always walk the whole planes, K seeds
 at a time.
+
+On the GPU (backend="cuda", or a device array x) the dense and cropped walks run on device arrays
+(weights uploaded once per network, the forward pass's activations and switches left on the
+device); the projections come back as NumPy for a NumPy x, as device arrays for a device x. The
+sparse walk has no CUDA kernels: single units take the cropped walk there (the same numbers).
+A forward_result of NumPy arrays is uploaded tensor by tensor, as the walk reads it.
 """
 import numpy as np
 
 from zfnet.errors import ZFNetError
 from zfnet.kernels import serial
-from zfnet.net.forward import check_input, forward
+from zfnet.net import tensors
+from zfnet.net.forward import check_input, forward, on_backend
 from zfnet.net.graph import INPUT
 from zfnet.deconv.backward import LRN_RULES, Context, backward
 from zfnet.deconv.modes import as_mode
@@ -78,30 +85,28 @@ def walk(ctx, arch, start, seed):
             continue                    # nothing arrived here, or it reads only padding below
         for name, g_in in zip(layer.inputs, backward(layer, g, ctx)):
             # a tensor read by several layers receives the sum of their signals
-            signals[name] = g_in if name not in signals else signals[name] + g_in
+            signals[name] = g_in if name not in signals else tensors.add(signals[name], g_in)
     return signals.get(INPUT)
 
 
 def _seed(act, units, box):
     """Seed signals (K, C, h, w) or (K, F): the chosen activations, every other one zero.
 
-    act: the layer's forward activations (N, C, H, W) or (N, F); box: where the seed lives
-    (the unit's own 1x1 box on the cropped path, the whole plane on the dense one).
+    act: the layer's forward activations (N, C, H, W) or (N, F), NumPy or device; box: where the
+    seed lives (the unit's own 1x1 box on the cropped path, the whole plane on the dense one).
     """
-    K = len(units)
-    if act.ndim == 2:
-        seed = np.zeros((K, act.shape[1]), np.float32)                               # (K, F)
-        for k, u in enumerate(units):
-            seed[k, u.channel] = act[u.image, u.channel]
-        return seed
-    y0, y1, x0, x1 = box
-    seed = np.zeros((K, act.shape[1], y1 - y0, x1 - x0), np.float32)                 # (K, C, h, w)
+    K, flat = len(units), len(act.shape) == 2
+    a = act.reshape(act.shape[0], act.shape[1], 1, 1) if flat else act              # (N, C, H, W)
+    y0, y1, x0, x1 = (0, 1, 0, 1) if flat else box
+    seed = tensors.zeros((K, a.shape[1], y1 - y0, x1 - x0), act)                      # (K, C, h, w)
     for k, u in enumerate(units):
-        if u.is_position:
-            seed[k, u.channel, u.y - y0, u.x - x0] = act[u.image, u.channel, u.y, u.x]
-        else:
-            seed[k, u.channel] = act[u.image, u.channel]
-    return seed
+        c = u.channel
+        if u.is_position:       # one activation, at its place in the box
+            tensors.assign(seed[k:k + 1, c:c + 1, u.y - y0:u.y - y0 + 1, u.x - x0:u.x - x0 + 1],
+                           a[u.image:u.image + 1, c:c + 1, u.y:u.y + 1, u.x:u.x + 1])
+        else:                   # the whole map (box = the whole plane), or one unit of a flat layer
+            tensors.assign(seed[k:k + 1, c:c + 1], a[u.image:u.image + 1, c:c + 1])
+    return seed.reshape(K, a.shape[1]) if flat else seed                              # (K, F) if flat
 
 
 def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, forward_result=None,
@@ -127,10 +132,15 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     start = seed_tensor(arch, layer)
     units = as_units(units)
     check_units(units, layer, arch.shapes[start], x.shape[0])
+    backend, run_x = on_backend(x, backend)
+    device = backend == "cuda"
     if forward_result is None:
-        forward_result = forward(net, x, keep="all", upto=layer, backend=backend)
-    act = forward_result.outputs.get(start)
-    if act is None or act.shape != (x.shape[0],) + arch.shapes[start]:
+        forward_result = forward(net, run_x, keep="all", upto=layer, backend=backend)
+    outputs, switches = forward_result.outputs, forward_result.switches
+    if device:
+        outputs, switches = _Uploaded(outputs), _Uploaded(switches)
+    act = outputs.get(start)
+    if act is None or tuple(act.shape) != (x.shape[0],) + arch.shapes[start]:
         raise ZFNetError(
             f"forward_result does not hold {start!r} for this x (shape {x.shape}); pass "
             f"forward(net, x, keep='all') of the same x, or leave forward_result out"
@@ -138,11 +148,11 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     warn_dead(act, units, layer)
 
     def context(plan, images):
-        return Context(net, arch.shapes, plan, forward_result.outputs, forward_result.switches,
-                       np.asarray(images, dtype=np.int64), mode, lrn, backend)
+        return Context(net, arch.shapes, plan, outputs, switches,
+                       np.asarray(images, dtype=np.int64), mode, lrn, backend, device)
 
     H, W = x.shape[2:]
-    out = np.zeros((len(units), 3, H, W), np.float32)                                # (K, 3, H, W)
+    out = tensors.zeros((len(units), 3, H, W), run_x)                                # (K, 3, H, W)
     spatial = len(arch.shapes[start]) == 3
     cropped = [k for k, u in enumerate(units) if crop and spatial and u.is_position]
     dense = [k for k in range(len(units)) if k not in set(cropped)]
@@ -150,14 +160,13 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     # single units: each on its own receptive-field boxes, skipping zeros where the network is a
     # chain (sparse.py), else by the rules of backward.py on one core (the ops are small: waking
     # worker threads would cost more than they save, see kernels/_threads.py)
-    fast = bool(cropped) and sparse.supports(arch, start, mode, lrn)
+    fast = bool(cropped) and not device and sparse.supports(arch, start, mode, lrn)
     with serial():
         for k in cropped:
             u = units[k]
             plan = unit_plan(arch, start, u.y, u.x, lrn)
             if fast:
-                signal = sparse.walk_unit(net, arch, plan, start, forward_result.outputs,
-                                          forward_result.switches, u, mode)          # (3, h, w)
+                signal = sparse.walk_unit(net, arch, plan, start, outputs, switches, u, mode)  # (3, h, w)
                 if signal is not None:
                     y0, y1, x0, x1 = plan[INPUT]
                     out[k, :, y0:y1, x0:x1] = signal
@@ -165,7 +174,7 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
             signal = walk(context(plan, [u.image]), arch, start, _seed(act, [u], plan[start]))
             if signal is not None:
                 box = plan[INPUT]
-                out[k] = paste(signal, box[0], box[2], full_box(arch.input_shape))[0]
+                tensors.assign(out[k:k + 1], paste(signal, box[0], box[2], full_box(arch.input_shape)))
 
     # whole maps, flat units (and every unit with crop=False): whole planes, CHUNK seeds at a time
     plan = dense_plan(arch, start)
@@ -173,5 +182,23 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
         ks = dense[i:i + CHUNK]
         chunk = [units[k] for k in ks]
         seed = _seed(act, chunk, plan[start])
-        out[ks] = walk(context(plan, [u.image for u in chunk]), arch, start, seed)
-    return out
+        signal = walk(context(plan, [u.image for u in chunk]), arch, start, seed)    # (len(ks), 3, H, W)
+        for j, k in enumerate(ks if signal is not None else ()):     # None: nothing reaches the pixels
+            tensors.assign(out[k:k + 1], signal[j:j + 1])
+    return tensors.to_caller(out, not tensors.is_device(x))
+
+
+class _Uploaded(dict):
+    """{name: device array}: the arrays of `source` (a forward result's dict), each copied to the
+    device the first time the walk reads it (device arrays are taken as they are)."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def __missing__(self, name):
+        value = self[name] = tensors.to_device(self.source[name])     # KeyError: not in the result
+        return value
+
+    def get(self, name, default=None):
+        return self[name] if name in self.source else default

@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from zfnet.errors import ZFNetError
+from zfnet.net import tensors
 
 
 class DeadMapWarning(UserWarning):
@@ -101,7 +102,7 @@ def top_maps(act, image, k, whole=False):
 
 def is_dead_map(act, image, channel):
     """True when every activation of map `channel` of `image` is exactly zero."""
-    return not np.any(act[image, channel])
+    return not np.any(tensors.to_host(act[image, channel]))
 
 
 def as_units(units):
@@ -158,7 +159,7 @@ def check_units(units, layer, shape, batch):
 def warn_dead(act, units, layer):
     """Warn (DeadMapWarning) for every unit whose whole map is zero: its projection is zero."""
     for u in units:
-        if act.ndim == 4 and is_dead_map(act, u.image, u.channel):
+        if len(act.shape) == 4 and is_dead_map(act, u.image, u.channel):
             warnings.warn(
                 f"map {u.channel} of layer {layer!r} is all zeros for image {u.image} (a dead map for "
                 f"this image): its projection is all zeros; pick another map",

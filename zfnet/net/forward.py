@@ -14,14 +14,21 @@ forward() walks a plan (plan.py): the layer specs turned once into steps, where 
 the ReLU above it, a max-pool the ReLU below it, and a conv may write straight into its concat's
 output: the same numbers bit for bit. fuse=False walks the layers one at a time, the reference.
 Every step runs through one function, run_step -> apply_layer (one layer's rule on the kernels).
+
+On the GPU (backend="cuda", or a device array x) the same plan runs on device arrays: x is
+copied up once (a NumPy x), the weights are uploaded once per network (Net.device_param), every
+activation and switch stays on the device, and only the result crosses back. The rule: the
+result (kept activations, switches) is where x was: NumPy for a NumPy x, device arrays for a
+device x (numba's; a CuPy array or PyTorch CUDA tensor is viewed without a copy). The steps that
+are not ops (concat, flatten, global average pool) run through zfnet/net/tensors.py.
 """
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from zfnet import kernels
 from zfnet.errors import ZFNetError
 from zfnet.kernels import check_array
+from zfnet.kernels._backend import choose
+from zfnet.net import tensors
 from zfnet.net.graph import INPUT
 from zfnet.net.plan import plan
 
@@ -45,20 +52,30 @@ class ForwardResult:
             ) from None
 
 
-def _gap(x):
-    # (N, C, H, W) -> (N, C, 1, 1): mean over each feature map, accumulated in float64 then cast.
-    return x.mean(axis=(2, 3), dtype=np.float64, keepdims=True).astype(np.float32)
-
-
 def _fill(layer, inputs, out, filled):
     # concat into `out` (N, C, H, W): copy each input not already in its channels
     first = 0
     for name, x in zip(layer.inputs, inputs):
         c = x.shape[1]
         if name not in filled:
-            out[:, first:first + c] = x
+            tensors.assign(out[:, first:first + c], x)
         first += c
     return out
+
+
+def _concat(layer, inputs):
+    # (N, C_1 + C_2 + ..., H, W), where the inputs live
+    x = inputs[0]
+    shape = (x.shape[0], sum(a.shape[1] for a in inputs)) + tuple(x.shape[2:])
+    return _fill(layer, inputs, tensors.empty(shape, x), ())
+
+
+def _param(net, layer, tensor, device):
+    # a weight or bias (None: no bias): the NumPy array, or its device copy (uploaded once)
+    key = f"{layer.name}.{tensor}"
+    if key not in net.params:
+        return None
+    return net.device_param(key) if device else net.params[key]
 
 
 def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out=None, relu_input=False,
@@ -73,10 +90,10 @@ def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out
     filled (concat with out): the inputs already in `out` (their convs wrote there); the others
     are copied in.
     """
-    op = layer.op
+    op, device = layer.op, tensors.is_device(inputs[0])
     if op == "conv":
         (x,) = inputs
-        return kernels.conv2d(x, net.weight(layer.name), net.bias(layer.name), layer.stride,
+        return kernels.conv2d(x, _param(net, layer, "weight", device), _param(net, layer, "bias", device), layer.stride,
                               layer.padding, layer.groups, backend=backend, relu=relu, out=out)
     if op == "relu":
         return kernels.relu(inputs[0], backend=backend)
@@ -92,27 +109,31 @@ def apply_layer(layer, inputs, net, switches=None, backend=None, relu=False, out
         return kernels.avg_pool2d(inputs[0], layer.kernel_size, layer.stride, layer.padding,
                                   layer.ceil_mode, layer.count_include_pad, backend=backend)
     if op == "gap":
-        return _gap(inputs[0])
+        return tensors.gap(inputs[0])
     if op == "lrn":
         return kernels.lrn(inputs[0], layer.size, layer.alpha, layer.beta, layer.k,
                            layer.within_channel, backend=backend)
     if op == "concat":
-        return np.concatenate(inputs, axis=1) if out is None else _fill(layer, inputs, out, filled)
+        return _concat(layer, inputs) if out is None else _fill(layer, inputs, out, filled)
     if op == "dropout":
         return inputs[0]
     if op == "flatten":
-        x = inputs[0]
-        return np.ascontiguousarray(x.reshape(x.shape[0], -1))   # (N, C*H*W)
+        return tensors.flat(inputs[0])                          # (N, C*H*W)
     if op == "linear":
-        return kernels.linear(inputs[0], net.weight(layer.name), net.bias(layer.name), backend=backend)
+        return kernels.linear(inputs[0], _param(net, layer, "weight", device), _param(net, layer, "bias", device),
+                              backend=backend)
     if op == "softmax":
         return kernels.softmax(inputs[0], axis=1, backend=backend)
     raise ZFNetError(f"layer {layer.name!r}: no forward rule for op {op!r}")
 
 
 def check_input(net, x):
-    """x must be (N, C, H, W) float32 with the architecture's channel count."""
-    check_array(x, "x", 4)
+    """x must be (N, C, H, W) float32 with the architecture's channel count (NumPy or device)."""
+    if tensors.is_device(x):
+        from zfnet.kernels.cuda._device import check_device_array
+        check_device_array(tensors.to_device(x), "x", 4)
+    else:
+        check_array(x, "x", 4)
     c = net.arch.input_shape[0]
     if x.shape[1] != c:
         raise ZFNetError(f"{net.arch.name} takes {c}-channel input, got x of shape {x.shape}")
@@ -134,7 +155,7 @@ def run_step(step, live, net, switches=None, backend=None):
         # this conv's channels of the concat's output, allocated by the first conv that writes there
         concat, first, stop, shape = step.into
         if concat not in live:
-            live[concat] = np.empty((inputs[0].shape[0], *shape), np.float32)      # (N, C, H, W)
+            live[concat] = tensors.empty((inputs[0].shape[0], *shape), inputs[0])  # (N, C, H, W)
         out = live[concat][:, first:stop]                                          # (N, F, H', W')
     elif step.filled:
         out = live[step.name]
@@ -155,15 +176,29 @@ def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True
     shows the steps.
     """
     check_input(net, x)
-    p = plan(net.arch, x.shape[1:], keep, upto, switches, fuse)
+    backend, run_x = on_backend(x, backend)
+    p = plan(net.arch, tuple(x.shape[1:]), keep, upto, switches, fuse)
     result = ForwardResult(output_name=p.output)
-    if p.keep_input:
-        result.outputs[INPUT] = x
-    live = {INPUT: x}
+    live = {INPUT: run_x}
     for step in p.steps:
         y = live[step.name] = run_step(step, live, net, result.switches if p.switches else None, backend)
         if step.keep:
             result.outputs[step.name] = y
         for name in step.drop:
             live.pop(name, None)
+    host = not tensors.is_device(x)
+    result.outputs = {n: tensors.to_caller(a, host) for n, a in result.outputs.items()}
+    result.switches = {n: tensors.to_caller(a, host) for n, a in result.switches.items()}
+    if p.keep_input:
+        result.outputs = {INPUT: x, **result.outputs}
     return result
+
+
+def on_backend(x, backend):
+    """(the backend name, x where it runs): a NumPy x copied to the device once for 'cuda'; a
+    device x runs on 'cuda' (another explicit backend is an error)."""
+    name = choose("cuda" if backend is None and tensors.is_device(x) else backend)
+    if tensors.is_device(x) and name != "cuda":
+        raise ZFNetError(f"x is a CUDA device array: run it with backend='cuda', not {name!r} "
+                         f"(or pass a NumPy array)")
+    return name, (tensors.to_device(x) if name == "cuda" else x)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from zfnet.errors import ZFNetError
-from zfnet.kernels import frozen
+from zfnet.kernels import frozen, prepared
 from zfnet.net.spec import layer_from_dict, layer_to_dict
 
 INPUT = "data"
@@ -158,6 +158,15 @@ class Net:
 
     def bias(self, layer):
         return self.params.get(f"{layer}.bias")
+
+    def device_param(self, key, transposed=False):
+        """params[key] ("conv1.weight") as a CUDA device array, uploaded once and kept while the
+        array lives (kernels.prepared, keyed on the frozen array: a new array is uploaded anew).
+        transposed=True: a 2-D weight's transpose, C-contiguous (the deconvnet's fc rule)."""
+        from zfnet.net.tensors import to_device
+        if transposed:
+            return prepared(self.params[key], "cuda-transposed", lambda a: to_device(np.ascontiguousarray(a.T)))
+        return prepared(self.params[key], "cuda", to_device)
 
     @classmethod
     def random(cls, arch, seed=0, meta=None):
