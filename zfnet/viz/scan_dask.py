@@ -63,14 +63,30 @@ def worker_env(n_workers, cores=None):
     return {name: str(threads) for name in THREAD_VARIABLES}
 
 
-def local_cluster(n_workers):
-    """A LocalCluster of n_workers worker processes on this machine, one thread each."""
+def local_cluster(n_workers, threads=None):
+    """A LocalCluster of n_workers worker processes on this machine, one thread each (Dask's),
+    each with `threads` Numba/BLAS threads (default: the cores shared out, worker_env)."""
     distributed = require_dask("--workers")
+    import dask
     if not isinstance(n_workers, int) or n_workers < 1:
         raise ZFNetError(f"--workers must be a positive number of worker processes, got {n_workers!r}")
-    return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=":0" if dashboard_available() else None,
-                                    env=worker_env(n_workers), silence_logs=40)
+    env = worker_env(n_workers) if threads is None else worker_env(1, threads)
+    # The nanny sets its pre-spawn variables (by default OPENBLAS/OMP_NUM_THREADS=1, and values
+    # already in this process's environment win) before it starts a worker: BLAS reads them
+    # once, at import, so ours must be among them.
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        pre = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **env}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}):
+            return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=":0", env=env, silence_logs=40)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -121,7 +137,7 @@ def scan_on_cluster(client, net, shards, wanted, batch_size, crop, load, run):
     if not shards:
         run.start()
         return
-    net_f = client.scatter(net, broadcast=True)
+    net_f = client.scatter(net, broadcast=True, hash=False)   # a key of its own per scan
     pending = {}
     for paths in shards:
         f = client.submit(scan_shard_layers, net_f, paths, wanted, batch_size, crop, load, pure=True)
@@ -142,7 +158,7 @@ def map_images(client, func, net, jobs):
     from distributed import as_completed
     if not jobs:
         return
-    net_f = client.scatter(net, broadcast=True)
+    net_f = client.scatter(net, broadcast=True, hash=False)   # a key of its own per scan
     index = {}
     for i, job in enumerate(jobs):
         f = client.submit(func, net_f, *job, pure=True)
