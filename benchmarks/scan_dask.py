@@ -82,7 +82,7 @@ def throughput(args):
                      "all_seconds": [r[0] for r in runs], "client_peak_rss_mb": best[2]})
         print(f"  {name}: {best[1]} images in {best[0]:.1f} s ({best[1] / best[0]:.2f} images/s)", flush=True)
 
-    measure("in process", None, 0)
+    measure("in process", None, 256)
     for n in (1, 2):
         cluster = local_cluster(n)
         client = Client(cluster)

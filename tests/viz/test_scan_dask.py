@@ -181,6 +181,9 @@ def test_clear_errors_without_dask_or_cluster(monkeypatch, tmp_path, rng):
     assert main(args + ["--workers", "0"]) == 2
     assert main(args + ["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"]) == 2
     assert main(args + ["--shard-size", "0"]) == 2
+    filters = ["filters", "--images", str(tmp_path / "imgs"), "--filter", "1", "--out", str(tmp_path / "f"),
+               "--model", str(tmp_path / "tiny.safetensors")]
+    assert main(filters + ["--scheduler", "tcp://127.0.0.1:9"]) == 2                # filters scans on Dask too
     assert len(paths) == 2
 
 
