@@ -42,11 +42,12 @@ from zfnet.image import to_display
 from zfnet.net.forward import forward
 from zfnet.net.receptive import receptive_field
 from zfnet.viz import grid
+from zfnet.viz.scan import scan, scan_layers  # noqa: F401  (topk.scan: the scan behind the figures)
 from zfnet.viz.scan_state import check_unchanged, check_weights
 from zfnet.viz.shard import load_input
 from zfnet.viz.topk_page import write_topk_page
 
-__all__ = ["TopUnit", "top_units", "units_by_image", "iter_projections", "project_image_units",
+__all__ = ["scan", "scan_layers", "TopUnit", "top_units", "units_by_image", "iter_projections", "project_image_units",
            "project_topk", "image_cells", "place_in_field", "unit_cells", "map_block", "render_topk", "topk_json", "layer_slug"]
 
 UNITS_PER_CALL = 32   # projections computed per call to project (bounds the (K, 3, H, W) buffer)
