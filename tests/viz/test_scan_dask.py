@@ -187,6 +187,24 @@ def test_clear_errors_without_dask_or_cluster(monkeypatch, tmp_path, rng):
     assert len(paths) == 2
 
 
+def test_cli_on_a_running_cluster(client, tmp_path, rng, capsys):
+    from zfnet.cli import main
+    from zfnet.weights import save_net
+    save_net(tiny_net(), tmp_path / "tiny.safetensors")
+    write_images(tmp_path / "imgs", 5, rng)
+    common = ["topk", "--model", str(tmp_path / "tiny.safetensors"), "--images", str(tmp_path / "imgs"),
+              "--layer", "relu2", "--maps", "all", "--k", "3", "--batch", "1", "--scan-only", "--json"]
+    assert main(common + ["--out", str(tmp_path / "here")]) == 0
+    here = json.loads(capsys.readouterr().out)
+    assert main(common + ["--out", str(tmp_path / "there"), "--scheduler", client.scheduler.address,
+                          "--shard-size", "2"]) == 0
+    captured = capsys.readouterr()
+    assert f"Dask cluster {client.scheduler.address}: 2 worker(s)" in captured.err
+    assert "3 shard(s)" in captured.err
+    assert json.loads(captured.out)["maps"] == here["maps"]
+    assert client.status == "running"                       # the command closed its own client only
+
+
 def test_cli_on_local_workers_equals_in_process(tmp_path, rng, capsys):
     from zfnet.cli import main
     from zfnet.weights import save_net
