@@ -48,10 +48,38 @@ IMAGES_HELP = ("folders of images (searched recursively), images, text files lis
 
 
 def add_scan_arguments(p, images_required, restart_help):
-    """--images, --batch and --restart."""
+    """--images, --batch, --restart and the cluster options (--workers, --scheduler, --shard-size)."""
     p.add_argument("--images", required=images_required, default=None, nargs="+", metavar="PATH", help=IMAGES_HELP)
     p.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--restart", action="store_true", help=restart_help)
+    g = p.add_argument_group("scanning on a Dask cluster (pip install 'zfnet[dask]'; workers read the images by path)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="start a local cluster of N worker processes (one thread each) and scan on it")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="scan on the running Dask cluster whose scheduler is at this address")
+    g.add_argument("--shard-size", type=int, default=256, metavar="N",
+                   help="images per task on the cluster (default 256); each finished shard is saved")
+
+
+def cluster_client(args):
+    """A context manager: the Dask client that --workers/--scheduler ask for (its cluster's
+    description and dashboard printed on stderr), or None to scan in process."""
+    import contextlib
+
+    from zfnet.errors import ZFNetError
+
+    @contextlib.contextmanager
+    def client():
+        if args.shard_size < 1:
+            raise ZFNetError(f"--shard-size must be at least 1, got {args.shard_size}")
+        if args.workers is None and args.scheduler is None:
+            yield None
+            return
+        from zfnet.viz.scan_dask import connect, describe
+        with connect(args.scheduler, args.workers) as c:
+            print(describe(c), file=sys.stderr)
+            yield c
+    return client()
 
 
 def collect_args(values):
@@ -87,8 +115,9 @@ def note_k(k, n_images):
 
 
 def progress_bar(desc, unit):
-    """(update(n, total=None), close()): a tqdm bar on stderr, made on the first report (when
-    the total is known)."""
+    """(update(n, total=None), close()): a tqdm bar on stderr (its rate: images per second),
+    made on the first report (when the total is known). update.shards(done, total) shows the
+    shards done beside it."""
     from tqdm import tqdm
     state = {}
 
@@ -97,9 +126,14 @@ def progress_bar(desc, unit):
             state["bar"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
         state["bar"].update(n)
 
+    def shards(done, total):
+        if "bar" in state:
+            state["bar"].set_postfix_str(f"shards {done}/{total}")
+
     def close():
         if "bar" in state:
             state["bar"].close()
+    update.shards = shards
     return update, close
 
 
@@ -108,7 +142,8 @@ def print_scan(res):
     state = res.state
     note = f" (resumed; {res.not_in_collection} earlier images not in this collection)" if res.not_in_collection \
         else (" (resumed)" if res.resumed else "")
-    print(f"scanned {res.scanned} new image(s) in {res.seconds:.1f} s ({res.images_per_s:.2f} images/s){note}; "
+    shards = f", {res.shards} shard(s)" if res.shards else ""
+    print(f"scanned {res.scanned} new image(s) in {res.seconds:.1f} s ({res.images_per_s:.2f} images/s{shards}){note}; "
           f"{len(state.images)} scanned in all, {len(state.skipped)} skipped", file=sys.stderr)
     for s in res.skipped:
         print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)

@@ -4,7 +4,7 @@ import json
 import sys
 
 from zfnet.cli._common import add_model_argument, check_limits, check_out_dir
-from zfnet.cli._scan import add_scan_arguments, collect_args, note_k, print_scan, progress_bar
+from zfnet.cli._scan import add_scan_arguments, cluster_client, collect_args, note_k, print_scan, progress_bar
 
 EXAMPLE = """\
 example:
@@ -51,8 +51,11 @@ def _scan_filter(net, images, layer, out, args):
     from zfnet.viz.scan_state import STATE_FILE
     update, close = progress_bar(f"scan {layer} filter {args.filter}", "img")
     try:
-        res = scan(net, images, layer, [args.filter], k=args.k, state_path=out / f"filter{args.filter}_{STATE_FILE}",
-                   batch_size=args.batch, restart=args.restart, progress=update)
+        with cluster_client(args) as client:       # --workers / --scheduler: the scan runs on Dask
+            res = scan(net, images, layer, [args.filter], k=args.k,
+                       state_path=out / f"filter{args.filter}_{STATE_FILE}", batch_size=args.batch,
+                       restart=args.restart, progress=update, client=client, shard_size=args.shard_size,
+                       on_shard=update.shards)
     finally:
         close()
     print_scan(res)

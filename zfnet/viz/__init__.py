@@ -9,6 +9,8 @@
     summary.py   the mergeable top-k summary, its tie rule and merge,
     scan_state.py  the saved state (checkpoint, resume checks),
     scan.py      the in-process driver (batches as shards, loader threads, a checkpoint a batch)
+    scan_dask.py   the same shards as tasks on a Dask cluster (optional: zfnet[dask])
+    layer_sets.py  --layer lists and named sets ("stages")
     topk.py      Fig. 2: top-k units per feature map, their projections and patches, the figures
     topk_page.py   the page of a top-k render (index.html)
     occlusion.py, invariance.py, correspondence.py, ...: the analyses of Sections 4-5

@@ -2,6 +2,7 @@
 reduce it to a top-k summary (zfnet.viz.summary).
 
     scan_shard(net, paths, layer, maps, k)  ==  summarize_shard(net, layer, maps, k, load_shard(paths, ...))
+    scan_shard_layers(net, paths, wanted, batch_size)   several layers, batch by batch (a Dask task)
 
 The two halves are separate so that the in-process scan decodes the next batch on threads while
 the current one runs through the network; a worker of a distributed scan calls scan_shard. A bad
@@ -19,7 +20,7 @@ from zfnet.errors import ZFNetError
 from zfnet.image import load_image, preprocess
 from zfnet.net.forward import forward
 from zfnet.viz.collect import file_sha256, file_stamp
-from zfnet.viz.summary import summarize
+from zfnet.viz.summary import merge_into, summarize
 
 PREPROCESSING_KEYS = ("input_size", "channel_order", "scale", "mean", "std", "resize")
 
@@ -149,3 +150,16 @@ def summarize_shard(net, layer, maps, k, loaded):
 def scan_shard(net, paths, layer, maps, k, crop=True, load=load_input):
     """The top-k summary of the images at `paths` (maps: chosen indices, see choose_maps)."""
     return summarize_shard(net, layer, maps, k, load_shard(paths, net.meta, crop, load))
+
+
+def scan_shard_layers(net, paths, wanted, batch_size=16, crop=True, load=load_input):
+    """{layer: Summary} of the images at `paths`, batch_size images per forward pass, every
+    layer of wanted ({layer: (maps, k)}) from the same pass. A distributed scan's task: a shard
+    of a few hundred images never needs the memory of one forward pass over all of them."""
+    acc = None
+    for b in range(0, len(paths), batch_size):
+        part = summarize_layers(net, wanted, load_shard(paths[b:b + batch_size], net.meta, crop, load))
+        acc = part if acc is None else {layer: merge_into(acc[layer], part[layer]) for layer in wanted}
+    if acc is None:
+        raise ZFNetError("a shard needs at least one image path")
+    return acc

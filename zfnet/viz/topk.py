@@ -27,6 +27,7 @@ Every cell shows the whole field at one scale: a box clipped by the border sits 
 belongs in a min(r, H) x min(r, W) frame, the part outside the image left light grey; the frame
 is then resized to the cell size (nearest when enlarging, Lanczos when shrinking).
 """
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -41,12 +42,13 @@ from zfnet.image import to_display
 from zfnet.net.forward import forward
 from zfnet.net.receptive import receptive_field
 from zfnet.viz import grid
+from zfnet.viz.scan import scan, scan_layers  # noqa: F401  (topk.scan: the scan behind the figures)
 from zfnet.viz.scan_state import check_unchanged, check_weights
 from zfnet.viz.shard import load_input
 from zfnet.viz.topk_page import write_topk_page
 
-__all__ = ["TopUnit", "top_units", "units_by_image", "iter_projections", "project_image_units",
-           "project_topk", "place_in_field", "unit_cells", "map_block", "render_topk", "topk_json", "layer_slug"]
+__all__ = ["scan", "scan_layers", "TopUnit", "top_units", "units_by_image", "iter_projections", "project_image_units",
+           "project_topk", "image_cells", "place_in_field", "unit_cells", "map_block", "render_topk", "topk_json", "layer_slug"]
 
 UNITS_PER_CALL = 32   # projections computed per call to project (bounds the (K, 3, H, W) buffer)
 # Projections are scaled so that this percentile of |p| in the box is full contrast: with the
@@ -260,31 +262,47 @@ def _write_cells(path, tag, cells):
                  proj=np.stack([cells[key][0] for key in keys]), patch=np.stack([cells[key][1] for key in keys]))
 
 
-def _cells_of_image(net, state, i, units, out_dir, input_png, mode, lrn, cell, percentile, load):
-    """The (projection, patch) cells of one image's kept units, from the cache where possible.
+def image_cells(net, path, layer, units, crop, mode, lrn, cell, percentile, load=load_input):
+    """(shown (H, W, 3) uint8, {(map, y, x): (projection cell, patch cell)}) for units (TopUnits
+    of the image at path): one forward pass, the projections, the cells. Pure: a render on a
+    Dask cluster runs it as one task per image (zfnet.viz.scan_dask.map_images)."""
+    x = np.ascontiguousarray(load(path, net.meta, crop)[None], dtype=np.float32)   # (1, 3, H, W)
+    shown = to_display(x[0], net.meta)                                               # (H, W, 3) uint8
+    cells = {(u.map, u.y, u.x): unit_cells(shown, p, u, net.meta, cell, percentile)
+             for u, p in iter_projections(net, x, layer, list(units), mode, lrn)}    # p: (3, H, W)
+    return shown, cells
 
-    The cache (out_dir/cells/img<i>.npz) makes rendering resumable after a crash, and makes a
-    re-render after an extended scan project only the units that are new in the top-k.
-    """
-    path = Path(out_dir) / CELL_CACHE / f"img{i:06d}.npz"
-    tag = _cell_tag(state, i, mode, lrn, cell, percentile)
-    cached = _read_cells(path, tag)
-    missing = [u for u in units if (u.map, u.y, u.x) not in cached]
-    if missing or not (Path(out_dir) / input_png).exists():
-        check_unchanged(state, i)
-        crop = bool(state.preprocessing.get("crop", True))
-        x = np.ascontiguousarray(load(state.image_path(i), net.meta, crop)[None], dtype=np.float32)
-        shown = to_display(x[0], net.meta)                                            # (H, W, 3) uint8
-        save_png(Path(out_dir) / input_png, shown)
-        if missing:
-            for u, p in iter_projections(net, x, state.layer, missing, mode, lrn):      # p: (3, H, W)
-                cached[(u.map, u.y, u.x)] = unit_cells(shown, p, u, net.meta, cell, percentile)
-            _write_cells(path, tag, {(u.map, u.y, u.x): cached[(u.map, u.y, u.x)] for u in units})
-    return cached
+
+def _cached_cells(state, by_image, out_dir, inputs, tag_args):
+    """({image: cached cells}, [(image, units to compute)]): what the cell cache (out_dir/cells/
+    img<i>.npz) already holds, and what is left. The cache makes rendering resumable after a
+    crash, and makes a re-render after an extended scan project only the units new in the top-k."""
+    cached, jobs = {}, []
+    for i, units in by_image.items():
+        cached[i] = _read_cells(Path(out_dir) / CELL_CACHE / f"img{i:06d}.npz", _cell_tag(state, i, *tag_args))
+        missing = [u for u in units if (u.map, u.y, u.x) not in cached[i]]
+        if missing or not (Path(out_dir) / inputs[i]).exists():
+            check_unchanged(state, i)
+            jobs.append((i, missing))
+    return cached, jobs
+
+
+def _computed_cells(net, state, jobs, mode, lrn, cell, percentile, load, client):
+    """Yield (image, shown, cells) for jobs [(image, units)]: here, or one task per image on a
+    Dask cluster (client)."""
+    crop = bool(state.preprocessing.get("crop", True))
+    args = [(state.image_path(i), state.layer, units, crop, mode, lrn, cell, percentile, load) for i, units in jobs]
+    if client is None:
+        results = ((j, image_cells(net, *a)) for j, a in enumerate(args))
+    else:
+        from zfnet.viz.scan_dask import map_images
+        results = map_images(client, image_cells, net, args)
+    for j, (shown, cells) in results:
+        yield jobs[j][0], shown, cells
 
 
 def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, percentile=PERCENTILE,
-                load=load_input, progress=None, maps_per_sheet=48, sheet_columns=4, embed=False):
+                load=load_input, progress=None, maps_per_sheet=48, sheet_columns=4, embed=False, client=None):
     """Compute every kept unit's projection and patch; write the figures, index.json and index.html.
 
     Files in out_dir (all written atomically):
@@ -295,6 +313,8 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
       index.json                what was computed and, per map, every cell's unit and position
       index.html                the page: captions, the figures, each cell linked to its image
     progress: called with 1 after each image (the images holding kept units).
+    client: a dask.distributed Client: the projections are computed on its workers, one task
+    per image holding a kept unit; the figures are drawn here.
     Returns the index dict.
     """
     out_dir = Path(out_dir)
@@ -303,11 +323,20 @@ def render_topk(net, state, out_dir, mode="deconvnet", lrn="identity", cell=80, 
     j_of = {m: j for j, m in enumerate(state.maps.tolist())}
     proj_cells = [[None] * len(u) for u in units]
     patch_cells = [[None] * len(u) for u in units]
-    inputs = {}
-    for i, image_units in units_by_image(state, net.arch).items():
-        inputs[i] = f"inputs/img{i:06d}.png"
-        cells = _cells_of_image(net, state, i, image_units, out_dir, inputs[i], mode, lrn, cell, percentile, load)
-        for u in image_units:
+    by_image = units_by_image(state, net.arch)
+    inputs = {i: f"inputs/img{i:06d}.png" for i in by_image}
+    tag_args = (mode, lrn, cell, percentile)
+    cached, jobs = _cached_cells(state, by_image, out_dir, inputs, tag_args)
+    computed = _computed_cells(net, state, jobs, mode, lrn, cell, percentile, load, client)
+    ready = [(i, None, {}) for i in by_image if i not in {j for j, _ in jobs}]
+    for i, shown, cells in itertools.chain(ready, computed):
+        cells = {**cached[i], **cells}
+        if shown is not None:
+            save_png(out_dir / inputs[i], shown)
+            key = [(u.map, u.y, u.x) for u in by_image[i]]
+            _write_cells(out_dir / CELL_CACHE / f"img{i:06d}.npz", _cell_tag(state, i, *tag_args),
+                         {c: cells[c] for c in key})
+        for u in by_image[i]:
             proj_cells[j_of[u.map]][u.rank], patch_cells[j_of[u.map]][u.rank] = cells[(u.map, u.y, u.x)]
         if progress is not None:
             progress(1)

@@ -90,3 +90,28 @@ def _ranges(maps):
             out.append(str(start) if start == a else f"{start}-{a}")
             start = None
     return ", ".join(out)
+
+
+def write_layers_page(out_dir, layers, embed=False):
+    """out_dir/index.html for a scan of several layers, as the paper's Fig. 2 shows them: the
+    layers one after another, each with its sheets and a link to its own page.
+
+    layers: [(subfolder name, render_topk's index of that layer)], in network order."""
+    first = layers[0][1]
+    page = Page(f"Top-{first['k']} activations of {len(layers)} layers ({first['model']})", out_dir, embed=embed)
+    page.facts({
+        "model": f"{first['model']} (architecture {first['architecture']})",
+        "layers": ", ".join(index["layer"] for _, index in layers),
+        "images scanned": f"{first['images_scanned']}" + (f" ({first['images_skipped']} skipped)"
+                                                           if first["images_skipped"] else ""),
+        "scan": "one forward pass per image serves every layer",
+    })
+    for sub, index in layers:
+        page.heading(f"{index['layer']}: {len(index['maps'])} maps", 2, anchor=sub)
+        page.table(["layer page", "output (maps x height x width)", "receptive field"],
+                   [[Cell("index.html", f"{sub}/index.html", f"every map of {index['layer']}"),
+                     "x".join(map(str, index["layer_shape"])), f"{index['receptive_field']['size'][0]} px"]])
+        for s in index["sheets"]:
+            page.figure(f"{sub}/{s}", f"{index['layer']}: top-{index['k']} of each map (sheet {s})",
+                        alt=f"{index['layer']} sheet {s}")
+    page.write(Path(out_dir) / "index.html")
