@@ -22,6 +22,7 @@ import numpy as np
 from zfnet import kernels
 from zfnet.errors import ZFNetError
 from zfnet.kernels import check_array
+from zfnet.net import blocked
 from zfnet.net.graph import INPUT
 from zfnet.net.plan import plan
 
@@ -142,7 +143,7 @@ def run_step(step, live, net, switches=None, backend=None):
                        relu_input=step.relu_input, filled=step.filled)
 
 
-def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True):
+def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True, layout="auto"):
     """Run `net` on a batch. x: (N, C, H, W) float32; any H, W the layers accept.
 
     keep: "all", a name or list of names, or None (the last layer only).
@@ -153,10 +154,15 @@ def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True
     below it, convs write into their concat's output; never for a kept tensor). fuse=False: one
     layer at a time, the reference; both give the same bits. ``print(plan(net.arch, ...))``
     shows the steps.
+    layout: "nchwc" walks the plan on the channel-blocked layout (blocked.py), "nchw" on NCHW,
+    "auto" (default) as blocked.LAYOUTS says for the architecture; the results are NCHW either way.
     """
     check_input(net, x)
     p = plan(net.arch, x.shape[1:], keep, upto, switches, fuse)
     result = ForwardResult(output_name=p.output)
+    if blocked.choose_layout(layout, p.arch_name, backend) == "nchwc":
+        im2col = blocked.IM2COL_LAYERS.get(p.arch_name, ()) if layout == "auto" else ()
+        return blocked.forward_blocked(p, net, x, result, im2col)
     if p.keep_input:
         result.outputs[INPUT] = x
     live = {INPUT: x}
