@@ -11,6 +11,7 @@ import pkgutil
 import sys
 
 from zfnet import __version__
+from zfnet.cli import _common
 from zfnet.errors import ZFNetError
 
 
@@ -30,6 +31,8 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.register(sub)
+    for command in sub.choices.values():
+        _common.add_threads_argument(command)
     return parser
 
 
@@ -37,6 +40,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _common.apply_threads(args)
         return int(args.func(args) or 0)
     except ZFNetError as e:
         print(f"zfnet: error: {e}", file=sys.stderr)

@@ -70,3 +70,15 @@ def print_result(as_json, numbers, summary, paths):
             print(line)
         for path in paths:
             print(path)
+
+
+def add_threads_argument(p):
+    """--threads N, on every command (zfnet/cli/__init__.py adds it to each subparser)."""
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="compute on N threads, BLAS kept on one (default: ZFNET_THREADS, else all cores)")
+
+
+def apply_threads(args):
+    """--threads (or ZFNET_THREADS): zfnet.kernels.thread_pool.configure, once, before any work."""
+    from zfnet.kernels import thread_pool
+    thread_pool.configure(getattr(args, "threads", None))
