@@ -72,6 +72,9 @@ def test_every_command_takes_threads(monkeypatch, capsys):
     commands = parser._subparsers._group_actions[0].choices
     for name, command in commands.items():
         assert any("--threads" in a.option_strings for a in command._actions), name
+    assert parser.parse_args(["weights", "list", "--threads", "1"]).threads == 1
+    assert parser.parse_args(["weights", "--threads", "1", "list"]).threads == 1
+    assert not hasattr(parser.parse_args(["weights", "list"]), "threads")
     monkeypatch.setenv("ZFNET_THREADS", "many")
     assert main(["weights", "list"]) == 2
     assert "ZFNET_THREADS" in capsys.readouterr().err

@@ -73,9 +73,15 @@ def print_result(as_json, numbers, summary, paths):
 
 
 def add_threads_argument(p):
-    """--threads N, on every command (zfnet/cli/__init__.py adds it to each subparser)."""
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    """--threads N on parser `p` and on each of its subcommands' parsers, down to the last level
+    (zfnet/cli/__init__.py calls it on each command's parser). Unset, it leaves no attribute."""
+    import argparse
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
                    help="compute on N threads, BLAS kept on one (default: ZFNET_THREADS, else all cores)")
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                add_threads_argument(child)
 
 
 def apply_threads(args):
