@@ -104,8 +104,8 @@ def test_the_layout_rule():
 
 
 def test_which_steps_run_blocked():
-    """SqueezeNet: convs blocked but conv10 (IM2COL_LAYERS), its fires' concats block-aligned; the
-    layers after conv10 stay on NCHW; the classifier head of ZFNet runs NCHW."""
+    """SqueezeNet: conv1 and conv10 on im2col (IM2COL_LAYERS), the fires blocked from their first
+    conv on, their concats block-aligned; the layers after conv10 stay on NCHW."""
     arch = _small("squeezenet1_0")
     net = Net.random(arch, seed=1)
     live = {INPUT: _x(arch, 1)}
@@ -113,5 +113,6 @@ def test_which_steps_run_blocked():
     for step in plan(arch).steps:
         y = live[step.name] = blocked.run_step_blocked(step, live, net, None, blocked.IM2COL_LAYERS["squeezenet1_0"])
         layouts[step.name] = isinstance(y, blocked.Blocked)
-    assert layouts["conv1"] and layouts["fire2/concat"] and layouts["fire9/concat"]
+    assert not layouts["conv1"] and not layouts["pool1"]
+    assert layouts["fire2/squeeze1x1"] and layouts["fire2/concat"] and layouts["fire9/concat"]
     assert not layouts["conv10"] and not layouts[arch.output]

@@ -46,11 +46,16 @@ LAYOUTS = {
     "caffenet": "nchw", "bvlc_alexnet": "nchw",     # grouped convs: conv2d_nchwc has no groups
 }
 
-# convolutions that stay on im2col + BLAS inside a blocked pass, per architecture, where the
-# per-layer benchmark (benchmarks/nchwc_layers.py) found conv2d faster than conv2d_nchwc by more
-# than the two conversions cost (layout="auto" only; layout="nchwc" blocks every convolution)
+# convolutions that stay on im2col + BLAS inside a blocked pass (layout="auto" only; "nchwc" blocks
+# every one), where whole forward passes ran faster so (benchmarks/RESULTS.md, "The blocked forward
+# pass"): the large strided kernels on few input channels (conv1, ZFNet's conv2) and SqueezeNet's
+# conv10 (1000 filters on 13x13). zfnet, zf_caffe and alexnet: by analogy with zfnet512's
 IM2COL_LAYERS = {
-    "squeezenet1_0": ("conv10",),
+    "squeezenet1_0": ("conv1", "conv10"),
+    "zfnet512": ("conv1", "conv2"),
+    "zfnet": ("conv1", "conv2"),
+    "zf_caffe": ("conv1", "conv2"),
+    "alexnet": ("conv1",),
 }
 
 
