@@ -10,9 +10,11 @@ Issue 12's targets, shown beside each row:
   zfnet.convert (to zfnet512), ONNX Runtime the same bytes, PyTorch the converted net
   (benchmarks/torch_ref.py), all on
   `threads` threads. Targets: zfnet <= 1.25x ONNX Runtime, <= 0.5x PyTorch. Minimum of `repeat`.
+  zfnet is timed twice in the same blocks: as it runs now (layout="auto", BLAS on one thread) and
+  as before the blocked layout (zfnet_before: layout="nchw", BLAS on its own threads).
 - contention/<model>/b16: the batch-16 SqueezeNet forward with two busy processes
   (`python -c 'while 1: pass'`) beside it, over the same forward on the quiet machine: for zfnet
-  as it is, zfnet with BLAS single-threaded (kernels/thread_pool.py) and ONNX Runtime. Target:
+  now, zfnet before (as above) and ONNX Runtime. Target:
   <= 2.5x (a fair share of two cores among three processes is about 2x). Medians, not minima:
   under load the minimum is one lucky time slice. Each side runs for at most `seconds` seconds.
 
@@ -99,11 +101,16 @@ def onnxruntime_session(path, threads):
 MODELS = {"squeezenet1_0": lambda: SQUEEZENET_ONNX, "zfnet512": light_zfnet512_path}
 
 
-def build(model, batch, threads):
-    """(zfnet, onnxruntime, torch, check): functions of no arguments computing the same probabilities."""
+def build(model, batch, threads, before=False):
+    """(zfnet, onnxruntime, torch, check): functions of no arguments computing the same probabilities.
+
+    zfnet as a user runs it now (layout="auto": the blocked forward where blocked.LAYOUTS says so,
+    BLAS on one thread as thread_pool.configure sets it); before=True: the forward before the
+    blocked layout (layout="nchw", BLAS on its own threads)."""
     import torch
     from benchmarks.torch_ref import torch_forward, torch_params
     from zfnet.convert import convert
+    from zfnet.kernels import thread_pool
     from zfnet.net import forward
     path = MODELS[model]()
     with tempfile.TemporaryDirectory() as tmp:     # zfnet reads the very bytes ORT runs
@@ -122,7 +129,12 @@ def build(model, batch, threads):
     def check(a, b):
         assert a.shape == b.shape, (a.shape, b.shape)
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
-    return (lambda: forward(net, x, switches=False).output, lambda: session.run(None, feed)[0], run_torch, check)
+    def run_zfnet():
+        if before:
+            return forward(net, x, switches=False, layout="nchw").output
+        with thread_pool.blas_single_threaded():
+            return forward(net, x, switches=False).output
+    return (run_zfnet, lambda: session.run(None, feed)[0], run_torch, check)
 
 
 def _times(fn, repeat, seconds):
@@ -144,10 +156,12 @@ def forward_rows(threads, repeat, seconds=20.0):
     for model in MODELS:
         for batch in (1, 16):
             zf, ort_run, torch_run, check = build(model, batch, threads)
+            zf_before = build(model, batch, threads, before=True)[0]
             check(zf(), ort_run())
-            best = {"zfnet": 1e9, "onnxruntime": 1e9, "torch": 1e9}
-            for _ in range(3):      # blocks interleaved, so all three see the same machine load
-                for side, fn in (("zfnet", zf), ("onnxruntime", ort_run), ("torch", torch_run)):
+            best = {"zfnet": 1e9, "zfnet_before": 1e9, "onnxruntime": 1e9, "torch": 1e9}
+            for _ in range(3):      # blocks interleaved, so all four see the same machine load
+                for side, fn in (("zfnet", zf), ("zfnet_before", zf_before), ("onnxruntime", ort_run),
+                                 ("torch", torch_run)):
                     best[side] = min(best[side], min(_times(fn, max(1, repeat // 3), seconds / 3)))
             rows.append({"case": f"forward/{model}/b{batch}", **{f"{k}_s": v for k, v in best.items()},
                          "vs_onnxruntime": best["zfnet"] / best["onnxruntime"],
@@ -199,13 +213,9 @@ def busy_processes(count=2, limit_s=600):
 
 def contention_rows(threads, repeat, seconds=20.0, model="squeezenet1_0"):
     """The batch-16 forward's median time beside two busy processes over its quiet median."""
-    from zfnet.kernels import thread_pool
     zf, ort_run, _, _ = build(model, 16, threads)
-
-    def zf_blas_one():
-        with thread_pool.blas_single_threaded():
-            return zf()
-    sides = {"zfnet": zf, "zfnet, BLAS 1 thread": zf_blas_one, "onnxruntime": ort_run}
+    sides = {"zfnet": zf, "zfnet before (NCHW, BLAS's threads)": build(model, 16, threads, before=True)[0],
+             "onnxruntime": ort_run}
     quiet = {k: statistics.median(_times(fn, repeat, seconds)) for k, fn in sides.items()}
     with busy_processes(2):
         busy = {k: statistics.median(_times(fn, repeat, seconds)) for k, fn in sides.items()}
@@ -219,7 +229,8 @@ def fmt_rows(rows):
     lines = []
     for r in rows:
         if "vs_onnxruntime" in r:
-            lines.append(f"{r['case']:42s} zfnet {r['zfnet_s'] * 1e3:8.1f} ms  ORT {r['onnxruntime_s'] * 1e3:8.1f} ms  "
+            before = f"(before {r['zfnet_before_s'] * 1e3:8.1f} ms)  " if "zfnet_before_s" in r else ""
+            lines.append(f"{r['case']:42s} zfnet {r['zfnet_s'] * 1e3:8.1f} ms  {before}ORT {r['onnxruntime_s'] * 1e3:8.1f} ms  "
                          f"torch {r['torch_s'] * 1e3:8.1f} ms  zfnet/ORT {r['vs_onnxruntime']:5.2f} "
                          f"(target <= {TARGETS['vs_onnxruntime']})  zfnet/torch {r['vs_torch']:5.2f} "
                          f"(target <= {TARGETS['vs_torch']})")

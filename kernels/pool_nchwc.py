@@ -5,12 +5,16 @@ Shapes: x_b (N, CB, H, W, B) -> y_b (N, CB, H', W', B) for pooling, (N, CB, H, W
 B = 16, channel c = cb*B + lane. Each op keeps the layout's rule: channels past C are zero in x_b
 and stay zero in y_b.
 
-max_pool2d_nchwc (the forward pass's pooling; the deconvnet's switches come from max_pool2d):
+max_pool2d_nchwc (the forward pass's pooling; switches on request, relu_input as max_pool2d's):
 
     y_b[n, cb, i, j, :] = max_{0<=u<KH, 0<=v<KW} x_b[n, cb, i*sh - ph + u, j*sw - pw + v, :]
 
 over the window positions inside the image (padding never wins, as in max_pool2d; a NaN in the
 window gives NaN). H', W' as max_pool2d's pool_output_size (floor or Caffe's ceil rule).
+With return_switches, sw_b[n, cb, i, j, lane] = h*W + w of that maximum in the NCHW input plane,
+max_pool2d's rules exactly (first maximum wins ties, the last NaN wins, the window's first real
+input if none wins); switches_from_nchwc turns sw_b into max_pool2d's (N, C, H', W') int64.
+relu_input=True pools relu(x) (max(v, 0), NaN kept) as x is read, switches included.
 
 global_avg_pool_nchwc:  y_b[n, cb, 0, 0, :] = 1/(H*W) sum_{h, w} x_b[n, cb, h, w, :]
 
@@ -53,6 +57,27 @@ def max_pool2d_nchwc_reference(x_b, kernel_size, stride, padding, out_hw):
             window = x_b[:, :, max(h0, 0):min(h0 + kh, H), max(w0, 0):min(w0 + kw, W), :]   # (N, CB, <=KH, <=KW, B)
             y_b[:, :, i, j, :] = window.max(axis=(2, 3))
     return y_b
+
+
+def max_pool2d_switches_nchwc_reference(x_b, kernel_size, stride, padding, out_hw, relu_input=False):
+    """(y_b, sw_b): the row-major window scan of max_pool2d's twin, on the 16 lanes of each pixel."""
+    (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
+    N, CB, H, W, B = x_b.shape
+    x_b = np.where(x_b > 0, x_b, np.where(np.isnan(x_b), x_b, 0)).astype(np.float32) if relu_input else x_b
+    y_b = np.empty((N, CB, Ho, Wo, B), np.float32)
+    sw_b = np.empty((N, CB, Ho, Wo, B), np.int64)
+    for i in range(Ho):
+        for j in range(Wo):
+            h0, w0 = max(i * sh - ph, 0), max(j * sw - pw, 0)
+            best = np.full((N, CB, B), -np.inf, np.float32)
+            arg = np.full((N, CB, B), h0 * W + w0, np.int64)
+            for hh in range(h0, min(i * sh - ph + kh, H)):
+                for ww in range(w0, min(j * sw - pw + kw, W)):
+                    v = x_b[:, :, hh, ww, :]
+                    wins = (v > best) | np.isnan(v)
+                    best, arg = np.where(wins, v, best), np.where(wins, hh * W + ww, arg)
+            y_b[:, :, i, j, :], sw_b[:, :, i, j, :] = best, arg
+    return y_b, sw_b
 
 
 def global_avg_pool_nchwc_reference(x_b):
@@ -99,6 +124,33 @@ def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw):
 
 
 @njit(parallel=True, cache=True)
+def _max_pool_rows_switches(x, y, sw, kh, kw, sh, sw_, ph, pw, rectify):
+    """_max_pool_rows with the switches (h*W + w) kept per lane, and relu(x) read if rectify."""
+    N, CB, H, W, _ = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for job in prange(N * CB * Ho):
+        n, cb, i = job // (CB * Ho), (job // Ho) % CB, job % Ho
+        h_lo, h_hi = max(i * sh - ph, 0), min(i * sh - ph + kh, H)
+        best = stack_tile(BLOCK)
+        for j in range(Wo):
+            w_lo, w_hi = max(j * sw_ - pw, 0), min(j * sw_ - pw + kw, W)
+            for lane in range(BLOCK):
+                best[lane] = -np.inf
+                sw[n, cb, i, j, lane] = h_lo * W + w_lo
+            for h in range(h_lo, h_hi):
+                for w in range(w_lo, w_hi):
+                    for lane in range(BLOCK):
+                        v = x[n, cb, h, w, lane]
+                        if rectify and not (v > 0 or v != v):
+                            v = np.float32(0.0)
+                        if v > best[lane] or v != v:
+                            best[lane] = v
+                            sw[n, cb, i, j, lane] = h * W + w
+            for lane in range(BLOCK):
+                y[n, cb, i, j, lane] = best[lane]
+
+
+@njit(parallel=True, cache=True)
 def _global_avg_pool_planes(x, y):
     """y[n, cb, 0, 0, :] = mean over the plane (float64 sums); one iteration per plane block (n, cb)."""
     N, CB, H, W, _ = x.shape
@@ -141,8 +193,13 @@ def _lrn_rows(x, y, size, alpha, beta, k):
 # Public ops
 # ---------------------------------------------------------------------------------------------
 
-def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False):
-    """x_b (N, CB, H, W, 16) -> y_b (N, CB, H', W', 16): max pooling, max_pool2d's sizes and rules, no switches."""
+def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, relu_input=False,
+                     return_switches=False):
+    """x_b (N, CB, H, W, 16) -> y_b (N, CB, H', W', 16): max pooling, max_pool2d's sizes and rules.
+
+    return_switches: return (y_b, sw_b), sw_b (N, CB, H', W', 16) int64 flat h*W + w indices into
+    the NCHW input plane (switches_from_nchwc -> max_pool2d's switches). relu_input: pool relu(x).
+    """
     check_nchwc(x_b, "x_b")
     N, CB, H, W, _ = x_b.shape
     Ho, Wo = pool_output_size((H, W), kernel_size, stride, padding, ceil_mode)
@@ -151,8 +208,18 @@ def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False):
     if ph > kh // 2 or pw > kw // 2:
         raise ZFNetError(f"max_pool2d_nchwc: padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
     y_b = np.empty((N, CB, Ho, Wo, BLOCK), np.float32)
+    if return_switches or relu_input:
+        sw_b = np.empty((N, CB, Ho, Wo, BLOCK), np.int64)
+        call_vectorized(_max_pool_rows_switches, x_b, y_b, sw_b, kh, kw, sh, sw, ph, pw, bool(relu_input))
+        return (y_b, sw_b) if return_switches else y_b
     call_vectorized(_max_pool_rows, x_b, y_b, kh, kw, sh, sw, ph, pw)
     return y_b
+
+
+def switches_from_nchwc(sw_b, channels):
+    """sw_b (N, CB, H', W', 16) int64 -> (N, C, H', W') int64, C = `channels`: max_pool2d's switches."""
+    N, CB, Ho, Wo, B = sw_b.shape
+    return np.ascontiguousarray(sw_b.transpose(0, 1, 4, 2, 3).reshape(N, CB * B, Ho, Wo)[:, :channels])
 
 
 def global_avg_pool_nchwc(x_b):

@@ -12,14 +12,19 @@ Numba's pool (workqueue: its workers sleep at once, see _threads.py) and calls B
   to one thread while the block runs, through threadpoolctl (the scikit-learn project's library
   for exactly this: it finds the loaded libraries and calls each one's own set-threads function).
   `limit_blas_process_wide()` does the same for the rest of the process.
-- For Dask (or any pool of worker processes): one worker per core, each with
-  NUMBA_NUM_THREADS=1 in its environment and `configure(threads=1)` at its start, so that no
-  worker starts threads of its own.
+- `configure(threads)` does both for the whole process (the CLI's --threads, else ZFNET_THREADS).
+  Called before the first parallel kernel it also sizes Numba's pool itself, so that every Python
+  thread (a Dask worker's task threads too: numba.set_num_threads is per thread) uses `threads`.
+- For Dask (or any pool of worker processes): one worker per core, each calling `configure(1)` at
+  its start (e.g. ``client.run(zfnet.kernels.thread_pool.configure, 1)``), so that no worker starts
+  threads of its own.
 """
 import contextlib
 import functools
+import os
 
 import numba
+import numba.np.ufunc.parallel as _numba_parallel
 
 from ._checks import ZFNetError
 
@@ -64,8 +69,29 @@ def blas_threads():
     return {info["filepath"]: info["num_threads"] for info in _controller().info() if info["user_api"] == "blas"}
 
 
+def threads_from_environment():
+    """ZFNET_THREADS as an int, or None when it is not set."""
+    text = os.environ.get("ZFNET_THREADS", "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ZFNetError(f"ZFNET_THREADS must be a whole number of threads, got {text!r}") from None
+
+
 def configure(threads=None):
-    """zfnet's thread settings for this process: Numba on `threads` (default: all of its pool) and
-    BLAS on one thread. Call once at start (with the CLI's --threads); returns the BLAS limiter."""
-    set_threads(numba.config.NUMBA_NUM_THREADS if threads is None else threads)
+    """zfnet's thread settings for this process: Numba on `threads` (default: ZFNET_THREADS, else
+    all of its pool) and BLAS on one thread. Call once at start; returns the BLAS limiter.
+
+    Before Numba's pool has started, the pool itself is made `threads` wide, so the setting holds
+    in every Python thread of the process (set_threads alone holds in the calling thread only).
+    """
+    threads = threads_from_environment() if threads is None else threads
+    if threads is None:
+        threads = numba.config.NUMBA_NUM_THREADS
+    if not _numba_parallel._is_initialized and isinstance(threads, int) and 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
+        # the pool's size, read when it starts (set_threads starts it): Numba's own two copies of it
+        numba.config.NUMBA_NUM_THREADS = _numba_parallel.NUM_THREADS = threads
+    set_threads(threads)
     return limit_blas_process_wide()

@@ -8,7 +8,8 @@ from zfnet.kernels import ZFNetError, nchwc, relu
 from zfnet.kernels.lrn import lrn_reference
 from zfnet.kernels.max_pool2d import max_pool2d_reference, pool_output_size
 from zfnet.kernels.pool_nchwc import (global_avg_pool_nchwc, global_avg_pool_nchwc_reference, lrn_nchwc,
-                                      lrn_nchwc_reference, max_pool2d_nchwc, max_pool2d_nchwc_reference)
+                                      lrn_nchwc_reference, max_pool2d_nchwc, max_pool2d_nchwc_reference,
+                                      max_pool2d_switches_nchwc_reference, switches_from_nchwc)
 
 
 def _randn(rng, *shape):
@@ -72,3 +73,26 @@ def test_errors_name_the_argument():
         lrn_nchwc(x_b, 5, k=0.0)
     with pytest.raises(ZFNetError, match="NCHW16c"):
         global_avg_pool_nchwc(np.zeros((1, 1, 4, 4, 8), np.float32))
+
+
+@pytest.mark.parametrize("N, C, H, W, k, s, p, ceil, relu_input", [
+    (1, 3, 11, 9, 3, 2, 0, True, False),
+    (3, 17, 10, 13, 3, 2, 1, False, True),
+    (2, 40, 7, 7, 2, 2, 0, True, True),
+    (1, 5, 8, 8, 5, 3, 2, False, False),
+])
+def test_max_pool2d_nchwc_switches_equal_max_pool2d(N, C, H, W, k, s, p, ceil, relu_input):
+    x = _randn(np.random.default_rng(5), N, C, H, W)
+    x[0, 0, 1, 1] = np.nan
+    x[:, :, 2:4, 2:5] = -1.0                     # ties (and, rectified, zeros): the first maximum wins
+    x[-1, -1, 3, 3] = 7.0
+    x_b = nchwc.to_nchwc(x)
+    y_b, sw_b = max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=relu_input, return_switches=True)
+    out_hw = pool_output_size((H, W), k, s, p, ceil)
+    ty_b, tsw_b = max_pool2d_switches_nchwc_reference(x_b, (k, k), (s, s), (p, p), out_hw, relu_input)
+    np.testing.assert_array_equal(y_b, ty_b)
+    np.testing.assert_array_equal(sw_b, tsw_b)
+    expected, switches = max_pool2d_reference(relu(x) if relu_input else x, (k, k), (s, s), (p, p), out_hw)
+    np.testing.assert_array_equal(nchwc.from_nchwc(y_b, C), expected)
+    np.testing.assert_array_equal(switches_from_nchwc(sw_b, C), switches)
+    np.testing.assert_array_equal(max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=relu_input), y_b)

@@ -32,3 +32,49 @@ def test_configure_sets_numba_threads_and_blas_process_wide():
 def test_set_threads_rejects_what_the_pool_cannot_do(bad):
     with pytest.raises(ZFNetError, match="NUMBA_NUM_THREADS"):
         thread_pool.set_threads(bad)
+
+
+def test_configure_reads_zfnet_threads_and_rejects_nonsense(monkeypatch):
+    numba_before = numba.get_num_threads()
+    monkeypatch.setenv("ZFNET_THREADS", "1")
+    limiter = thread_pool.configure()
+    try:
+        assert thread_pool.threads() == 1
+    finally:
+        limiter.restore_original_limits()
+        numba.set_num_threads(numba_before)
+    monkeypatch.setenv("ZFNET_THREADS", "two")
+    with pytest.raises(ZFNetError, match="ZFNET_THREADS"):
+        thread_pool.configure()
+
+
+def test_configure_before_the_pool_starts_holds_in_every_thread():
+    """What a Dask worker does at its start: configure(1), then tasks on threads of their own."""
+    import subprocess
+    import sys
+    code = ("import threading, numba\n"
+            "from zfnet.kernels import thread_pool, conv2d\n"
+            "import numpy as np\n"
+            "thread_pool.configure(1)\n"
+            "seen = []\n"
+            "t = threading.Thread(target=lambda: seen.append(numba.get_num_threads()))\n"
+            "t.start(); t.join()\n"
+            "conv2d(np.ones((1, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32))\n"
+            "print(seen[0], set(thread_pool.blas_threads().values()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "1 {1}"
+
+
+def test_every_command_takes_threads(monkeypatch, capsys):
+    from zfnet.cli import build_parser, main
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        assert any("--threads" in a.option_strings for a in command._actions), name
+    assert parser.parse_args(["weights", "list", "--threads", "1"]).threads == 1
+    assert parser.parse_args(["weights", "--threads", "1", "list"]).threads == 1
+    assert not hasattr(parser.parse_args(["weights", "list"]), "threads")
+    monkeypatch.setenv("ZFNET_THREADS", "many")
+    assert main(["weights", "list"]) == 2
+    assert "ZFNET_THREADS" in capsys.readouterr().err

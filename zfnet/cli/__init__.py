@@ -14,6 +14,7 @@ import sys
 import warnings
 
 from zfnet import __version__
+from zfnet.cli import _common
 from zfnet.cli._common import add_device_argument, use_device
 from zfnet.errors import ZFNetError
 
@@ -36,6 +37,8 @@ def build_parser():
         module.register(sub)
     for command in _leaves(sub):
         add_device_argument(command)          # --device cpu|cuda on every command
+    for command in sub.choices.values():
+        _common.add_threads_argument(command) # --threads N on every command and subcommand
     return parser
 
 
@@ -72,6 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         use_device(args)
+        _common.apply_threads(args)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.func(args) or 0)

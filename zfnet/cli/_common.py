@@ -155,3 +155,21 @@ def use_device(args):
         kernels.set_backend(device)
     elif kernels.get_backend() == "cuda":
         kernels.set_backend("cuda")             # ZFNET_BACKEND=cuda: checked before any work
+
+
+def add_threads_argument(p):
+    """--threads N on parser `p` and on each of its subcommands' parsers, down to the last level
+    (zfnet/cli/__init__.py calls it on each command's parser). Unset, it leaves no attribute."""
+    import argparse
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                   help="compute on N threads, BLAS kept on one (default: ZFNET_THREADS, else all cores)")
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                add_threads_argument(child)
+
+
+def apply_threads(args):
+    """--threads (or ZFNET_THREADS): zfnet.kernels.thread_pool.configure, once, before any work."""
+    from zfnet.kernels import thread_pool
+    thread_pool.configure(getattr(args, "threads", None))

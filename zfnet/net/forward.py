@@ -28,7 +28,7 @@ from zfnet import kernels
 from zfnet.errors import ZFNetError
 from zfnet.kernels import check_array
 from zfnet.kernels._backend import choose
-from zfnet.net import tensors
+from zfnet.net import blocked, tensors
 from zfnet.net.graph import INPUT
 from zfnet.net.plan import plan
 
@@ -163,7 +163,7 @@ def run_step(step, live, net, switches=None, backend=None):
                        relu_input=step.relu_input, filled=step.filled)
 
 
-def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True):
+def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True, layout="auto"):
     """Run `net` on a batch. x: (N, C, H, W) float32; any H, W the layers accept.
 
     keep: "all", a name or list of names, or None (the last layer only).
@@ -174,11 +174,16 @@ def forward(net, x, keep=None, upto=None, backend=None, switches=True, fuse=True
     below it, convs write into their concat's output; never for a kept tensor). fuse=False: one
     layer at a time, the reference; both give the same bits. ``print(plan(net.arch, ...))``
     shows the steps.
+    layout: "nchwc" walks the plan on the channel-blocked layout (blocked.py), "nchw" on NCHW,
+    "auto" (default) as blocked.LAYOUTS says for the architecture; the results are NCHW either way.
     """
     check_input(net, x)
     backend, run_x = on_backend(x, backend)
     p = plan(net.arch, tuple(x.shape[1:]), keep, upto, switches, fuse)
     result = ForwardResult(output_name=p.output)
+    if blocked.choose_layout(layout, p.arch_name, backend) == "nchwc":
+        im2col = blocked.IM2COL_LAYERS.get(p.arch_name, ()) if layout == "auto" else ()
+        return blocked.forward_blocked(p, net, x, result, im2col)
     live = {INPUT: run_x}
     for step in p.steps:
         y = live[step.name] = run_step(step, live, net, result.switches if p.switches else None, backend)
