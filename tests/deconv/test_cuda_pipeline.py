@@ -129,3 +129,22 @@ def test_cuda_topk_scan_equals_cpu():
         got = top()
     for g, w in zip(got, top()):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_cuda_occlusion_analysis_equals_cpu():
+    """An analysis (Fig. 7's occlusion maps) with the process-wide backend set to 'cuda', as
+    ``zfnet occlusion --device cuda`` sets it: the same maps as on the CPU."""
+    from zfnet import kernels
+    from zfnet.viz.occlusion import occlusion_maps
+    net = tiny_net()
+    x = np.random.default_rng(6).standard_normal((3, 13, 11)).astype(np.float32)
+
+    def maps():
+        r = occlusion_maps(net, x, layer="concat", size=5, stride=4, batch_size=3)
+        return r.feature_map, r.target, r.activation, r.probability, r.top_class
+    with kernels.use_backend("cuda"):
+        got = maps()
+    want = maps()
+    assert got[:2] == want[:2]
+    for g, w in zip(got[2:], want[2:]):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)

@@ -42,7 +42,7 @@ def test_cuda_kernels_in_numba_cuda_simulator():
 
 # the pipeline on the device: forward + projection end to end, and the device steps between the ops
 PIPELINE = ["net/test_tensors_cuda.py", "deconv/test_cuda_pipeline.py"]
-PIPELINE_PASSED = 12
+PIPELINE_PASSED = 13
 
 
 def test_cuda_pipeline_in_numba_cuda_simulator():
