@@ -38,6 +38,7 @@ from numba import njit, prange, uint64
 
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
 from ._registers import call_vectorized, stack_offsets, stack_tile
+from ._threads import one_at_a_time
 from .conv2d import work_buffer
 from .nchwc import BLOCK, check_nchwc
 
@@ -175,6 +176,7 @@ def choose_path(kernel_size, stride, padding, out_hw):
     return "direct_6x16"
 
 
+@one_at_a_time
 def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, channels=None, out=None):
     """x_b (N, CB, H, W, 16), w_b (FB, CB, KH, KW, 16, 16), b_b (FB*16,) -> y_b (N, FB, H', W', 16).
 

@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._checks import ZFNetError, check_array
+from ._threads import one_at_a_time
 
 BLOCK = 16
 
@@ -88,6 +89,7 @@ def _from_nchwc(x_b, x):
                 x[n, channel, h, w] = x_b[n, cb, h, w, c]
 
 
+@one_at_a_time
 def to_nchwc(x):
     """x (N, C, H, W) float32 -> x_b (N, CB, H, W, 16), channels past C zero."""
     check_array(x, "x", 4)
@@ -97,6 +99,7 @@ def to_nchwc(x):
     return x_b
 
 
+@one_at_a_time
 def from_nchwc(x_b, channels):
     """x_b (N, CB, H, W, 16) -> x (N, C, H, W), keeping the first C = `channels` channels."""
     check_nchwc(x_b, "x_b")

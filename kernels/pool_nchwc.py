@@ -36,6 +36,7 @@ from numba import njit, prange, uint64
 
 from ._checks import ZFNetError, non_negative_pair, positive_pair
 from ._registers import call_vectorized, stack_tile
+from ._threads import one_at_a_time
 from .max_pool2d import pool_output_size
 from .nchwc import BLOCK, check_nchwc
 
@@ -193,6 +194,7 @@ def _lrn_rows(x, y, size, alpha, beta, k):
 # Public ops
 # ---------------------------------------------------------------------------------------------
 
+@one_at_a_time
 def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, relu_input=False,
                      return_switches=False):
     """x_b (N, CB, H, W, 16) -> y_b (N, CB, H', W', 16): max pooling, max_pool2d's sizes and rules.
@@ -222,6 +224,7 @@ def switches_from_nchwc(sw_b, channels):
     return np.ascontiguousarray(sw_b.transpose(0, 1, 4, 2, 3).reshape(N, CB * B, Ho, Wo)[:, :channels])
 
 
+@one_at_a_time
 def global_avg_pool_nchwc(x_b):
     """x_b (N, CB, H, W, 16) -> y_b (N, CB, 1, 1, 16): the mean of each feature map."""
     check_nchwc(x_b, "x_b")
@@ -230,6 +233,7 @@ def global_avg_pool_nchwc(x_b):
     return y_b
 
 
+@one_at_a_time
 def lrn_nchwc(x_b, size, alpha=1e-4, beta=0.75, k=1.0):
     """x_b (N, CB, H, W, 16) -> y_b, same shape: LRN across channels, lrn's window and rules (k > 0, alpha >= 0)."""
     check_nchwc(x_b, "x_b")

@@ -12,6 +12,9 @@ CHILD = textwrap.dedent("""
     import threading
     import numpy as np
     from zfnet import kernels
+    from zfnet.kernels import nchwc
+    from zfnet.kernels.conv2d_nchwc import conv2d_nchwc
+    from zfnet.kernels.pool_nchwc import global_avg_pool_nchwc, lrn_nchwc, max_pool2d_nchwc
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 8, 31, 29)).astype(np.float32)
@@ -19,6 +22,7 @@ CHILD = textwrap.dedent("""
     b = rng.standard_normal(12).astype(np.float32)
     w1 = rng.standard_normal((6, 12, 1, 1)).astype(np.float32)
     fc = rng.standard_normal((10, 12 * 7 * 6)).astype(np.float32)
+    w_b, b_b = nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, 12)
 
     def run():
         y = kernels.conv2d(x, w, b, 2, 1)                                   # (2, 12, 15, 14)
@@ -27,7 +31,11 @@ CHILD = textwrap.dedent("""
         p, switches = kernels.max_pool2d(y, 3, 2)                           # (2, 12, 7, 6)
         u = kernels.max_unpool2d(p, switches, y.shape[2:])
         s = kernels.softmax(kernels.linear(p.reshape(2, -1), fc), axis=1)   # (2, 10)
-        return [y, t, y1, p, u, s]
+        # the blocked forward pass's ops (net/blocked.py), interleaved with the deconvnet's above
+        y_b = conv2d_nchwc(nchwc.to_nchwc(x), w_b, b_b, 2, 1, relu=True)
+        p_b, sw_b = max_pool2d_nchwc(lrn_nchwc(y_b, 5), 3, 2, return_switches=True)
+        g = nchwc.from_nchwc(global_avg_pool_nchwc(p_b), 12)
+        return [y, t, y1, p, u, s, nchwc.from_nchwc(y_b, 12), sw_b, g]
 
     want = run()
     failures = []
