@@ -250,6 +250,31 @@ def test_whitelisted_globals_cannot_be_abused(tmp_path):
         convert(path)
 
 
+@pytest.mark.parametrize("container", ["zip", "legacy", "legacy header"])
+def test_a_memo_index_far_beyond_the_pickle_is_refused_before_unpickling(tmp_path, container):
+    """LONG_BINPUT 2**31 + 409 in a 5 KB pickle (tests/fuzz found it) made the C unpickler grow its
+    memo table to gigabytes; check_memo refuses it from the opcodes alone."""
+    bomb = b"\x80\x02}r" + (2**31 + 409).to_bytes(4, "little") + b"."     # {} then memo[2**31+409] = it
+    path = tmp_path / "bomb.pth"
+    if container == "zip":
+        zip_pth(path, bomb)
+    elif container == "legacy":
+        legacy_pth(path, bomb)
+    else:
+        path.write_bytes(pickle.dumps(torch_pth.LEGACY_MAGIC, protocol=2) + bomb)   # the version is the bomb
+    with pytest.raises(ZFNetError, match=r"bomb.pth: damaged PyTorch file .*memo index 2147484057"):
+        torch_pth.load_state_dict(path)
+
+
+def test_check_memo_accepts_what_pickle_writes_and_rewinds():
+    import io
+    obj = collections.OrderedDict((f"k{i}", [i, (i, "x")]) for i in range(300))   # > 256 memo entries
+    f = io.BytesIO(b"junk" + pickle.dumps(obj, protocol=2))
+    f.seek(4)
+    torch_pth.check_memo(f)
+    assert f.tell() == 4 and pickle.load(f) == obj
+
+
 # --- damaged and mismatched files ----------------------------------------------------------------
 
 @pytest.fixture

@@ -38,6 +38,7 @@ import collections
 import io
 import math
 import pickle
+import pickletools
 import struct
 import zipfile
 import zlib
@@ -236,13 +237,41 @@ def safe_globals():
     return out
 
 
-class _Unpickler(pickle.Unpickler):
+def check_memo(f):
+    """Scan the pickle at f's position (then seek back): every memo index must be below the count
+    of opcodes read so far; raises pickle.UnpicklingError (ValueError for a malformed stream).
+
+    Python's own pickler numbers memo entries 0, 1, 2, ... as it writes them, but the C unpickler
+    grows its memo table to whatever index a PUT names: ``LONG_BINPUT 2147484057`` in a 5 KB
+    pickle made it allocate gigabytes (found by tests/fuzz). pickletools reads the opcodes
+    without running or allocating anything the data does not hold.
+    """
+    start = f.tell()
+    for count, (op, arg, _) in enumerate(pickletools.genops(f)):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not (isinstance(arg, int) and 0 <= arg <= count):
+            raise pickle.UnpicklingError(f"memo index {arg} at opcode {count} (a pickler never "
+                                         f"writes one beyond the opcodes before it)")
+    f.seek(start)
+
+
+class _Checked(pickle.Unpickler):
+    """An unpickler that scans the stream with check_memo before the C unpickler reads it."""
+
+    def __init__(self, file, path):
+        super().__init__(file)
+        self.file, self.path = file, path
+
+    def load(self):
+        check_memo(self.file)
+        return super().load()
+
+
+class _Unpickler(_Checked):
     """Resolves only the safe globals (others: ZFNetError before anything runs); storages by
     reference."""
 
     def __init__(self, file, path):
-        super().__init__(file)
-        self.path = path
+        super().__init__(file, path)
         self.storages = {}                                  # key -> (dtype, numel)
         self.globals = safe_globals()
 
@@ -395,12 +424,8 @@ def _load_zip(path, data):
     return _materialize(path, state, storages)
 
 
-class _PlainUnpickler(pickle.Unpickler):
+class _PlainUnpickler(_Checked):
     """For the legacy header pickles: plain values only, no globals at all."""
-
-    def __init__(self, file, path):
-        super().__init__(file)
-        self.path = path
 
     def find_class(self, module, name):
         raise ZFNetError(f"{self.path}: refused to load: the file's header asks for {module}.{name}")
