@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_static_page_is_in_the_wheel(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path), str(REPO)], check=True, capture_output=True, cwd=tmp_path)
-    (whl,) = tmp_path.glob("zfnet-*.whl")
+    (whl,) = tmp_path.glob("zfnet_deconvnet-*.whl")         # the distribution name (setup.cfg)
     names = zipfile.ZipFile(whl).namelist()
     for f in ("index.html", "app.js", "style.css"):
         assert f"zfnet/explore/static/{f}" in names

@@ -78,3 +78,16 @@ def test_every_command_takes_threads(monkeypatch, capsys):
     monkeypatch.setenv("ZFNET_THREADS", "many")
     assert main(["weights", "list"]) == 2
     assert "ZFNET_THREADS" in capsys.readouterr().err
+
+
+def test_a_command_run_from_python_gives_the_threads_back(capsys):
+    """main() configures BLAS on one thread for its run only: called from Python (a test, a
+    notebook) it leaves the process as it found it (the full test run once carried a leaked
+    one-thread BLAS into later tests, whose exact comparisons against Dask workers then failed)."""
+    from zfnet.cli import main
+    numba_before, blas_before = numba.get_num_threads(), thread_pool.blas_threads()
+    assert main(["weights", "list", "--threads", "1"]) == 0
+    assert (numba.get_num_threads(), thread_pool.blas_threads()) == (numba_before, blas_before)
+    if max(blas_before.values()) > 1:
+        assert main(["weights", "list"]) == 0      # the default: every core for Numba, BLAS on one
+        assert thread_pool.blas_threads() == blas_before

@@ -24,26 +24,29 @@ def deadline():
     signal.signal(signal.SIGALRM, old)
 
 
-# Workers with as many BLAS threads as this process: today OpenBLAS's GEMM changes in the last
-# bits with its thread count (and the batch), so exact comparisons need the same on both sides
-# until the forward pass is invariant to both.
-BLAS_THREADS = int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count() or 1))
-
-
 @pytest.fixture(scope="module")
 def client():
-    """A Client of a LocalCluster of 2 worker processes, one Dask thread each; closed after the module."""
+    """A Client of a LocalCluster of 2 worker processes, one Dask thread each; closed after the module.
+
+    The workers get as many BLAS threads as this process has now, held there for the module:
+    OpenBLAS's GEMM changes in the last bits with its thread count (it splits the columns among
+    its threads, and its edge kernels sum in another order), so the exact comparisons need the
+    same count on both sides until the forward pass is invariant to it."""
     from distributed import Client
 
+    from zfnet.kernels import thread_pool
     from zfnet.viz.scan_dask import local_cluster
-    cluster = local_cluster(2, threads=BLAS_THREADS)
-    c = Client(cluster)
-    try:
-        c.wait_for_workers(2, timeout=120)
-        yield c
-    finally:
-        c.close()
-        cluster.close()
+    blas = max(thread_pool.blas_threads().values())
+    with thread_pool._controller().limit(limits=blas, user_api="blas"):
+        cluster = local_cluster(2, threads=blas)
+        c = Client(cluster)
+        try:
+            c.wait_for_workers(2, timeout=120)
+            assert set(c.run(lambda: max(thread_pool.blas_threads().values())).values()) == {blas}
+            yield c
+        finally:
+            c.close()
+            cluster.close()
 
 
 def photographs(images_dir, tmp_path, n=8, bad=True):

@@ -75,8 +75,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         use_device(args)
-        _common.apply_threads(args)
-        with warnings.catch_warnings():
+        with _common.threads_applied(args), warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(args.func(args) or 0)
     except ZFNetError as e:

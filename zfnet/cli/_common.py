@@ -5,6 +5,7 @@ summary and the files written).
 
 Not a command: modules of zfnet/cli whose name starts with "_" are skipped by the ``zfnet`` parser.
 """
+import contextlib
 import json
 import sys
 import time
@@ -169,7 +170,18 @@ def add_threads_argument(p):
                 add_threads_argument(child)
 
 
-def apply_threads(args):
-    """--threads (or ZFNET_THREADS): zfnet.kernels.thread_pool.configure, once, before any work."""
+@contextlib.contextmanager
+def threads_applied(args):
+    """--threads (or ZFNET_THREADS) for the command's run: zfnet.kernels.thread_pool.configure
+    before any work, undone on exit, so that main() called from Python (a test, a notebook)
+    leaves the process's BLAS and Numba threads as it found them."""
+    import numba
+
     from zfnet.kernels import thread_pool
-    thread_pool.configure(getattr(args, "threads", None))
+    before = thread_pool.threads()
+    limiter = thread_pool.configure(getattr(args, "threads", None))
+    try:
+        yield
+    finally:
+        limiter.restore_original_limits()
+        numba.set_num_threads(min(before, numba.config.NUMBA_NUM_THREADS))
