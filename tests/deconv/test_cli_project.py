@@ -8,6 +8,7 @@ from PIL import Image
 from zfnet.cli import main
 from zfnet.deconv import Unit, cut, project, render, strongest_unit, top_maps
 from zfnet.image import load_image, preprocess, to_display
+from zfnet.kernels import thread_pool
 from zfnet.net import forward
 from zfnet.net.receptive import unit_box
 from zfnet.weights import load_model
@@ -87,7 +88,11 @@ def test_class_score(cat, tmp_path, capsys):
     assert main(["project", str(path), "--layer", "prob", "--map", "285", "--mode", "gradient",
                  "--out", str(tmp_path), "--npz", str(tmp_path / "p.npz")]) == 0
     d = np.load(tmp_path / "p.npz")
-    assert np.array_equal(d["projection"], project(net, x, "prob", [Unit(0, 285)], mode="gradient"))
+    # the command runs BLAS on one thread (thread_pool.configure); fc/conv10's GEMMs change in the
+    # last bits with OpenBLAS's thread count, so the library call gets the same setting
+    with thread_pool.blas_single_threaded():
+        want = project(net, x, "prob", [Unit(0, 285)], mode="gradient")
+    assert np.array_equal(d["projection"], want)
     assert np.isclose(float(d["activation"]), fwd["pool10_flat"][0, 285])
     assert "prob map 285" in capsys.readouterr().out
 
