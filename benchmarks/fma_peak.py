@@ -8,11 +8,17 @@ element per step, no memory traffic. The rate is the best of several runs, per t
 all threads together; on a shared machine the all-threads figure falls with other load.
 """
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numba
-import numpy as np
-from numba import njit, prange
+# the repository root on the path: Numba's on-disk cache of these kernels, written when
+# report.py imports this file as benchmarks.fma_peak, names that module when it is loaded again
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 LANES = 96          # accumulators per thread
 

@@ -5,17 +5,19 @@
 Shapes:  x (N, I), w (O, I), b (O,) or None  ->  y (N, O).
 A (N, C, H, W) feature map is flattened to (N, C*H*W) by the caller (the Flatten layer) first.
 
-The CPU path is a Numba kernel that streams each weight row w[o] once and dots it with every
-input row. Each image's output depends only on that image: every y[n, o] is summed in one fixed
-order that depends only on I, never on the batch N (a BLAS sgemm gives a column different last
-bits depending on how many columns the call has, so the BLAS call was dropped;
-benchmarks/RESULTS.md, "Batch invariance").
+The CPU path is a Numba kernel that streams 4 weight rows at a time and dots them with each
+input row, every dot in 16 lanes summed in an order written out in the code. Each image's
+output depends only on that image: every y[n, o] is summed in one fixed order that depends only
+on I, never on the batch N (a BLAS sgemm gives a column different last bits depending on how
+many columns the call has, so the BLAS call was dropped; benchmarks/RESULTS.md, "Batch
+invariance").
 """
 import numpy as np
 from numba import njit, prange, uint64
 
 from ._backend import resolve
 from ._checks import ZFNetError, check_array
+from ._registers import call_vectorized, stack_tile
 
 
 # ----------------------------------------------------------------------------------------------
@@ -40,45 +42,88 @@ def linear_reference(x, w, b=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# CPU: one Numba kernel, batch-invariant.
+# CPU: one Numba kernel, batch-invariant by construction.
 # ----------------------------------------------------------------------------------------------
 
-# Inputs dotted with one weight row per pass: w[o] is loaded once for ROWS dots (4 sums in flight).
-ROWS = 4
+# Every dot product w[o] . x[n] is summed in one order, written out, that depends on I alone:
+#   lane j (0..15) sums w[o, i] * x[n, i] for i = j, j+16, j+32, ... below the last full block,
+#   the 16 lanes are added in a fixed tree (8+8, 4+4, 2+2, 1+1), then the last I % 16 products
+#   one by one, then b[o].
+# No fastmath reassociation, so LLVM may not reorder any of it; it vectorises ACROSS the 16
+# lanes (two 8-wide registers per dot), which changes nothing in any one lane's sum. Output
+# units are taken 4 at a time (4 weight rows streamed together, each input value loaded once
+# for 4 dots) and the last O % 4 one at a time, with the same per-lane arithmetic; every input
+# row n is summed alone: row n gives the same bits alone or in any batch. fastmath "contract"
+# only: s + w*x may become one FMA, the same pattern in every loop here. (The lanes are
+# stack_tile(16) arrays, kept in registers; the literal 16 must equal LANES.)
+LANES = 16
+UNITS = 4
 
 
-@njit(parallel=True, fastmath={"reassoc"}, cache=True)
-def _linear_rows(x, w, b, y):
-    """y[n, o] = b[o] + sum_i w[o, i] * x[n, i]; x (N, I), w (O, I), b (O,) -> y (N, O). Parallel over o.
+@njit(cache=True, inline="always", fastmath={"contract"})
+def _dot_finish(acc, w_flat, x_flat, wo, xo, body, I):
+    """The fixed tree over the 16 lanes of acc, then the tail products i = body..I-1 in order."""
+    for half in (8, 4, 2, 1):
+        for j in range(half):
+            acc[j] += acc[j + half]
+    s = acc[0]
+    for i in range(body, I):
+        s += w_flat[uint64(wo + i)] * x_flat[uint64(xo + i)]
+    return s
 
-    Rows n0..n0+3 share one pass over w[o]; past the batch's end the last row is repeated (its
-    sums are dropped), so every dot runs in this one loop, which LLVM vectorises over i with
-    'reassoc' (lanes of partial sums, then a fixed tree): the order of the sum depends on I alone.
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def _linear_lanes(x, w, b, y):
+    """y[n, o] = b[o] + sum_i w[o, i] * x[n, i]; x (N, I), w (O, I), b (O,) -> y (N, O).
+
+    Parallel over blocks of 4 output units: for each input row, 4 weight rows are streamed at
+    once (4 memory streams in flight: at batch 1 the layer only reads its weights, so that is its
+    speed), each with its 16 lanes; the last O % 4 units one at a time, with the same lanes.
     """
     N, I = x.shape
+    O = w.shape[0]
+    body = I - I % LANES
     w_flat, x_flat = w.ravel(), x.ravel()
-    for o in prange(w.shape[0]):
-        wo = o * I
-        for n0 in range(0, N, ROWS):
-            x0, x1 = min(n0, N - 1) * I, min(n0 + 1, N - 1) * I
-            x2, x3 = min(n0 + 2, N - 1) * I, min(n0 + 3, N - 1) * I
-            s0 = s1 = s2 = s3 = np.float32(0)
-            for i in range(I):
-                wi = w_flat[uint64(wo + i)]
-                s0 += wi * x_flat[uint64(x0 + i)]
-                s1 += wi * x_flat[uint64(x1 + i)]
-                s2 += wi * x_flat[uint64(x2 + i)]
-                s3 += wi * x_flat[uint64(x3 + i)]
-            sums = (s0, s1, s2, s3)
-            for k in range(min(ROWS, N - n0)):
-                y[n0 + k, o] = sums[k] + b[o]
+    blocks = O // UNITS
+    for ob in prange(blocks + O % UNITS):
+        if ob < blocks:
+            o = ob * UNITS
+            w0, w1, w2, w3 = o * I, (o + 1) * I, (o + 2) * I, (o + 3) * I
+            for n in range(N):
+                a0, a1, a2, a3 = stack_tile(16), stack_tile(16), stack_tile(16), stack_tile(16)
+                for j in range(LANES):
+                    a0[j] = a1[j] = a2[j] = a3[j] = np.float32(0)
+                xn = n * I
+                for i in range(0, body, LANES):
+                    for j in range(LANES):
+                        xi = x_flat[uint64(xn + i + j)]
+                        a0[j] += w_flat[uint64(w0 + i + j)] * xi
+                        a1[j] += w_flat[uint64(w1 + i + j)] * xi
+                        a2[j] += w_flat[uint64(w2 + i + j)] * xi
+                        a3[j] += w_flat[uint64(w3 + i + j)] * xi
+                y[n, o] = _dot_finish(a0, w_flat, x_flat, w0, xn, body, I) + b[o]
+                y[n, o + 1] = _dot_finish(a1, w_flat, x_flat, w1, xn, body, I) + b[o + 1]
+                y[n, o + 2] = _dot_finish(a2, w_flat, x_flat, w2, xn, body, I) + b[o + 2]
+                y[n, o + 3] = _dot_finish(a3, w_flat, x_flat, w3, xn, body, I) + b[o + 3]
+        else:                                                   # one of the last O % 4 units
+            o = blocks * UNITS + (ob - blocks)
+            wo = o * I
+            for n in range(N):
+                a = stack_tile(16)
+                for j in range(LANES):
+                    a[j] = np.float32(0)
+                xn = n * I
+                for i in range(0, body, LANES):
+                    for j in range(LANES):
+                        a[j] += w_flat[uint64(wo + i + j)] * x_flat[uint64(xn + i + j)]
+                y[n, o] = _dot_finish(a, w_flat, x_flat, wo, xn, body, I) + b[o]
 
 
 def _linear_cpu(x, w, b):
-    """y (N, O) by _linear_rows (without a bias, zeros are added)."""
+    """y (N, O) by _linear_lanes (without a bias, zeros are added)."""
     N, O = x.shape[0], w.shape[0]
     y = np.empty((N, O), np.float32)                                             # (N, O)
-    _linear_rows(x, w, np.zeros(O, np.float32) if b is None else b, y)
+    call_vectorized(_linear_lanes, x, w, np.zeros(O, np.float32) if b is None else b, y)
     return y
 
 
