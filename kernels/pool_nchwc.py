@@ -11,9 +11,9 @@ max_pool2d_nchwc (the forward pass's pooling; switches on request, relu_input as
 
 over the window positions inside the image (padding never wins, as in max_pool2d; a NaN in the
 window gives NaN). H', W' as max_pool2d's pool_output_size (floor or Caffe's ceil rule).
-With return_switches, sw_b[n, cb, i, j, lane] = h*W + w of that maximum in the NCHW input plane,
+With return_switches, switches_b[n, cb, i, j, lane] = h*W + w of that maximum in the NCHW input plane,
 max_pool2d's rules exactly (first maximum wins ties, the last NaN wins, the window's first real
-input if none wins); switches_from_nchwc turns sw_b into max_pool2d's (N, C, H', W') int64.
+input if none wins); switches_from_nchwc turns switches_b into max_pool2d's (N, C, H', W') int64.
 relu_input=True pools relu(x) (max(v, 0), NaN kept) as x is read, switches included.
 
 global_avg_pool_nchwc:  y_b[n, cb, 0, 0, :] = 1/(H*W) sum_{h, w} x_b[n, cb, h, w, :]
@@ -61,12 +61,12 @@ def max_pool2d_nchwc_reference(x_b, kernel_size, stride, padding, out_hw):
 
 
 def max_pool2d_switches_nchwc_reference(x_b, kernel_size, stride, padding, out_hw, relu_input=False):
-    """(y_b, sw_b): the row-major window scan of max_pool2d's twin, on the 16 lanes of each pixel."""
+    """(y_b, switches_b): the row-major window scan of max_pool2d's twin, on the 16 lanes of each pixel."""
     (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
     N, CB, H, W, B = x_b.shape
     x_b = np.where(x_b > 0, x_b, np.where(np.isnan(x_b), x_b, 0)).astype(np.float32) if relu_input else x_b
     y_b = np.empty((N, CB, Ho, Wo, B), np.float32)
-    sw_b = np.empty((N, CB, Ho, Wo, B), np.int64)
+    switches_b = np.empty((N, CB, Ho, Wo, B), np.int64)
     for i in range(Ho):
         for j in range(Wo):
             h0, w0 = max(i * sh - ph, 0), max(j * sw - pw, 0)
@@ -77,8 +77,8 @@ def max_pool2d_switches_nchwc_reference(x_b, kernel_size, stride, padding, out_h
                     v = x_b[:, :, hh, ww, :]
                     wins = (v > best) | np.isnan(v)
                     best, arg = np.where(wins, v, best), np.where(wins, hh * W + ww, arg)
-            y_b[:, :, i, j, :], sw_b[:, :, i, j, :] = best, arg
-    return y_b, sw_b
+            y_b[:, :, i, j, :], switches_b[:, :, i, j, :] = best, arg
+    return y_b, switches_b
 
 
 def global_avg_pool_nchwc_reference(x_b):
@@ -125,7 +125,7 @@ def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw):
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_rows_switches(x, y, sw, kh, kw, sh, sw_, ph, pw, rectify):
+def _max_pool_rows_switches(x, y, switches, kh, kw, sh, sw, ph, pw, rectify):
     """_max_pool_rows with the switches (h*W + w) kept per lane, and relu(x) read if rectify."""
     N, CB, H, W, _ = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
@@ -134,10 +134,10 @@ def _max_pool_rows_switches(x, y, sw, kh, kw, sh, sw_, ph, pw, rectify):
         h_lo, h_hi = max(i * sh - ph, 0), min(i * sh - ph + kh, H)
         best = stack_tile(BLOCK)
         for j in range(Wo):
-            w_lo, w_hi = max(j * sw_ - pw, 0), min(j * sw_ - pw + kw, W)
+            w_lo, w_hi = max(j * sw - pw, 0), min(j * sw - pw + kw, W)
             for lane in range(BLOCK):
                 best[lane] = -np.inf
-                sw[n, cb, i, j, lane] = h_lo * W + w_lo
+                switches[n, cb, i, j, lane] = h_lo * W + w_lo
             for h in range(h_lo, h_hi):
                 for w in range(w_lo, w_hi):
                     for lane in range(BLOCK):
@@ -146,7 +146,7 @@ def _max_pool_rows_switches(x, y, sw, kh, kw, sh, sw_, ph, pw, rectify):
                             v = np.float32(0.0)
                         if v > best[lane] or v != v:
                             best[lane] = v
-                            sw[n, cb, i, j, lane] = h * W + w
+                            switches[n, cb, i, j, lane] = h * W + w
             for lane in range(BLOCK):
                 y[n, cb, i, j, lane] = best[lane]
 
@@ -199,7 +199,7 @@ def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, 
                      return_switches=False):
     """x_b (N, CB, H, W, 16) -> y_b (N, CB, H', W', 16): max pooling, max_pool2d's sizes and rules.
 
-    return_switches: return (y_b, sw_b), sw_b (N, CB, H', W', 16) int64 flat h*W + w indices into
+    return_switches: return (y_b, switches_b), switches_b (N, CB, H', W', 16) int64 flat h*W + w indices into
     the NCHW input plane (switches_from_nchwc -> max_pool2d's switches). relu_input: pool relu(x).
     """
     check_nchwc(x_b, "x_b")
@@ -211,17 +211,17 @@ def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, 
         raise ZFNetError(f"max_pool2d_nchwc: padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
     y_b = np.empty((N, CB, Ho, Wo, BLOCK), np.float32)
     if return_switches or relu_input:
-        sw_b = np.empty((N, CB, Ho, Wo, BLOCK), np.int64)
-        call_vectorized(_max_pool_rows_switches, x_b, y_b, sw_b, kh, kw, sh, sw, ph, pw, bool(relu_input))
-        return (y_b, sw_b) if return_switches else y_b
+        switches_b = np.empty((N, CB, Ho, Wo, BLOCK), np.int64)
+        call_vectorized(_max_pool_rows_switches, x_b, y_b, switches_b, kh, kw, sh, sw, ph, pw, bool(relu_input))
+        return (y_b, switches_b) if return_switches else y_b
     call_vectorized(_max_pool_rows, x_b, y_b, kh, kw, sh, sw, ph, pw)
     return y_b
 
 
-def switches_from_nchwc(sw_b, channels):
-    """sw_b (N, CB, H', W', 16) int64 -> (N, C, H', W') int64, C = `channels`: max_pool2d's switches."""
-    N, CB, Ho, Wo, B = sw_b.shape
-    return np.ascontiguousarray(sw_b.transpose(0, 1, 4, 2, 3).reshape(N, CB * B, Ho, Wo)[:, :channels])
+def switches_from_nchwc(switches_b, channels):
+    """switches_b (N, CB, H', W', 16) int64 -> (N, C, H', W') int64, C = `channels`: max_pool2d's switches."""
+    N, CB, Ho, Wo, B = switches_b.shape
+    return np.ascontiguousarray(switches_b.transpose(0, 1, 4, 2, 3).reshape(N, CB * B, Ho, Wo)[:, :channels])
 
 
 @one_at_a_time

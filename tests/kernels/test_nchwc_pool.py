@@ -87,12 +87,12 @@ def test_max_pool2d_nchwc_switches_equal_max_pool2d(N, C, H, W, k, s, p, ceil, r
     x[:, :, 2:4, 2:5] = -1.0                     # ties (and, rectified, zeros): the first maximum wins
     x[-1, -1, 3, 3] = 7.0
     x_b = nchwc.to_nchwc(x)
-    y_b, sw_b = max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=relu_input, return_switches=True)
+    y_b, switches_b = max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=relu_input, return_switches=True)
     out_hw = pool_output_size((H, W), k, s, p, ceil)
-    ty_b, tsw_b = max_pool2d_switches_nchwc_reference(x_b, (k, k), (s, s), (p, p), out_hw, relu_input)
+    ty_b, tswitches_b = max_pool2d_switches_nchwc_reference(x_b, (k, k), (s, s), (p, p), out_hw, relu_input)
     np.testing.assert_array_equal(y_b, ty_b)
-    np.testing.assert_array_equal(sw_b, tsw_b)
+    np.testing.assert_array_equal(switches_b, tswitches_b)
     expected, switches = max_pool2d_reference(relu(x) if relu_input else x, (k, k), (s, s), (p, p), out_hw)
     np.testing.assert_array_equal(nchwc.from_nchwc(y_b, C), expected)
-    np.testing.assert_array_equal(switches_from_nchwc(sw_b, C), switches)
+    np.testing.assert_array_equal(switches_from_nchwc(switches_b, C), switches)
     np.testing.assert_array_equal(max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=relu_input), y_b)

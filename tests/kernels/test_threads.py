@@ -33,9 +33,9 @@ CHILD = textwrap.dedent("""
         s = kernels.softmax(kernels.linear(p.reshape(2, -1), fc), axis=1)   # (2, 10)
         # the blocked forward pass's ops (net/blocked.py), interleaved with the deconvnet's above
         y_b = conv2d_nchwc(nchwc.to_nchwc(x), w_b, b_b, 2, 1, relu=True)
-        p_b, sw_b = max_pool2d_nchwc(lrn_nchwc(y_b, 5), 3, 2, return_switches=True)
+        p_b, switches_b = max_pool2d_nchwc(lrn_nchwc(y_b, 5), 3, 2, return_switches=True)
         g = nchwc.from_nchwc(global_avg_pool_nchwc(p_b), 12)
-        return [y, t, y1, p, u, s, nchwc.from_nchwc(y_b, 12), sw_b, g]
+        return [y, t, y1, p, u, s, nchwc.from_nchwc(y_b, 12), switches_b, g]
 
     want = run()
     failures = []
