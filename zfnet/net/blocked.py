@@ -47,15 +47,12 @@ LAYOUTS = {
 }
 
 # convolutions that stay on im2col + BLAS inside a blocked pass (layout="auto" only; "nchwc" blocks
-# every one), where whole forward passes ran faster so (benchmarks/RESULTS.md, "The blocked forward
-# pass"): the large strided kernels on few input channels (conv1, ZFNet's conv2) and SqueezeNet's
-# conv10 (1000 filters on 13x13). zfnet, zf_caffe and alexnet: by analogy with zfnet512's
+# every one), where whole forward passes ran faster so (benchmarks/RESULTS.md, "Which convolutions
+# stay on im2col, re-measured quiet"): SqueezeNet's conv1 (7x7 stride 2 on 3 input channels,
+# padded to a 16-channel block) and conv10 (1000 filters on 13x13). On the quiet machine every
+# conv of zfnet, zf_caffe, zfnet512 and alexnet ran as fast or faster blocked, at batch 1 and 16.
 IM2COL_LAYERS = {
     "squeezenet1_0": ("conv1", "conv10"),
-    "zfnet512": ("conv1", "conv2"),
-    "zfnet": ("conv1", "conv2"),
-    "zf_caffe": ("conv1", "conv2"),
-    "alexnet": ("conv1",),
 }
 
 
