@@ -52,10 +52,15 @@ def threads():
 
 
 @contextlib.contextmanager
+def blas_limited(n):
+    """``with blas_limited(n): ...``: every loaded BLAS runs on `n` threads; restored on exit."""
+    with _controller().limit(limits=n, user_api="blas"):
+        yield
+
+
 def blas_single_threaded():
     """``with blas_single_threaded(): ...``: every loaded BLAS runs on one thread; restored on exit."""
-    with _controller().limit(limits=1, user_api="blas"):
-        yield
+    return blas_limited(1)
 
 
 def limit_blas_process_wide():

@@ -37,7 +37,7 @@ def client():
     from zfnet.kernels import thread_pool
     from zfnet.viz.scan_dask import local_cluster
     blas = max(thread_pool.blas_threads().values())
-    with thread_pool._controller().limit(limits=blas, user_api="blas"):
+    with thread_pool.blas_limited(blas):
         cluster = local_cluster(2, threads=blas)
         c = Client(cluster)
         try:

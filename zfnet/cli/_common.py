@@ -174,7 +174,8 @@ def add_threads_argument(p):
 def threads_applied(args):
     """--threads (or ZFNET_THREADS) for the command's run: zfnet.kernels.thread_pool.configure
     before any work, undone on exit, so that main() called from Python (a test, a notebook)
-    leaves the process's BLAS and Numba threads as it found them."""
+    leaves the process's BLAS and Numba threads as it found them (Numba's at most the pool's
+    size, which configure may have set before the pool started)."""
     import numba
 
     from zfnet.kernels import thread_pool
@@ -184,4 +185,4 @@ def threads_applied(args):
         yield
     finally:
         limiter.restore_original_limits()
-        numba.set_num_threads(min(before, numba.config.NUMBA_NUM_THREADS))
+        thread_pool.set_threads(min(before, numba.config.NUMBA_NUM_THREADS))
