@@ -14,7 +14,8 @@ window gives NaN). H', W' as max_pool2d's pool_output_size (floor or Caffe's cei
 With return_switches, switches_b[n, cb, i, j, lane] = h*W + w of that maximum in the NCHW input plane,
 max_pool2d's rules exactly (first maximum wins ties, the last NaN wins, the window's first real
 input if none wins); switches_from_nchwc turns switches_b into max_pool2d's (N, C, H', W') int64.
-relu_input=True pools relu(x) (max(v, 0), NaN kept) as x is read, switches included.
+relu_input=True pools relu(x) (max(v, 0), NaN kept): with switches as x is read, without
+them as max(window's maximum, 0), the same bits (relu is monotone) for one test per output.
 
 global_avg_pool_nchwc:  y_b[n, cb, 0, 0, :] = 1/(H*W) sum_{h, w} x_b[n, cb, h, w, :]
 
@@ -103,8 +104,12 @@ def lrn_nchwc_reference(x_b, size, alpha, beta, k):
 # ---------------------------------------------------------------------------------------------
 
 @njit(parallel=True, cache=True)
-def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw):
-    """y[n, cb, i, j, :] = max over the window's positions inside the image; one iteration per row (n, cb, i)."""
+def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw, rectify):
+    """y[n, cb, i, j, :] = max over the window's positions inside the image; one iteration per row (n, cb, i).
+
+    rectify: max(relu(x)) as max(max(x), 0), NaN kept: the same value as rectifying each input
+    (relu is monotone), one comparison per output instead of one per input.
+    """
     N, CB, H, W, _ = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
     for job in prange(N * CB * Ho):
@@ -120,6 +125,10 @@ def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw):
                     for lane in range(_B):
                         v = x[n, cb, h, w, lane]
                         best[lane] = v if (v > best[lane] or v != v) else best[lane]
+            if rectify and h_hi > h_lo and w_hi > w_lo:
+                for lane in range(_B):
+                    v = best[lane]
+                    best[lane] = v if (v > 0 or v != v) else np.float32(0.0)
             for lane in range(_B):
                 y[n, cb, i, j, lane] = best[lane]
 
@@ -210,11 +219,11 @@ def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, 
     if ph > kh // 2 or pw > kw // 2:
         raise ZFNetError(f"max_pool2d_nchwc: padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
     y_b = np.empty((N, CB, Ho, Wo, BLOCK), np.float32)
-    if return_switches or relu_input:
+    if return_switches:
         switches_b = np.empty((N, CB, Ho, Wo, BLOCK), np.int64)
         call_vectorized(_max_pool_rows_switches, x_b, y_b, switches_b, kh, kw, sh, sw, ph, pw, bool(relu_input))
-        return (y_b, switches_b) if return_switches else y_b
-    call_vectorized(_max_pool_rows, x_b, y_b, kh, kw, sh, sw, ph, pw)
+        return y_b, switches_b
+    call_vectorized(_max_pool_rows, x_b, y_b, kh, kw, sh, sw, ph, pw, bool(relu_input))
     return y_b
 
 

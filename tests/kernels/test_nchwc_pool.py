@@ -96,3 +96,19 @@ def test_max_pool2d_nchwc_switches_equal_max_pool2d(N, C, H, W, k, s, p, ceil, r
     np.testing.assert_array_equal(nchwc.from_nchwc(y_b, C), expected)
     np.testing.assert_array_equal(switches_from_nchwc(switches_b, C), switches)
     np.testing.assert_array_equal(max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=relu_input), y_b)
+
+
+def test_rectified_pooling_without_switches_keeps_the_bits_of_pooling_relu_x():
+    """relu_input without switches rectifies the window's maximum, not each input: the same bits
+    (+0.0 for an all-negative or -0.0 window, NaN kept, -inf inputs give 0) as pooling relu(x)."""
+    x = -np.abs(_randn(np.random.default_rng(8), 2, 19, 9, 9))     # every window negative
+    x[0, 0] = -0.0
+    x[0, 1, 4, 4] = np.nan
+    x[1, 2] = -np.inf
+    x[1, 3, 0, 0] = 2.5
+    x_b = nchwc.to_nchwc(x)
+    for k, s, p, ceil in [(3, 2, 0, True), (3, 2, 1, False), (2, 2, 0, False)]:
+        out_hw = pool_output_size((9, 9), k, s, p, ceil)
+        y_b = max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=True)
+        expected = max_pool2d_nchwc_reference(nchwc.to_nchwc(relu(x)), (k, k), (s, s), (p, p), out_hw)
+        np.testing.assert_array_equal(y_b.view(np.int32), expected.view(np.int32))
