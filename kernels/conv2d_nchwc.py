@@ -12,7 +12,7 @@ Shapes:  x_b (N, CB, H, W, B), w_b (FB, CB, KH, KW, B, B), b_b (FB*B,)  ->  y_b 
 
 Groups are not supported here (ZFNet and SqueezeNet have none); conv2d keeps them.
 
-Two micro-kernels, named by their register tile of 6 output pixels x 16 output channels (96
+Three micro-kernels, named by their register tile of 6 output pixels x 16 output channels (96
 accumulators = 12 AVX2 registers; with the 2 filter vectors and 1 broadcast, 15 of the 16):
 
 - ``direct_6x16``: any kernel size, stride and padding. The input is first copied into a padded
@@ -24,14 +24,18 @@ accumulators = 12 AVX2 registers; with the 2 filter vectors and 1 broadcast, 15 
 
   which is ONNX Runtime's MLAS NCHWc kernel: one broadcast per pixel, one 16-wide filter row
   per (ci, u, v), reused 6 times.
+- ``direct_nchw_6x16`` (conv2d_nchwc_from_nchw): direct_6x16 reading a plain NCHW input, for a
+  network's first convolution: x_pad[n, c, i*sh + u, j*sw + v] in place of x_pad_b[n, cb, ..., ci],
+  so the image's 3 channels are never copied into 16-channel blocks (MLAS's NCHW-input kernel).
 - ``pointwise_gemm_6x16``: 1x1, stride 1, unpadded: a blocked GEMM over the flattened pixels,
   y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] * w_b[fb, cb, 0, 0, ci, :]; the 6 pixels
   of a tile are consecutive in memory, so no offsets are kept.
 
-`PATHS` names both; `choose_path` is the one rule for which runs. Each parallel iteration owns a
-chunk of 8 consecutive tiles of one (n, fb) of the output; tiles of one filter block run in order,
-so its weights stay in cache. The accumulators live on the stack and LLVM's SLP vectoriser packs them into registers
-(see _registers.py); flat offsets are uint64 so Numba adds no negative-index checks.
+`PATHS` names them; `choose_path` is the one rule for which runs on a blocked input. Each
+parallel iteration owns a chunk of 8 consecutive tiles of one (n, fb) of the output; tiles of one
+filter block run in order, so its weights stay in cache. The accumulators live on the stack and
+LLVM's SLP vectoriser packs them into registers (see _registers.py); flat offsets are uint64 so
+Numba adds no negative-index checks.
 """
 import numpy as np
 from numba import njit, prange, uint64
@@ -94,6 +98,20 @@ def _store_tile(acc, first, y, y0, count, b, b0, relu):
 
 
 @njit(cache=True, inline="always")
+def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit):
+    """offsets[r] = ((row0 + i_r*sh) * Wp + j_r*sw) * unit for the 6 output pixels (i_r, j_r) of tile
+    t, starting at (i, j); returns the pixel after the tile. The last tile repeats the last pixel
+    (computed, not stored); a tile may wrap to the next output row."""
+    for r in range(TILE):
+        offsets[r] = uint64(((row0 + i * sh) * Wp + j * sw) * unit)
+        if t * TILE + r < P - 1:
+            j += 1
+            if j == Wo:
+                i, j = i + 1, 0
+    return i, j
+
+
+@njit(cache=True, inline="always")
 def _job_tiles(job, FB, chunks, T):
     """Parallel iteration `job` -> (n, fb, first tile, end tile): a chunk of CHUNK tiles of one (n, fb)."""
     n, fb, chunk = job // (FB * chunks), (job // chunks) % FB, job % chunks
@@ -101,8 +119,10 @@ def _job_tiles(job, FB, chunks, T):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu):
+def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_6x16: y_b = conv(x_pad_b, w_b) + b_b on flat arrays; any KH, KW, stride (padding done).
+
+    y is (N, FBo, H', W', B), of which blocks fbo .. fbo + FB - 1 are written (see conv2d_nchwc's out_block).
 
     Only the C real input channels are read (the last block's zero channels add nothing): a
     3-channel image costs 3/16 of a full block, as in MLAS's kernel for NCHW inputs.
@@ -116,12 +136,7 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu)
         acc = stack_tile(ACC)
         i, j = divmod(t_first * TILE, Wo)   # the output pixel (i, j) that starts the chunk
         for t in range(t_first, t_end):
-            for r in range(TILE):           # the last tile repeats the last pixel (not stored)
-                offsets[r] = uint64(((n * CB * Hp + i * sh) * Wp + j * sw) * BLOCK)
-                if t * TILE + r < P - 1:
-                    j += 1
-                    if j == Wo:
-                        i, j = i + 1, 0
+            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
             for k in range(uint64(ACC)):
                 acc[k] = 0.0
             for cb in range(CB):
@@ -134,13 +149,62 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu)
                                 xv = x[offsets[r] + x0 + ci]
                                 for co in range(_B):
                                     acc[r * _B + co] += xv * w[w0 + ci * _B + co]
-            y0 = ((n * FB + fb) * P + t * TILE) * BLOCK
+            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
+            _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
+
+
+def nchw_taps(C, Hp, Wp, KH, KW):
+    """The (channel, tap) pairs of direct_nchw_6x16 in its summation order (cb, u, v, ci), as flat
+    offsets: x_taps[q] = (c*Hp + u)*Wp + v into one padded image, w_taps[q] = the row
+    w_b[0, cb, u, v, ci, :] in the flattened filters of filter block 0 (add fb*CB*KH*KW*B*B)."""
+    CB = (C + BLOCK - 1) // BLOCK
+    x_taps, w_taps = [], []
+    for cb in range(CB):
+        for u in range(KH):
+            for v in range(KW):
+                for ci in range(min(BLOCK, C - cb * BLOCK)):
+                    x_taps.append(((cb * BLOCK + ci) * Hp + u) * Wp + v)
+                    w_taps.append((((cb * KH + u) * KW + v) * BLOCK + ci) * BLOCK)
+    return np.array(x_taps, np.uint64), np.array(w_taps, np.uint64)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _direct_nchw_6x16(x, w, b, y, x_taps, w_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
+    """direct_nchw_6x16: direct_6x16 on a plain NCHW input x_pad (N, C, Hp, Wp), channel c = cb*B + ci
+    read where it lies (x_pad[n, c, i*sh + u, j*sw + v]): an image's 3 channels are never copied
+    into a 16-channel block (MLAS's kernel for NCHW inputs). The same sums in the same order, over
+    one flat list of the C*KH*KW (channel, tap) pairs (nchw_taps): with 3 channels the loops over
+    u, v and ci would each be too short to keep the registers busy."""
+    P = Ho * Wo
+    T = (P + TILE - 1) // TILE
+    chunks = (T + CHUNK - 1) // CHUNK
+    Q = x_taps.shape[0]
+    w_filter = uint64(w.shape[0] // FB)          # CB*KH*KW*B*B weights per filter block
+    for job in prange(N * FB * chunks):
+        n, fb, t_first, t_end = _job_tiles(job, FB, chunks, T)
+        offsets = stack_offsets(TILE)       # x_pad[n, 0, i_r*sh, j_r*sw] for the tile's 6 pixels
+        acc = stack_tile(ACC)
+        i, j = divmod(t_first * TILE, Wo)
+        w_fb = uint64(fb) * w_filter
+        for t in range(t_first, t_end):
+            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
+            for k in range(uint64(ACC)):
+                acc[k] = 0.0
+            for q in range(Q):
+                x0, w0 = x_taps[q], w_fb + w_taps[q]
+                for r in range(_T):
+                    xv = x[offsets[r] + x0]
+                    for co in range(_B):
+                        acc[r * _B + co] += xv * w[w0 + co]
+            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
             _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu):
-    """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6."""
+def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
+    """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6.
+
+    y is (N, FBo, P, B), of which blocks fbo .. fbo + FB - 1 are written."""
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
     for job in prange(N * FB * chunks):
@@ -159,33 +223,37 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu):
                         for co in range(_B):
                             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
             skip = t * TILE - p0                # pixels of a shifted tile that the previous tile owns
-            y0 = ((n * FB + fb) * P + p0 + skip) * BLOCK
+            y0 = ((n * FBo + fbo + fb) * P + p0 + skip) * BLOCK
             _store_tile(acc, skip, y, y0, TILE - skip, b, fb * BLOCK, relu)
 
 
 PATHS = {
     "pointwise_gemm_6x16": "1x1, stride 1, unpadded, at least 6 output pixels: a blocked GEMM",
     "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
+    "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not copied into blocks",
 }
 
 
 def choose_path(kernel_size, stride, padding, out_hw):
-    """The name in PATHS of the micro-kernel for this layer (the one rule, no hidden thresholds)."""
+    """The name in PATHS of the micro-kernel for this layer on a blocked input (the one rule, no
+    hidden thresholds; a plain NCHW input runs direct_nchw_6x16, conv2d_nchwc_from_nchw)."""
     if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and out_hw[0] * out_hw[1] >= TILE:
         return "pointwise_gemm_6x16"
     return "direct_6x16"
 
 
 @one_at_a_time
-def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, channels=None, out=None):
+def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, channels=None, out=None, out_block=0):
     """x_b (N, CB, H, W, 16), w_b (FB, CB, KH, KW, 16, 16), b_b (FB*16,) -> y_b (N, FB, H', W', 16).
 
     `channels`: C, how many of x_b's CB*16 channels are real (default all); direct_6x16 skips the
     rest, which are zero by the layout's rule.
     Prepare w_b and b_b once per layer with nchwc.filters_to_nchwc / nchwc.bias_to_nchwc.
     `path` forces one of PATHS (for tests and benchmarks); by default choose_path decides.
-    `out`: a C-contiguous float32 (N, FB, H', W', 16) array to write y_b into (a forward pass's
-    preallocated buffer: fresh output pages cost page faults on every call).
+    `out`: a C-contiguous float32 (N, FBo, H', W', 16) array to write y_b into, at its blocks
+    out_block .. out_block + FB - 1 (FBo = FB and out_block = 0: a forward pass's preallocated
+    buffer; a larger FBo: a concat's output, which this convolution's channels fill in place).
+    Returns y_b: `out` itself if it is exactly y_b's shape, else the view of its written blocks.
     """
     check_nchwc(x_b, "x_b")
     check_array(w_b, "w_b", 6)
@@ -202,18 +270,17 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
     if not (CB - 1) * BLOCK < channels <= CB * BLOCK:
         raise ZFNetError(f"channels must be in {(CB - 1) * BLOCK + 1}..{CB * BLOCK} for x_b {x_b.shape}, got {channels}")
     path = path or choose_path((KH, KW), stride, padding, (Ho, Wo))
-    if path not in PATHS:
-        raise ZFNetError(f"unknown conv2d_nchwc path {path!r}; choose one of {', '.join(PATHS)}")
-    y_b = np.empty((N, FB, Ho, Wo, BLOCK), np.float32) if out is None else out
-    if out is not None:
-        check_nchwc(out, "out")
-        if out.shape != (N, FB, Ho, Wo, BLOCK):
-            raise ZFNetError(f"out must have shape {(N, FB, Ho, Wo, BLOCK)}, got {out.shape}")
+    if path not in PATHS or path == "direct_nchw_6x16":
+        raise ZFNetError(f"unknown conv2d_nchwc path {path!r}; choose one of {', '.join(_BLOCKED_PATHS)} "
+                         f"(direct_nchw_6x16 is conv2d_nchwc_from_nchw's)")
+    y, FBo = _output(out, out_block, (N, FB, Ho, Wo))
+    y_b = y[:, out_block:out_block + FB] if FBo != FB else y                  # (N, FB, H', W', B)
     if path == "pointwise_gemm_6x16":
         if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < TILE:
             raise ZFNetError(f"path 'pointwise_gemm_6x16' needs a 1x1, stride-1, unpadded convolution "
                              f"with at least {TILE} output pixels; use path='direct_6x16'")
-        call_vectorized(_pointwise_gemm_6x16, x_b.ravel(), w_b.ravel(), b_b, y_b.ravel(), N, CB, H * W, FB, relu)
+        call_vectorized(_pointwise_gemm_6x16, x_b.ravel(), w_b.ravel(), b_b, y.ravel(), N, CB, H * W, FB, relu,
+                        FBo, out_block)
         return y_b
     (ph, pw), (sh, sw) = padding, stride
     x_pad = x_b
@@ -221,6 +288,59 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
         x_pad = work_buffer("nchwc_pad", N * CB * (H + 2 * ph) * (W + 2 * pw) * BLOCK).reshape(
             N, CB, H + 2 * ph, W + 2 * pw, BLOCK)                                  # (N, CB, H+2ph, W+2pw, B)
         _pad_planes(x_b, ph, pw, x_pad)
-    call_vectorized(_direct_6x16, x_pad.ravel(), w_b.ravel(), b_b, y_b.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw,
-                    FB, KH, KW, Ho, Wo, sh, sw, relu)
+    call_vectorized(_direct_6x16, x_pad.ravel(), w_b.ravel(), b_b, y.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw,
+                    FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, out_block)
     return y_b
+
+
+_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16")
+
+
+@one_at_a_time
+def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=None, out_block=0):
+    """x (N, C, H, W) plain NCHW, w_b (FB, CB, KH, KW, 16, 16) with CB = ceil(C/16), b_b (FB*16,)
+    -> y_b (N, FB, H', W', 16): conv2d_nchwc(nchwc.to_nchwc(x), w_b, b_b, ...) without converting x
+    (path direct_nchw_6x16). For a network's first convolution: its image has 3 channels, which
+    the blocked layout would pad to 16. `out`, `out_block` as conv2d_nchwc's.
+    """
+    check_array(x, "x", 4)
+    check_array(w_b, "w_b", 6)
+    check_array(b_b, "b_b", 1)
+    N, C, H, W = x.shape
+    FB, CB, KH, KW, _, _ = w_b.shape
+    if CB != (C + BLOCK - 1) // BLOCK or w_b.shape[4:] != (BLOCK, BLOCK) or b_b.shape[0] != FB * BLOCK:
+        raise ZFNetError(f"w_b {w_b.shape} and b_b {b_b.shape} do not fit x {x.shape}: expected w_b "
+                         f"(FB, {(C + BLOCK - 1) // BLOCK}, KH, KW, {BLOCK}, {BLOCK}) and b_b (FB*{BLOCK},); "
+                         f"prepare them with nchwc.filters_to_nchwc / nchwc.bias_to_nchwc")
+    stride, padding = positive_pair(stride, "stride"), non_negative_pair(padding, "padding")
+    Ho, Wo = conv2d_nchwc_output_size((H, W), (KH, KW), stride, padding)
+    y, FBo = _output(out, out_block, (N, FB, Ho, Wo))
+    (ph, pw), (sh, sw) = padding, stride
+    x_pad = x
+    if ph or pw:
+        x_pad = work_buffer("nchwc_pad", N * C * (H + 2 * ph) * (W + 2 * pw)).reshape(
+            N, C, H + 2 * ph, W + 2 * pw, 1)                                       # (N, C, H+2ph, W+2pw, 1)
+        _pad_planes(x.reshape(N, C, H, W, 1), ph, pw, x_pad)
+    x_taps, w_taps = nchw_taps(C, H + 2 * ph, W + 2 * pw, KH, KW)
+    call_vectorized(_direct_nchw_6x16, x_pad.ravel(), w_b.ravel(), b_b, y.ravel(), x_taps, w_taps, N, C, H + 2 * ph,
+                    W + 2 * pw, FB, Ho, Wo, sh, sw, relu, FBo, out_block)
+    return y[:, out_block:out_block + FB] if FBo != FB else y
+
+
+def _output(out, out_block, shape):
+    """(the whole array the kernel writes, its block count FBo): a new (N, FB, H', W', B) array, or
+    `out` checked to hold blocks out_block .. out_block + FB - 1 of an (N, FBo, H', W', B) array."""
+    N, FB, Ho, Wo = shape
+    if out is None:
+        if out_block != 0:
+            raise ZFNetError(f"out_block={out_block} needs out= (the array whose blocks it names)")
+        return np.empty((N, FB, Ho, Wo, BLOCK), np.float32), FB
+    check_nchwc(out, "out")
+    FBo = out.shape[1]
+    if (out.shape[0], *out.shape[2:]) != (N, Ho, Wo, BLOCK) or FBo < FB:
+        raise ZFNetError(f"out must have shape {(N, FB, Ho, Wo, BLOCK)} (or more blocks on axis 1, with "
+                         f"out_block), got {out.shape}")
+    if isinstance(out_block, bool) or not isinstance(out_block, (int, np.integer)) or not 0 <= out_block <= FBo - FB:
+        raise ZFNetError(f"out_block must be an integer from 0 to {FBo - FB} for out {out.shape} and {FB} "
+                         f"filter blocks, got {out_block!r}")
+    return out, FBo

@@ -10,7 +10,8 @@ import pytest
 
 from zfnet.kernels import ZFNetError, nchwc
 from zfnet.kernels.conv2d import conv2d_reference
-from zfnet.kernels.conv2d_nchwc import PATHS, choose_path, conv2d_nchwc, conv2d_nchwc_reference
+from zfnet.kernels.conv2d_nchwc import (PATHS, choose_path, conv2d_nchwc, conv2d_nchwc_from_nchw,
+                                        conv2d_nchwc_reference)
 
 
 def _randn(rng, *shape):
@@ -93,12 +94,46 @@ def test_conv2d_nchwc_equals_both_twins(N, C, H, W, F, K, s, p, relu):
     assert not y_b[:, -1, ..., F % 16:].any() if F % 16 else True   # padded filters stay zero
 
 
+
+@pytest.mark.parametrize("N, C, H, W, F, K, s, p", [c for c in CASES if c[1] <= 20])
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv2d_nchwc_from_nchw_equals_the_blocked_kernel_and_the_twins(N, C, H, W, F, K, s, p, relu):
+    """direct_nchw_6x16 reads the plain NCHW input where direct_6x16 reads its blocked copy: the
+    same sums in the same order, so the same bits; and both twins within float32 rounding."""
+    rng = np.random.default_rng(12)
+    x, w, b = _randn(rng, N, C, H, W), _randn(rng, F, C, K, K), _randn(rng, F)
+    x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
+    y_b = conv2d_nchwc_from_nchw(x, w_b, b_b, s, p, relu=relu)
+    np.testing.assert_array_equal(y_b, conv2d_nchwc(x_b, w_b, b_b, s, p, relu=relu, channels=C, path="direct_6x16"))
+    magnitude = conv2d_reference(np.abs(x), np.abs(w), np.abs(b), s, p)
+    twin = conv2d_nchwc_reference(x_b, w_b, b_b, (s, s), (p, p), relu=relu)
+    assert_close_to_sum(y_b, twin.astype(np.float64), magnitude)
+    expected = conv2d_reference(x, w, b, s, p).astype(np.float64)
+    assert_close_to_sum(nchwc.from_nchwc(y_b, F), np.maximum(expected, 0) if relu else expected, magnitude)
+
+
+def test_conv2d_nchwc_from_nchw_out_block_and_errors():
+    rng = np.random.default_rng(13)
+    x, w_b = _randn(rng, 2, 3, 9, 9), nchwc.filters_to_nchwc(_randn(rng, 16, 3, 3, 3))
+    b_b = nchwc.bias_to_nchwc(_randn(rng, 16), 16)
+    out = np.full((2, 3, 4, 4, 16), np.nan, np.float32)
+    y_b = conv2d_nchwc_from_nchw(x, w_b, b_b, 2, 0, out=out, out_block=1)
+    np.testing.assert_array_equal(y_b, conv2d_nchwc_from_nchw(x, w_b, b_b, 2, 0))
+    assert np.isnan(out[:, 0]).all() and np.isnan(out[:, 2]).all()
+    with pytest.raises(ZFNetError, match="do not fit x"):
+        conv2d_nchwc_from_nchw(_randn(rng, 2, 17, 9, 9), w_b, b_b)
+    with pytest.raises(ZFNetError, match="x must have 4 dimensions"):
+        conv2d_nchwc_from_nchw(x[0], w_b, b_b)
+    with pytest.raises(ZFNetError, match="is conv2d_nchwc_from_nchw's"):
+        conv2d_nchwc(nchwc.to_nchwc(x), w_b, b_b, path="direct_nchw_6x16")
+
+
 def test_both_paths_agree_on_a_pointwise_layer():
     rng = np.random.default_rng(3)
     x_b, w_b, b_b = nchwc.to_nchwc(_randn(rng, 3, 24, 5, 7)), nchwc.filters_to_nchwc(_randn(rng, 20, 24, 1, 1)), \
         nchwc.bias_to_nchwc(_randn(rng, 20), 20)
     assert choose_path((1, 1), (1, 1), (0, 0), (5, 7)) == "pointwise_gemm_6x16"
-    ys = [conv2d_nchwc(x_b, w_b, b_b, path=path) for path in PATHS]
+    ys = [conv2d_nchwc(x_b, w_b, b_b, path=path) for path in ("pointwise_gemm_6x16", "direct_6x16")]
     np.testing.assert_allclose(ys[0], ys[1], rtol=1e-5, atol=1e-5)
 
 
@@ -112,6 +147,24 @@ def test_out_is_written_and_returned():
     with pytest.raises(ZFNetError, match="out must have shape"):
         conv2d_nchwc(x_b, w_b, b_b, 1, 0, out=out)
 
+
+
+@pytest.mark.parametrize("path", ["direct_6x16", "pointwise_gemm_6x16"])
+def test_out_block_fills_its_blocks_of_a_wider_array_only(path):
+    """out_block: the convolution's blocks of a concat's output are written, the rest untouched."""
+    rng = np.random.default_rng(6)
+    x_b, w_b = nchwc.to_nchwc(_randn(rng, 3, 20, 7, 5)), nchwc.filters_to_nchwc(_randn(rng, 32, 20, 1, 1))
+    b_b = nchwc.bias_to_nchwc(_randn(rng, 32), 32)
+    out = np.full((3, 5, 7, 5, 16), np.nan, np.float32)
+    y_b = conv2d_nchwc(x_b, w_b, b_b, relu=True, path=path, out=out, out_block=2)
+    assert np.shares_memory(y_b, out) and y_b.shape == (3, 2, 7, 5, 16)
+    np.testing.assert_array_equal(out[:, 2:4], conv2d_nchwc(x_b, w_b, b_b, relu=True, path=path))
+    assert np.isnan(out[:, :2]).all() and np.isnan(out[:, 4:]).all()
+    for bad in (4, -1, 1.0, True):
+        with pytest.raises(ZFNetError, match="out_block must be an integer from 0 to 3"):
+            conv2d_nchwc(x_b, w_b, b_b, out=out, out_block=bad)
+    with pytest.raises(ZFNetError, match="needs out="):
+        conv2d_nchwc(x_b, w_b, b_b, out_block=1)
 
 def test_path_rule():
     assert choose_path((1, 1), (1, 1), (0, 0), (2, 2)) == "direct_6x16"   # fewer pixels than a tile

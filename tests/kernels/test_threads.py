@@ -13,7 +13,7 @@ CHILD = textwrap.dedent("""
     import numpy as np
     from zfnet import kernels
     from zfnet.kernels import nchwc
-    from zfnet.kernels.conv2d_nchwc import conv2d_nchwc
+    from zfnet.kernels.conv2d_nchwc import conv2d_nchwc, conv2d_nchwc_from_nchw
     from zfnet.kernels.pool_nchwc import global_avg_pool_nchwc, lrn_nchwc, max_pool2d_nchwc
 
     rng = np.random.default_rng(0)
@@ -35,7 +35,8 @@ CHILD = textwrap.dedent("""
         y_b = conv2d_nchwc(nchwc.to_nchwc(x), w_b, b_b, 2, 1, relu=True)
         p_b, switches_b = max_pool2d_nchwc(lrn_nchwc(y_b, 5), 3, 2, return_switches=True)
         g = nchwc.from_nchwc(global_avg_pool_nchwc(p_b), 12)
-        return [y, t, y1, p, u, s, nchwc.from_nchwc(y_b, 12), switches_b, g]
+        r_b = max_pool2d_nchwc(conv2d_nchwc_from_nchw(x, w_b, b_b, 2, 1), 3, 2, relu_input=True)
+        return [y, t, y1, p, u, s, nchwc.from_nchwc(y_b, 12), switches_b, g, r_b]
 
     want = run()
     failures = []
