@@ -103,16 +103,23 @@ def test_the_layout_rule():
         blocked.choose_layout("NCHW", "zfnet")
 
 
+def _layouts(arch, net, im2col):
+    live, layouts = {INPUT: _x(arch, 1)}, {}
+    for step in plan(arch).steps:
+        y = live[step.name] = blocked.run_step_blocked(step, live, net, None, im2col)
+        layouts[step.name] = isinstance(y, blocked.Blocked)
+    return layouts
+
+
 def test_which_steps_run_blocked():
-    """SqueezeNet: conv1 and conv10 on im2col (IM2COL_LAYERS), the fires blocked from their first
-    conv on, their concats block-aligned; the layers after conv10 stay on NCHW."""
+    """SqueezeNet with conv1 and conv10 listed for im2col: those two and pool1 on NCHW, the fires
+    blocked from their first conv on, their concats block-aligned; the layers after conv10 on
+    NCHW. With nothing listed every conv runs blocked, conv1 reading the image in place."""
     arch = _small("squeezenet1_0")
     net = Net.random(arch, seed=1)
-    live = {INPUT: _x(arch, 1)}
-    layouts = {}
-    for step in plan(arch).steps:
-        y = live[step.name] = blocked.run_step_blocked(step, live, net, None, blocked.IM2COL_LAYERS["squeezenet1_0"])
-        layouts[step.name] = isinstance(y, blocked.Blocked)
+    layouts = _layouts(arch, net, ("conv1", "conv10"))
     assert not layouts["conv1"] and not layouts["pool1"]
     assert layouts["fire2/squeeze1x1"] and layouts["fire2/concat"] and layouts["fire9/concat"]
     assert not layouts["conv10"] and not layouts[arch.output]
+    layouts = _layouts(arch, net, ())
+    assert layouts["conv1"] and layouts["pool1"] and layouts["conv10"] and layouts["pool10"]

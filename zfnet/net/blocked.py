@@ -8,8 +8,9 @@ image alone, in an order that does not depend on the batch, so an image's result
 on its batch.
 
 Where the layout changes (the one rule): only at convolutions. A convolution not listed in
-IM2COL_LAYERS converts its input to NCHW16c if it is not already (the first one converts the
-image) and runs conv2d_nchwc (direct_6x16 or pointwise_gemm_6x16, bias and ReLU fused); a listed
+IM2COL_LAYERS runs conv2d_nchwc (direct_6x16 or pointwise_gemm_6x16, bias and ReLU fused) on
+its input converted to NCHW16c if it is not already, except an NCHW input of at most 16 channels
+(the image), which conv2d_nchwc_from_nchw reads where it lies (direct_nchw_6x16); a listed
 one (or one with groups, which conv2d_nchwc lacks) converts its input back to NCHW and runs
 kernels.conv2d (im2col + BLAS). Every other op runs in the layout its input is in:
 
@@ -18,10 +19,15 @@ kernels.conv2d (im2col + BLAS). Every other op runs in the layout its input is i
     lrn       lrn_nchwc                 within-channel LRN, or an NCHW input
     relu      kernels.relu (elementwise)
     gap       global_avg_pool_nchwc
-    concat    np.concatenate of blocks  "unaligned concat": an input (but the last) whose channels
-                                        are not a multiple of 16, or an NCHW input
+    concat    its convs' blocks, in     "unaligned concat": an input (but the last) whose channels
+              place (below), or         are not a multiple of 16, or an NCHW input
+              np.concatenate of blocks
     dropout   passed on
     others (avgpool, flatten, linear, softmax): NCHW, always
+
+A conv that the plan writes into its concat's channels (plan.Into) does so in the blocked walk too
+when the concat is aligned: the first such conv allocates the concat's blocked output, each writes
+its blocks there (conv2d_nchwc's out_block), and the concat step copies only its other inputs.
 
 A tensor the result keeps, and the output, are converted back to NCHW (the walk keeps using the
 blocked one); the max-pools' switches are max_pool2d's, (N, C, H', W') int64 h*W + w indices.
@@ -34,7 +40,7 @@ from zfnet import kernels
 from zfnet.kernels import nchwc
 from zfnet.kernels._backend import choose
 from zfnet.kernels._prepared import prepared
-from zfnet.kernels.conv2d_nchwc import conv2d_nchwc
+from zfnet.kernels.conv2d_nchwc import conv2d_nchwc, conv2d_nchwc_from_nchw
 from zfnet.kernels.pool_nchwc import global_avg_pool_nchwc, lrn_nchwc, max_pool2d_nchwc, switches_from_nchwc
 from zfnet.net.graph import INPUT
 
@@ -47,13 +53,12 @@ LAYOUTS = {
 }
 
 # convolutions that stay on im2col + BLAS inside a blocked pass (layout="auto" only; "nchwc" blocks
-# every one), where whole forward passes ran faster so (benchmarks/RESULTS.md, "Which convolutions
-# stay on im2col, re-measured quiet"): SqueezeNet's conv1 (7x7 stride 2 on 3 input channels,
-# padded to a 16-channel block) and conv10 (1000 filters on 13x13). On the quiet machine every
-# conv of zfnet, zf_caffe, zfnet512 and alexnet ran as fast or faster blocked, at batch 1 and 16.
-IM2COL_LAYERS = {
-    "squeezenet1_0": ("conv1", "conv10"),
-}
+# every one), where whole forward passes ran faster so (benchmarks/RESULTS.md, "The first
+# convolution read in place, concats filled in place"). Empty since SqueezeNet's conv1 reads the
+# image in place (direct_nchw_6x16) and its max-pool rectifies without switches: every conv of
+# every built-in architecture then ran faster blocked, at batch 1 and 16 (SqueezeNet's conv1 and
+# conv10 had been listed). An entry: {"architecture name": ("conv name", ...)}.
+IM2COL_LAYERS = {}
 
 
 class Blocked(NamedTuple):
@@ -82,14 +87,50 @@ def as_blocked(v):
     return v if isinstance(v, Blocked) else Blocked(nchwc.to_nchwc(np.ascontiguousarray(v)), v.shape[1])
 
 
-def _conv(step, inputs, net, switches):
+def _conv(step, inputs, net, switches, out=None, out_block=0):
     layer = step.layer
     w, b = net.weight(layer.name), net.bias(layer.name)
     w_b = prepared(w, "nchwc_filters", nchwc.filters_to_nchwc)                # (FB, CB, KH, KW, 16, 16)
     b_b = nchwc.bias_to_nchwc(b, w.shape[0])                                  # (FB*16,)
-    x = as_blocked(inputs[0])
-    y = conv2d_nchwc(x.data, w_b, b_b, layer.stride, layer.padding, relu=step.relu, channels=x.channels)
+    x = inputs[0]
+    if not isinstance(x, Blocked) and x.shape[1] <= nchwc.BLOCK:
+        # an image (at most one block of channels): read where it lies, not padded to 16 channels
+        y = conv2d_nchwc_from_nchw(np.ascontiguousarray(x), w_b, b_b, layer.stride, layer.padding, relu=step.relu,
+                                   out=out, out_block=out_block)
+        return Blocked(y, w.shape[0])
+    x = as_blocked(x)
+    y = conv2d_nchwc(x.data, w_b, b_b, layer.stride, layer.padding, relu=step.relu, channels=x.channels,
+                     out=out, out_block=out_block)
     return Blocked(y, w.shape[0])
+
+
+def concat_is_aligned(arch, concat):
+    """True where every input of layer `concat` but the last has a multiple of 16 channels: each
+    input then starts at a block boundary of the concat's blocked output."""
+    inputs = arch.layer(concat).inputs
+    return all(arch.shapes[name][0] % nchwc.BLOCK == 0 for name in inputs[:-1])
+
+
+def _conv_into_concat(step, inputs, net, live):
+    """A conv writing its channels [first, stop) of an aligned concat's blocked output in place."""
+    concat, first, _, (C, H, W) = step.into
+    if concat not in live:
+        N = inputs[0].shape[0] if not isinstance(inputs[0], Blocked) else inputs[0].data.shape[0]
+        live[concat] = Blocked(np.empty((N, nchwc.blocks(C), H, W, nchwc.BLOCK), np.float32), C)
+    return _conv(step, inputs, net, None, out=live[concat].data, out_block=first // nchwc.BLOCK)
+
+
+def _fill_concat(inputs, out):
+    """The concat into `out` (its Blocked output, allocated by a conv writing in place): copy the
+    blocks of each input not already there."""
+    first = 0
+    for v in inputs:
+        channels = v.channels if isinstance(v, Blocked) else v.shape[1]
+        if not (isinstance(v, Blocked) and np.may_share_memory(v.data, out.data)):
+            block = first // nchwc.BLOCK
+            out.data[:, block:block + nchwc.blocks(channels)] = as_blocked(v).data
+        first += channels
+    return out
 
 
 def _maxpool(step, inputs, net, switches):
@@ -147,8 +188,13 @@ def run_step_blocked(step, live, net, switches, im2col):
     if step.applied_by is not None:
         return live[step.inputs[0]]             # a ReLU its conv or its pool applies
     inputs = [live[n] for n in step.inputs]
+    op = step.layer.op
+    if op == "concat" and isinstance(live.get(step.name), Blocked):
+        return _fill_concat(inputs, live[step.name])
     if runs_blocked(step, inputs, im2col):
-        return BLOCKED_RULES[step.layer.op](step, inputs, net, switches)
+        if op == "conv" and step.into is not None and concat_is_aligned(net.arch, step.into.concat):
+            return _conv_into_concat(step, inputs, net, live)
+        return BLOCKED_RULES[op](step, inputs, net, switches)
     from zfnet.net.forward import apply_layer   # the NCHW rules (forward imports this module)
     return apply_layer(step.layer, [as_nchw(v) for v in inputs], net, switches, "cpu", relu=step.relu,
                        relu_input=step.relu_input)
