@@ -100,7 +100,7 @@ def lrn_backward_reference(x, dy, size, alpha, beta, k, within_channel):
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _neg_power(d, beta):
+def neg_power(d, beta):
     """d^-beta for d > 0. beta = 0.75 (Caffe's, ZF's, ONNX's usual value) costs two square roots
     instead of a log and an exp: d^-3/4 = 1 / sqrt(d * sqrt(d))."""
     if beta == 0.75:
@@ -173,7 +173,7 @@ def _lrn_within_cpu(x, size, alpha, beta, k):
         _energy(x, b, ch, size, True, s, scratch1, scratch2)
         xp, yp = x[b, ch].reshape(h * w), y[b, ch].reshape(h * w)
         for q in range(h * w):
-            yp[q] = xp[q] * _neg_power(k + scale * s[q], beta)
+            yp[q] = xp[q] * neg_power(k + scale * s[q], beta)
     return y
 
 
@@ -235,7 +235,7 @@ def _lrn_across_cpu(x, size, alpha, beta, k):
     blocks = (hw + ACROSS_BLOCK - 1) // ACROSS_BLOCK
     before, after = size // 2, (size - 1) // 2
     scale = alpha / size
-    sqrt_path = beta == 0.75                                        # see _neg_power
+    sqrt_path = beta == 0.75                                        # see neg_power
     y = np.empty((n, c, h, w), dtype=np.float32)                    # (N, C, H, W)
     xf, yf = x.reshape((n, c, hw)), y.reshape((n, c, hw))
     for t in prange(n * blocks):
@@ -300,7 +300,7 @@ def lrn_backward_cpu(x, dy, size, alpha, beta, k, within_channel):
         xp, dyp = x[b, ch].reshape(h * w), dy[b, ch].reshape(h * w)
         for q in range(h * w):
             d = k + scale * s[q]
-            pw[b, ch, q] = _neg_power(d, beta)
+            pw[b, ch, q] = neg_power(d, beta)
             t[b, ch, q] = np.float64(dyp[q]) * xp[q] * pw[b, ch, q] / d
     # Pass 2, per plane: gather t over the transposed window (needs pass 1 done for all planes).
     coef = 2.0 * alpha * beta / m

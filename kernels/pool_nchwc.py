@@ -32,12 +32,15 @@ blocked layout (max(0, 0) keeps the padding zero), and conv2d_nchwc fuses it (re
 The Numba kernels vectorise over the 16 lanes of a pixel; each parallel iteration owns one
 output row (pooling) or one image row (LRN).
 """
+import math
+
 import numpy as np
 from numba import njit, prange, uint64
 
 from ._checks import ZFNetError, non_negative_pair, positive_pair
 from ._registers import call_vectorized, stack_tile
 from ._threads import one_at_a_time
+from .lrn import neg_power
 from .max_pool2d import pool_output_size
 from .nchwc import BLOCK, check_nchwc
 
@@ -179,24 +182,39 @@ def _global_avg_pool_planes(x, y):
 def _lrn_rows(x, y, size, alpha, beta, k):
     """LRN across the CB*B channels of each pixel; one iteration per image row (n, h).
 
-    For one pixel, its C' = CB*B squares are laid out in channel order and summed with a running
-    prefix sum (float64), so each window is prefix[hi] - prefix[lo].
+    For one pixel, its C' = CB*B squares (float64) are laid out in channel order in `sq`, with
+    size//2 zeros before and (size-1)//2 after, so channel c's window is sq[c .. c + size - 1]:
+    a direct sum of `size` terms per channel, a loop over channels with no dependence from one to
+    the next (the compiler vectorises it), then d^-beta as lrn's kernels take it (neg_power).
     """
     N, CB, H, W, _ = x.shape
     channels = CB * BLOCK
-    before, after = size // 2, (size - 1) // 2
+    before = size // 2
+    scale = alpha / size
+    sqrt_path = beta == 0.75
     for job in prange(N * H):
         n, h = job // H, job % H
-        prefix = np.empty(channels + 1)
+        sq = np.zeros(channels + size)
+        d = np.empty(channels)
         for w in range(W):
-            prefix[0] = 0.0
+            for cb in range(CB):
+                for lane in range(BLOCK):
+                    v = np.float64(x[n, cb, h, w, lane])
+                    sq[before + cb * BLOCK + lane] = v * v
             for c in range(channels):
-                v = np.float64(x[n, c // BLOCK, h, w, c % BLOCK])
-                prefix[c + 1] = prefix[c] + v * v
-            for c in range(channels):
-                lo, hi = max(c - before, 0), min(c + after + 1, channels)
-                d = k + alpha / size * (prefix[hi] - prefix[lo])
-                y[n, c // BLOCK, h, w, c % BLOCK] = x[n, c // BLOCK, h, w, c % BLOCK] * d ** -beta
+                s = 0.0
+                for o in range(size):
+                    s += sq[c + o]
+                d[c] = k + scale * s
+            if sqrt_path:                   # neg_power's common case, its test hoisted out of the loop
+                for c in range(channels):
+                    d[c] = 1.0 / math.sqrt(d[c] * math.sqrt(d[c]))
+            else:
+                for c in range(channels):
+                    d[c] = neg_power(d[c], beta)
+            for cb in range(CB):
+                for lane in range(BLOCK):
+                    y[n, cb, h, w, lane] = x[n, cb, h, w, lane] * d[cb * BLOCK + lane]
 
 
 # ---------------------------------------------------------------------------------------------
