@@ -169,33 +169,34 @@ def nchw_taps(C, Hp, Wp, KH, KW):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _direct_nchw_6x16(x, w, b, y, x_taps, w_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
+def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x16: direct_6x16 on a plain NCHW input x_pad (N, C, Hp, Wp), channel c = cb*B + ci
     read where it lies (x_pad[n, c, i*sh + u, j*sw + v]): an image's 3 channels are never copied
     into a 16-channel block (MLAS's kernel for NCHW inputs). The same sums in the same order, over
     one flat list of the C*KH*KW (channel, tap) pairs (nchw_taps): with 3 channels the loops over
-    u, v and ci would each be too short to keep the registers busy."""
+    u, v and ci would each be too short to keep the registers busy. w_rows (FB, C*KH*KW, B) holds
+    just the filter rows those pairs read, in that order: in w_b they lie 1 KB apart (a 16x16 block
+    per tap), and 147 such lines share a handful of L1 cache sets."""
     P = Ho * Wo
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
     Q = x_taps.shape[0]
-    w_filter = uint64(w.shape[0] // FB)          # CB*KH*KW*B*B weights per filter block
     for job in prange(N * FB * chunks):
         n, fb, t_first, t_end = _job_tiles(job, FB, chunks, T)
         offsets = stack_offsets(TILE)       # x_pad[n, 0, i_r*sh, j_r*sw] for the tile's 6 pixels
         acc = stack_tile(ACC)
         i, j = divmod(t_first * TILE, Wo)
-        w_fb = uint64(fb) * w_filter
+        w_fb = uint64(fb * Q * BLOCK)
         for t in range(t_first, t_end):
             i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
             for k in range(uint64(ACC)):
                 acc[k] = 0.0
             for q in range(Q):
-                x0, w0 = x_taps[q], w_fb + w_taps[q]
+                x0, w0 = x_taps[q], w_fb + uint64(q) * _B
                 for r in range(_T):
                     xv = x[offsets[r] + x0]
                     for co in range(_B):
-                        acc[r * _B + co] += xv * w[w0 + co]
+                        acc[r * _B + co] += xv * w_rows[w0 + co]
             y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
             _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
 
@@ -322,7 +323,8 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
             N, C, H + 2 * ph, W + 2 * pw, 1)                                       # (N, C, H+2ph, W+2pw, 1)
         _pad_planes(x.reshape(N, C, H, W, 1), ph, pw, x_pad)
     x_taps, w_taps = nchw_taps(C, H + 2 * ph, W + 2 * pw, KH, KW)
-    call_vectorized(_direct_nchw_6x16, x_pad.ravel(), w_b.ravel(), b_b, y.ravel(), x_taps, w_taps, N, C, H + 2 * ph,
+    w_rows = w_b.reshape(FB, -1, BLOCK)[:, w_taps // BLOCK]                       # (FB, C*KH*KW, B)
+    call_vectorized(_direct_nchw_6x16, x_pad.ravel(), w_rows.ravel(), b_b, y.ravel(), x_taps, N, C, H + 2 * ph,
                     W + 2 * pw, FB, Ho, Wo, sh, sw, relu, FBo, out_block)
     return y[:, out_block:out_block + FB] if FBo != FB else y
 
