@@ -19,11 +19,13 @@ kernels.conv_transpose2d on boxes: the same float32 products, summed in another 
 The filters are read as taps (F, KH*KW*C/G): row f holds w[f, c, u, v] at (u, v, c), so that
 one window row (v, c) is one contiguous run. Three kernels compute the sum (`PATHS`), serial:
 
-    by_position   groups == 1, g from an unpool (few values at every position, e.g. ZFNet conv1:
-                  a window row of 7 taps x 3 colours): each position first sums its nonzero
-                  filters into one window, four filters a pass, then adds the window once
-    by_filter     few nonzero values: filter by filter (its taps read once), each nonzero value
-                  added where it lands
+    by_position   groups == 1: each position first sums its nonzero filters into one window (in
+                  L1), four filters a pass, then adds the window to out once; always below an
+                  unpool (few values at every position, e.g. ZFNet conv1: a window row of 7 taps
+                  x 3 colours), else up to DENSE of the values nonzero
+    by_filter     groups > 1, up to DENSE nonzero: filter by filter (its taps read once), each
+                  nonzero value added where it lands (out read and written once per value: on
+                  ZFNet's conv3-conv5 steps 1.3-1.7x by_position's time, RESULTS.md)
     columns       many nonzero values (> DENSE of them): every window as a GEMM, then a col2im
 
 `choose_path` is the dispatch; benchmarks/RESULTS.md has the measurements behind it.
@@ -190,7 +192,9 @@ def choose_path(g, rectify, groups, unpooled):
     if groups == 1 and unpooled:
         return "by_position"
     nonzero = np.count_nonzero(g > 0) if rectify else np.count_nonzero(g)
-    return "by_filter" if nonzero <= DENSE * g.size else "columns"
+    if nonzero > DENSE * g.size:
+        return "columns"
+    return "by_position" if groups == 1 else "by_filter"
 
 
 def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpooled=False, path=None):

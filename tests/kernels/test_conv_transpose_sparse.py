@@ -76,9 +76,10 @@ def test_the_dispatch_table():
     assert choose_path(few, False, 1, unpooled=True) == "by_position"
     assert choose_path(many, False, 1, unpooled=True) == "by_position"    # below an unpool: always
     assert choose_path(few, False, 2, unpooled=True) == "by_filter"       # groups: never by position
-    assert choose_path(few, False, 1, unpooled=False) == "by_filter"
+    assert choose_path(few, False, 1, unpooled=False) == "by_position"
+    assert choose_path(few, False, 2, unpooled=False) == "by_filter"
     assert choose_path(many, False, 1, unpooled=False) == "columns"
-    assert choose_path(-many, True, 1, unpooled=False) == "by_filter"     # rectified: all zero
+    assert choose_path(-many, True, 1, unpooled=False) == "by_position"   # rectified: all zero
     half = many.copy()
     half.reshape(-1)[: int(DENSE * half.size)] = 0
     assert choose_path(half, False, 2, unpooled=False) == "by_filter"
