@@ -37,6 +37,8 @@ filter block run in order, so its weights stay in cache. The accumulators live o
 LLVM's SLP vectoriser packs them into registers (see _registers.py); flat offsets are uint64 so
 Numba adds no negative-index checks.
 """
+import functools
+
 import numpy as np
 from numba import njit, prange, uint64
 
@@ -153,19 +155,23 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
             _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
 
 
+@functools.lru_cache(maxsize=64)
 def nchw_taps(C, Hp, Wp, KH, KW):
-    """The (channel, tap) pairs of direct_nchw_6x16 in its summation order (cb, u, v, ci), as flat
-    offsets: x_taps[q] = (c*Hp + u)*Wp + v into one padded image, w_taps[q] = the row
-    w_b[0, cb, u, v, ci, :] in the flattened filters of filter block 0 (add fb*CB*KH*KW*B*B)."""
+    """The (channel, tap) pairs of direct_nchw_6x16 in its summation order (cb, u, v, ci), as
+    (x_taps, w_rows): x_taps[q] = (c*Hp + u)*Wp + v, the flat offset into one padded image, and
+    w_rows[q] = ((cb*KH + u)*KW + v)*B + ci, the row of w_b[fb] (viewed as (CB*KH*KW*B, B)) that
+    pair reads. Read-only, computed once per layer shape."""
     CB = (C + BLOCK - 1) // BLOCK
-    x_taps, w_taps = [], []
+    x_taps, w_rows = [], []
     for cb in range(CB):
         for u in range(KH):
             for v in range(KW):
                 for ci in range(min(BLOCK, C - cb * BLOCK)):
                     x_taps.append(((cb * BLOCK + ci) * Hp + u) * Wp + v)
-                    w_taps.append((((cb * KH + u) * KW + v) * BLOCK + ci) * BLOCK)
-    return np.array(x_taps, np.uint64), np.array(w_taps, np.uint64)
+                    w_rows.append(((cb * KH + u) * KW + v) * BLOCK + ci)
+    x_taps, w_rows = np.array(x_taps, np.uint64), np.array(w_rows, np.int64)
+    x_taps.flags.writeable = w_rows.flags.writeable = False
+    return x_taps, w_rows
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -233,6 +239,7 @@ PATHS = {
     "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
     "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not copied into blocks",
 }
+_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16")       # conv2d_nchwc's; the third is from_nchw's
 
 
 def choose_path(kernel_size, stride, padding, out_hw):
@@ -271,11 +278,10 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
     if not (CB - 1) * BLOCK < channels <= CB * BLOCK:
         raise ZFNetError(f"channels must be in {(CB - 1) * BLOCK + 1}..{CB * BLOCK} for x_b {x_b.shape}, got {channels}")
     path = path or choose_path((KH, KW), stride, padding, (Ho, Wo))
-    if path not in PATHS or path == "direct_nchw_6x16":
+    if path not in _BLOCKED_PATHS:
         raise ZFNetError(f"unknown conv2d_nchwc path {path!r}; choose one of {', '.join(_BLOCKED_PATHS)} "
                          f"(direct_nchw_6x16 is conv2d_nchwc_from_nchw's)")
-    y, FBo = _output(out, out_block, (N, FB, Ho, Wo))
-    y_b = y[:, out_block:out_block + FB] if FBo != FB else y                  # (N, FB, H', W', B)
+    y, FBo, y_b = _output(out, out_block, (N, FB, Ho, Wo))
     if path == "pointwise_gemm_6x16":
         if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < TILE:
             raise ZFNetError(f"path 'pointwise_gemm_6x16' needs a 1x1, stride-1, unpadded convolution "
@@ -292,9 +298,6 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
     call_vectorized(_direct_6x16, x_pad.ravel(), w_b.ravel(), b_b, y.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw,
                     FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, out_block)
     return y_b
-
-
-_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16")
 
 
 @one_at_a_time
@@ -315,28 +318,30 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
                          f"prepare them with nchwc.filters_to_nchwc / nchwc.bias_to_nchwc")
     stride, padding = positive_pair(stride, "stride"), non_negative_pair(padding, "padding")
     Ho, Wo = conv2d_nchwc_output_size((H, W), (KH, KW), stride, padding)
-    y, FBo = _output(out, out_block, (N, FB, Ho, Wo))
+    y, FBo, y_b = _output(out, out_block, (N, FB, Ho, Wo))
     (ph, pw), (sh, sw) = padding, stride
     x_pad = x
     if ph or pw:
         x_pad = work_buffer("nchwc_pad", N * C * (H + 2 * ph) * (W + 2 * pw)).reshape(
             N, C, H + 2 * ph, W + 2 * pw, 1)                                       # (N, C, H+2ph, W+2pw, 1)
         _pad_planes(x.reshape(N, C, H, W, 1), ph, pw, x_pad)
-    x_taps, w_taps = nchw_taps(C, H + 2 * ph, W + 2 * pw, KH, KW)
-    w_rows = w_b.reshape(FB, -1, BLOCK)[:, w_taps // BLOCK]                       # (FB, C*KH*KW, B)
+    x_taps, rows = nchw_taps(C, H + 2 * ph, W + 2 * pw, KH, KW)
+    w_rows = w_b.reshape(FB, -1, BLOCK)[:, rows]                                  # (FB, C*KH*KW, B)
     call_vectorized(_direct_nchw_6x16, x_pad.ravel(), w_rows.ravel(), b_b, y.ravel(), x_taps, N, C, H + 2 * ph,
                     W + 2 * pw, FB, Ho, Wo, sh, sw, relu, FBo, out_block)
-    return y[:, out_block:out_block + FB] if FBo != FB else y
+    return y_b
 
 
 def _output(out, out_block, shape):
-    """(the whole array the kernel writes, its block count FBo): a new (N, FB, H', W', B) array, or
-    `out` checked to hold blocks out_block .. out_block + FB - 1 of an (N, FBo, H', W', B) array."""
+    """(y, FBo, y_b): the whole array the kernel writes, its block count, and y_b, the view of the
+    blocks out_block .. out_block + FB - 1 it fills (y itself when FBo = FB). y is a new
+    (N, FB, H', W', B) array, or `out` checked to be such an (N, FBo, H', W', B) array."""
     N, FB, Ho, Wo = shape
     if out is None:
         if out_block != 0:
             raise ZFNetError(f"out_block={out_block} needs out= (the array whose blocks it names)")
-        return np.empty((N, FB, Ho, Wo, BLOCK), np.float32), FB
+        y = np.empty((N, FB, Ho, Wo, BLOCK), np.float32)
+        return y, FB, y
     check_nchwc(out, "out")
     FBo = out.shape[1]
     if (out.shape[0], *out.shape[2:]) != (N, Ho, Wo, BLOCK) or FBo < FB:
@@ -345,4 +350,4 @@ def _output(out, out_block, shape):
     if isinstance(out_block, bool) or not isinstance(out_block, (int, np.integer)) or not 0 <= out_block <= FBo - FB:
         raise ZFNetError(f"out_block must be an integer from 0 to {FBo - FB} for out {out.shape} and {FB} "
                          f"filter blocks, got {out_block!r}")
-    return out, FBo
+    return out, FBo, (out[:, out_block:out_block + FB] if FBo != FB else out)

@@ -24,8 +24,8 @@ one window row (v, c) is one contiguous run. Three kernels compute the sum (`PAT
                   unpool (few values at every position, e.g. ZFNet conv1: a window row of 7 taps
                   x 3 colours), else up to DENSE of the values nonzero
     by_filter     groups > 1, up to DENSE nonzero: filter by filter (its taps read once), each
-                  nonzero value added where it lands (out read and written once per value: on
-                  ZFNet's conv3-conv5 steps 1.3-1.7x by_position's time, RESULTS.md)
+                  nonzero value added where it lands (out read and written once per value,
+                  slower than by_position where both apply: RESULTS.md)
     columns       many nonzero values (> DENSE of them): every window as a GEMM, then a col2im
 
 `choose_path` is the dispatch; benchmarks/RESULTS.md has the measurements behind it.
