@@ -31,7 +31,12 @@ Helpers the layers above use (net, deconv, viz):
     frozen(a)                       True when neither a nor anything it views can be written
     prepared(w, kind, make)         make(w), computed once per frozen array w and kind (a cache)
     serial()                        ``with serial():`` kernels called from this thread use one core
+    codegen_status()                how Numba's code generator was tuned for this CPU (_codegen.py)
 """
+from ._codegen import codegen_status, tune_codegen
+
+tune_codegen()      # before anything here is compiled: see _codegen.py (AVX-512 hosts)
+
 from ._backend import BACKENDS, get_backend, set_backend, use_backend
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
 from ._prepared import frozen, prepared
@@ -58,5 +63,5 @@ __all__ = [
     "BACKENDS", "ZFNetError", "get_backend", "set_backend", "use_backend",
     "conv2d", "conv2d_output_size", "conv_transpose2d", "relu", "max_pool2d", "pool_output_size",
     "max_unpool2d", "avg_pool2d", "lrn", "lrn_backward", "linear", "softmax",
-    "check_array", "positive_pair", "non_negative_pair", "frozen", "prepared", "serial",
+    "check_array", "positive_pair", "non_negative_pair", "frozen", "prepared", "serial", "codegen_status",
 ]

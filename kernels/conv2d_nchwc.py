@@ -42,6 +42,7 @@ import functools
 import numpy as np
 from numba import njit, prange, uint64
 
+from ._codegen import wide_vectors
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
 from ._registers import call_vectorized, stack_offsets, stack_tile
 from ._threads import one_at_a_time
@@ -50,8 +51,9 @@ from .nchwc import BLOCK, check_nchwc
 
 TILE = 6                    # output pixels per register tile
 ACC = TILE * BLOCK          # accumulators per tile
+ACC2 = 2 * ACC              # accumulators per tile of two filter blocks (the *_6x32 kernels)
 CHUNK = 8                   # tiles per parallel iteration (its index arithmetic done once per chunk)
-_B, _T = uint64(BLOCK), uint64(TILE)
+_B, _T, _ACC = uint64(BLOCK), uint64(TILE), uint64(ACC)
 
 
 def conv2d_nchwc_output_size(hw, kernel_size, stride, padding):
@@ -92,10 +94,16 @@ def _pad_planes(x_b, ph, pw, x_pad):
 
 @njit(cache=True, inline="always")
 def _store_tile(acc, first, y, y0, count, b, b0, relu):
-    """y[y0 + r*B + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for r < count."""
+    """y[y0 + r*B + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for r < count.
+
+    The 16 biases are read into a stack array first: read from b between the stores to y (which
+    LLVM cannot prove apart from b), they kept every store scalar, 96 of them per tile."""
+    bias = stack_tile(BLOCK)
+    for co in range(_B):
+        bias[co] = b[uint64(b0) + co]
     for r in range(uint64(count)):
         for co in range(_B):
-            v = acc[(uint64(first) + r) * _B + co] + b[uint64(b0) + co]
+            v = acc[(uint64(first) + r) * _B + co] + bias[co]
             y[uint64(y0) + r * _B + co] = max(v, 0.0) if relu else v
 
 
@@ -234,20 +242,108 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
             _store_tile(acc, skip, y, y0, TILE - skip, b, fb * BLOCK, relu)
 
 
+@njit(parallel=True, cache=True, fastmath=True)
+def _direct_6x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
+    """direct_6x32: direct_6x16 on tiles of 6 pixels x 2 filter blocks (fb, fb + 1), FB even.
+
+    Each broadcast input value feeds 12 FMAs instead of 6: 12 accumulator registers of 16 floats
+    (AVX-512), as MLAS's AVX-512 kernels hold several filter blocks. The same sums in the same order
+    as direct_6x16, so the same bits."""
+    P = Ho * Wo
+    T = (P + TILE - 1) // TILE
+    chunks = (T + CHUNK - 1) // CHUNK
+    FP = FB // 2
+    next_fb = uint64(CB * KH * KW * BLOCK * BLOCK)           # from w_b[fb] to w_b[fb + 1]
+    for job in prange(N * FP * chunks):
+        n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T)
+        fb = 2 * fp
+        offsets = stack_offsets(TILE)
+        acc = stack_tile(ACC2)              # acc[:ACC]: block fb, acc[ACC:]: block fb + 1
+        i, j = divmod(t_first * TILE, Wo)
+        for t in range(t_first, t_end):
+            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
+            for k in range(uint64(ACC2)):
+                acc[k] = 0.0
+            for cb in range(CB):
+                for u in range(KH):
+                    for v in range(KW):
+                        x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
+                        w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
+                        for ci in range(uint64(min(BLOCK, C - cb * BLOCK))):
+                            for r in range(_T):
+                                xv = x[offsets[r] + x0 + ci]
+                                for co in range(_B):
+                                    acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+                                    acc[_ACC + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
+            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
+            count = min(TILE, P - t * TILE)
+            _store_tile(acc, 0, y, y0, count, b, fb * BLOCK, relu)
+            _store_tile(acc, TILE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _pointwise_gemm_6x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
+    """pointwise_gemm_6x32: pointwise_gemm_6x16 on tiles of 6 pixels x 2 filter blocks, FB even
+    (see direct_6x32). The same sums in the same order as pointwise_gemm_6x16."""
+    T = (P + TILE - 1) // TILE
+    chunks = (T + CHUNK - 1) // CHUNK
+    FP = FB // 2
+    next_fb = uint64(CB * BLOCK * BLOCK)
+    for job in prange(N * FP * chunks):
+        n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T)
+        fb = 2 * fp
+        acc = stack_tile(ACC2)
+        for t in range(t_first, t_end):
+            p0 = min(t * TILE, P - TILE)
+            for k in range(uint64(ACC2)):
+                acc[k] = 0.0
+            for cb in range(CB):
+                x0 = uint64(((n * CB + cb) * P + p0) * BLOCK)
+                w0 = uint64((fb * CB + cb) * BLOCK * BLOCK)
+                for ci in range(_B):
+                    for r in range(_T):
+                        xv = x[x0 + r * _B + ci]
+                        for co in range(_B):
+                            acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+                            acc[_ACC + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
+            skip = t * TILE - p0
+            y0 = ((n * FBo + fbo + fb) * P + p0 + skip) * BLOCK
+            _store_tile(acc, skip, y, y0, TILE - skip, b, fb * BLOCK, relu)
+            _store_tile(acc, TILE + skip, y, y0 + P * BLOCK, TILE - skip, b, (fb + 1) * BLOCK, relu)
+
+
 PATHS = {
     "pointwise_gemm_6x16": "1x1, stride 1, unpadded, at least 6 output pixels: a blocked GEMM",
     "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
+    "pointwise_gemm_6x32": "pointwise_gemm_6x16 on tiles of two filter blocks, where vectors are 512-bit",
+    "direct_6x32": "direct_6x16 on tiles of two filter blocks, where vectors are 512-bit",
     "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not copied into blocks",
 }
-_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16")       # conv2d_nchwc's; the third is from_nchw's
+_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_6x32")   # conv2d_nchwc's
+# a 6x32 path's kernel for pairs of filter blocks, and the 6x16 kernel it runs on an odd last block
+_PAIRED = {"pointwise_gemm_6x32": "pointwise_gemm_6x16", "direct_6x32": "direct_6x16"}
+WIDE = wide_vectors()       # Numba compiles 512-bit vectors in this process (AVX-512 hosts, _codegen.py)
 
 
-def choose_path(kernel_size, stride, padding, out_hw):
+def choose_path(kernel_size, stride, padding, out_hw, wide=None):
     """The name in PATHS of the micro-kernel for this layer on a blocked input (the one rule, no
-    hidden thresholds; a plain NCHW input runs direct_nchw_6x16, conv2d_nchwc_from_nchw)."""
+    hidden thresholds; a plain NCHW input runs direct_nchw_6x16, conv2d_nchwc_from_nchw).
+
+    wide (default WIDE): 512-bit vectors, so a tile of two filter blocks fits 12 registers (with
+    8-float vectors it would need 24 of AVX2's 16, and spill): the 6x32 kernels."""
+    wide = WIDE if wide is None else wide
     if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and out_hw[0] * out_hw[1] >= TILE:
-        return "pointwise_gemm_6x16"
-    return "direct_6x16"
+        return "pointwise_gemm_6x32" if wide else "pointwise_gemm_6x16"
+    return "direct_6x32" if wide else "direct_6x16"
+
+
+def _launches(path, FB):
+    """[(kernel path, first filter block, block count)] for a layer of FB filter blocks: a 6x32
+    path runs its kernel on pairs of blocks and the 6x16 kernel on an odd last one."""
+    if path not in _PAIRED:
+        return [(path, 0, FB)]
+    pairs = FB - FB % 2
+    return ([(path, 0, pairs)] if pairs else []) + ([(_PAIRED[path], pairs, 1)] if FB % 2 else [])
 
 
 @one_at_a_time
@@ -282,12 +378,13 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
         raise ZFNetError(f"unknown conv2d_nchwc path {path!r}; choose one of {', '.join(_BLOCKED_PATHS)} "
                          f"(direct_nchw_6x16 is conv2d_nchwc_from_nchw's)")
     y, FBo, y_b = _output(out, out_block, (N, FB, Ho, Wo))
-    if path == "pointwise_gemm_6x16":
+    if path.startswith("pointwise"):
         if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < TILE:
-            raise ZFNetError(f"path 'pointwise_gemm_6x16' needs a 1x1, stride-1, unpadded convolution "
+            raise ZFNetError(f"path {path!r} needs a 1x1, stride-1, unpadded convolution "
                              f"with at least {TILE} output pixels; use path='direct_6x16'")
-        call_vectorized(_pointwise_gemm_6x16, x_b.ravel(), w_b.ravel(), b_b, y.ravel(), N, CB, H * W, FB, relu,
-                        FBo, out_block)
+        for kernel, fb, count in _launches(path, FB):
+            call_vectorized(_KERNELS[kernel], x_b.ravel(), w_b[fb:fb + count].ravel(), b_b[fb * BLOCK:(fb + count) * BLOCK],
+                            y.ravel(), N, CB, H * W, count, relu, FBo, out_block + fb)
         return y_b
     (ph, pw), (sh, sw) = padding, stride
     x_pad = x_b
@@ -295,8 +392,10 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
         x_pad = work_buffer("nchwc_pad", N * CB * (H + 2 * ph) * (W + 2 * pw) * BLOCK).reshape(
             N, CB, H + 2 * ph, W + 2 * pw, BLOCK)                                  # (N, CB, H+2ph, W+2pw, B)
         _pad_planes(x_b, ph, pw, x_pad)
-    call_vectorized(_direct_6x16, x_pad.ravel(), w_b.ravel(), b_b, y.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw,
-                    FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, out_block)
+    for kernel, fb, count in _launches(path, FB):
+        call_vectorized(_KERNELS[kernel], x_pad.ravel(), w_b[fb:fb + count].ravel(), b_b[fb * BLOCK:(fb + count) * BLOCK],
+                        y.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw, count, KH, KW, Ho, Wo, sh, sw, relu,
+                        FBo, out_block + fb)
     return y_b
 
 
@@ -330,6 +429,10 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
     call_vectorized(_direct_nchw_6x16, x_pad.ravel(), w_rows.ravel(), b_b, y.ravel(), x_taps, N, C, H + 2 * ph,
                     W + 2 * pw, FB, Ho, Wo, sh, sw, relu, FBo, out_block)
     return y_b
+
+
+_KERNELS = {"pointwise_gemm_6x16": _pointwise_gemm_6x16, "direct_6x16": _direct_6x16,
+            "pointwise_gemm_6x32": _pointwise_gemm_6x32, "direct_6x32": _direct_6x32}
 
 
 def _output(out, out_block, shape):

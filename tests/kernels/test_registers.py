@@ -37,16 +37,35 @@ def test_stack_tile_computes_the_sum():
     np.testing.assert_allclose(y.reshape(2, 8), x @ w, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="checks x86 SIMD mnemonics")
-def test_slp_packs_the_tile_into_simd_instructions():
-    x, w, y = np.ones((2, 16), np.float32), np.ones((16, 8), np.float32), np.empty(16, np.float32)
-    tile = _tile_update()
-    call_vectorized(tile, x, w, y)
-    asm = "\n".join(tile.inspect_asm().values())
-    # every product is packed (vfmadd231ps / mulps); compiled without SLP, 48 of them were scalar (ss)
-    assert re.search(r"\b(v?fmadd\d+ps|v?mulps)\b", asm), "no packed multiply at all"
-    assert not re.search(r"\b(v?fmadd\d+ss|v?mulss)\b", asm), "scalar multiplies left: the tile was not vectorised"
+def test_slp_setting_is_given_back():
     before = numba.config.SLP_VECTORIZE
     with slp_vectorized():
         assert numba.config.SLP_VECTORIZE == 1
     assert numba.config.SLP_VECTORIZE == before
+
+
+_X = np.ones(100_000, np.float32)
+# each micro-kernel with the arguments of a small layer: 2 input blocks, 4 filter blocks
+MICRO_KERNELS = {
+    "_pointwise_gemm_6x16": (_X, _X, _X[:64], _X.copy(), 1, 2, 64, 4, False, 4, 0),
+    "_pointwise_gemm_6x32": (_X, _X, _X[:64], _X.copy(), 1, 2, 64, 4, False, 4, 0),
+    "_direct_6x16": (_X, _X, _X[:64], _X.copy(), 1, 32, 2, 10, 10, 4, 3, 3, 8, 8, 1, 1, False, 4, 0),
+    "_direct_6x32": (_X, _X, _X[:64], _X.copy(), 1, 32, 2, 10, 10, 4, 3, 3, 8, 8, 1, 1, False, 4, 0),
+}
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="checks x86 SIMD mnemonics")
+@pytest.mark.parametrize("name", sorted(MICRO_KERNELS))
+def test_micro_kernels_are_packed_simd_without_gathers(name):
+    """The NCHWc micro-kernels as compiled here (a serial copy, so that its assembly can be read):
+    every multiply-add packed (compiled without SLP, the tile's were scalar vfmadd231ss), no gather
+    or scatter (what LLVM built the tile from on an AVX-512 host before _codegen.py), and the
+    stores of the tile packed too (they were 96 scalar adds per tile while the bias was read
+    between them)."""
+    from zfnet.kernels import conv2d_nchwc
+    kernel = njit(fastmath=True, cache=False)(getattr(conv2d_nchwc, name).py_func)
+    call_vectorized(kernel, *MICRO_KERNELS[name])
+    asm = "\n".join(kernel.inspect_asm().values())
+    assert re.search(r"\bvfmadd\d+ps\b", asm), "no packed multiply-add at all"
+    assert not re.search(r"\b(v?fmadd\d+ss|v?mulss|v?addss)\b", asm), "scalar arithmetic left: the tile was not vectorised"
+    assert not re.search(r"\bv(p?gather|p?scatter)\w*", asm), "the tile is built from gathers"

@@ -8,7 +8,7 @@ image alone, in an order that does not depend on the batch, so an image's result
 on its batch.
 
 Where the layout changes (the one rule): only at convolutions. A convolution not listed in
-IM2COL_LAYERS runs conv2d_nchwc (direct_6x16 or pointwise_gemm_6x16, bias and ReLU fused) on
+IM2COL_LAYERS runs conv2d_nchwc (direct or pointwise_gemm, 6x16 or 6x32 tiles; bias and ReLU fused) on
 its input converted to NCHW16c if it is not already, except an NCHW input of at most 16 channels
 (the image), which conv2d_nchwc_from_nchw reads where it lies (direct_nchw_6x16); a listed
 one (or one with groups, which conv2d_nchwc lacks) converts its input back to NCHW and runs
