@@ -216,6 +216,40 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
 
 
 @njit(parallel=True, cache=True, fastmath=True)
+def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
+    """direct_nchw_6x32: direct_nchw_6x16 on tiles of 6 pixels x 2 filter blocks, FB even (see
+    direct_6x32); the same sums in the same order, so the same bits."""
+    P = Ho * Wo
+    T = (P + TILE - 1) // TILE
+    chunks = (T + CHUNK - 1) // CHUNK
+    Q = x_taps.shape[0]
+    FP = FB // 2
+    next_fb = uint64(Q * BLOCK)                               # from w_rows[fb] to w_rows[fb + 1]
+    for job in prange(N * FP * chunks):
+        n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T)
+        fb = 2 * fp
+        offsets = stack_offsets(TILE)
+        acc = stack_tile(ACC2)
+        i, j = divmod(t_first * TILE, Wo)
+        w_fb = uint64(fb * Q * BLOCK)
+        for t in range(t_first, t_end):
+            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
+            for k in range(uint64(ACC2)):
+                acc[k] = 0.0
+            for q in range(Q):
+                x0, w0 = x_taps[q], w_fb + uint64(q) * _B
+                for r in range(_T):
+                    xv = x[offsets[r] + x0]
+                    for co in range(_B):
+                        acc[r * _B + co] += xv * w_rows[w0 + co]
+                        acc[_ACC + r * _B + co] += xv * w_rows[w0 + next_fb + co]
+            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
+            count = min(TILE, P - t * TILE)
+            _store_tile(acc, 0, y, y0, count, b, fb * BLOCK, relu)
+            _store_tile(acc, TILE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
 def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
     """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6.
 
@@ -318,10 +352,13 @@ PATHS = {
     "pointwise_gemm_6x32": "pointwise_gemm_6x16 on tiles of two filter blocks, where vectors are 512-bit",
     "direct_6x32": "direct_6x16 on tiles of two filter blocks, where vectors are 512-bit",
     "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not copied into blocks",
+    "direct_nchw_6x32": "direct_nchw_6x16 on tiles of two filter blocks, where vectors are 512-bit",
 }
 _BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_6x32")   # conv2d_nchwc's
 # a 6x32 path's kernel for pairs of filter blocks, and the 6x16 kernel it runs on an odd last block
-_PAIRED = {"pointwise_gemm_6x32": "pointwise_gemm_6x16", "direct_6x32": "direct_6x16"}
+_PAIRED = {"pointwise_gemm_6x32": "pointwise_gemm_6x16", "direct_6x32": "direct_6x16",
+           "direct_nchw_6x32": "direct_nchw_6x16"}
+_NCHW_PATHS = ("direct_nchw_6x16", "direct_nchw_6x32")                    # conv2d_nchwc_from_nchw's
 WIDE = wide_vectors()       # Numba compiles 512-bit vectors in this process (AVX-512 hosts, _codegen.py)
 
 
@@ -376,7 +413,7 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
     path = path or choose_path((KH, KW), stride, padding, (Ho, Wo))
     if path not in _BLOCKED_PATHS:
         raise ZFNetError(f"unknown conv2d_nchwc path {path!r}; choose one of {', '.join(_BLOCKED_PATHS)} "
-                         f"(direct_nchw_6x16 is conv2d_nchwc_from_nchw's)")
+                         f"(direct_nchw_* are conv2d_nchwc_from_nchw's)")
     y, FBo, y_b = _output(out, out_block, (N, FB, Ho, Wo))
     if path.startswith("pointwise"):
         if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < TILE:
@@ -400,11 +437,12 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
 
 
 @one_at_a_time
-def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=None, out_block=0):
+def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=None, out_block=0, path=None):
     """x (N, C, H, W) plain NCHW, w_b (FB, CB, KH, KW, 16, 16) with CB = ceil(C/16), b_b (FB*16,)
     -> y_b (N, FB, H', W', 16): conv2d_nchwc(nchwc.to_nchwc(x), w_b, b_b, ...) without converting x
-    (path direct_nchw_6x16). For a network's first convolution: its image has 3 channels, which
-    the blocked layout would pad to 16. `out`, `out_block` as conv2d_nchwc's.
+    (path direct_nchw_6x16, or direct_nchw_6x32 where vectors are 512-bit; `path` forces one). For a
+    network's first convolution: its image has 3 channels, which the blocked layout would pad to
+    16. `out`, `out_block` as conv2d_nchwc's.
     """
     check_array(x, "x", 4)
     check_array(w_b, "w_b", 6)
@@ -417,6 +455,9 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
                          f"prepare them with nchwc.filters_to_nchwc / nchwc.bias_to_nchwc")
     stride, padding = positive_pair(stride, "stride"), non_negative_pair(padding, "padding")
     Ho, Wo = conv2d_nchwc_output_size((H, W), (KH, KW), stride, padding)
+    path = path or ("direct_nchw_6x32" if WIDE else "direct_nchw_6x16")
+    if path not in _NCHW_PATHS:
+        raise ZFNetError(f"unknown conv2d_nchwc_from_nchw path {path!r}; choose one of {', '.join(_NCHW_PATHS)}")
     y, FBo, y_b = _output(out, out_block, (N, FB, Ho, Wo))
     (ph, pw), (sh, sw) = padding, stride
     x_pad = x
@@ -426,13 +467,16 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
         _pad_planes(x.reshape(N, C, H, W, 1), ph, pw, x_pad)
     x_taps, rows = nchw_taps(C, H + 2 * ph, W + 2 * pw, KH, KW)
     w_rows = w_b.reshape(FB, -1, BLOCK)[:, rows]                                  # (FB, C*KH*KW, B)
-    call_vectorized(_direct_nchw_6x16, x_pad.ravel(), w_rows.ravel(), b_b, y.ravel(), x_taps, N, C, H + 2 * ph,
-                    W + 2 * pw, FB, Ho, Wo, sh, sw, relu, FBo, out_block)
+    for kernel, fb, count in _launches(path, FB):
+        call_vectorized(_KERNELS[kernel], x_pad.ravel(), w_rows[fb:fb + count].ravel(),
+                        b_b[fb * BLOCK:(fb + count) * BLOCK], y.ravel(), x_taps, N, C, H + 2 * ph, W + 2 * pw,
+                        count, Ho, Wo, sh, sw, relu, FBo, out_block + fb)
     return y_b
 
 
 _KERNELS = {"pointwise_gemm_6x16": _pointwise_gemm_6x16, "direct_6x16": _direct_6x16,
-            "pointwise_gemm_6x32": _pointwise_gemm_6x32, "direct_6x32": _direct_6x32}
+            "pointwise_gemm_6x32": _pointwise_gemm_6x32, "direct_6x32": _direct_6x32,
+            "direct_nchw_6x16": _direct_nchw_6x16, "direct_nchw_6x32": _direct_nchw_6x32}
 
 
 def _output(out, out_block, shape):

@@ -106,13 +106,14 @@ def test_conv2d_nchwc_equals_both_twins(N, C, H, W, F, K, s, p, relu, wide):
 
 @pytest.mark.parametrize("N, C, H, W, F, K, s, p", [c for c in CASES if c[1] <= 20])
 @pytest.mark.parametrize("relu", [False, True])
-def test_conv2d_nchwc_from_nchw_equals_the_blocked_kernel_and_the_twins(N, C, H, W, F, K, s, p, relu):
-    """direct_nchw_6x16 reads the plain NCHW input where direct_6x16 reads its blocked copy: the
-    same sums in the same order, so the same bits; and both twins within float32 rounding."""
+@pytest.mark.parametrize("path", ["direct_nchw_6x16", "direct_nchw_6x32"])
+def test_conv2d_nchwc_from_nchw_equals_the_blocked_kernel_and_the_twins(N, C, H, W, F, K, s, p, relu, path):
+    """direct_nchw_6x16 and _6x32 read the plain NCHW input where direct_6x16 reads its blocked
+    copy: the same sums in the same order, so the same bits; and both twins within float32 rounding."""
     rng = np.random.default_rng(12)
     x, w, b = _randn(rng, N, C, H, W), _randn(rng, F, C, K, K), _randn(rng, F)
     x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
-    y_b = conv2d_nchwc_from_nchw(x, w_b, b_b, s, p, relu=relu)
+    y_b = conv2d_nchwc_from_nchw(x, w_b, b_b, s, p, relu=relu, path=path)
     np.testing.assert_array_equal(y_b, conv2d_nchwc(x_b, w_b, b_b, s, p, relu=relu, channels=C, path="direct_6x16"))
     magnitude = conv2d_reference(np.abs(x), np.abs(w), np.abs(b), s, p)
     twin = conv2d_nchwc_reference(x_b, w_b, b_b, (s, s), (p, p), relu=relu)
@@ -133,7 +134,9 @@ def test_conv2d_nchwc_from_nchw_out_block_and_errors():
         conv2d_nchwc_from_nchw(_randn(rng, 2, 17, 9, 9), w_b, b_b)
     with pytest.raises(ZFNetError, match="x must have 4 dimensions"):
         conv2d_nchwc_from_nchw(x[0], w_b, b_b)
-    with pytest.raises(ZFNetError, match="is conv2d_nchwc_from_nchw's"):
+    with pytest.raises(ZFNetError, match="unknown conv2d_nchwc_from_nchw path 'direct_6x16'"):
+        conv2d_nchwc_from_nchw(x, w_b, b_b, path="direct_6x16")
+    with pytest.raises(ZFNetError, match="are conv2d_nchwc_from_nchw's"):
         conv2d_nchwc(nchwc.to_nchwc(x), w_b, b_b, path="direct_nchw_6x16")
 
 
