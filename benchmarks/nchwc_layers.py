@@ -52,11 +52,10 @@ def main(argv=None):
     peak = fma_peak_gflops(args.threads)
     ort = onnxruntime_layer_times("squeezenet1_0", args.batch, args.threads)
     rng = np.random.default_rng(0)
-    rows = []
+    rows, N = [], args.batch
     for name, C, H, W, F, K, s, p, G in LAYERS:
         if args.only not in name:
             continue
-        N = args.batch
         x = rng.standard_normal((N, C, H, W), dtype=np.float32)
         w = rng.standard_normal((F, C, K, K), dtype=np.float32) * 0.05
         b = rng.standard_normal(F, dtype=np.float32)
