@@ -182,36 +182,41 @@ def _global_avg_pool_planes(x, y):
 def _lrn_rows(x, y, size, alpha, beta, k):
     """LRN across the CB*B channels of each pixel; one iteration per image row (n, h).
 
-    For one pixel, its C' = CB*B squares (float64) are laid out in channel order in `sq`, with
-    size//2 zeros before and (size-1)//2 after, so channel c's window is sq[c .. c + size - 1]:
-    a direct sum of `size` terms per channel, a loop over channels with no dependence from one to
-    the next (the compiler vectorises it), then d^-beta as lrn's kernels take it (neg_power).
+    For one pixel, its C' = CB*B squares are laid out in channel order in `sq`, with size//2 zeros
+    before and (size-1)//2 after, so channel c's window is sq[c .. c + size - 1]: a direct sum of
+    `size` terms per channel, a loop over channels with no dependence from one to the next (the
+    compiler vectorises it), then d^-beta as lrn's kernels take it (neg_power).
+
+    In float32, as Caffe and PyTorch compute LRN: the window holds `size` non-negative terms (no
+    cancellation), so the result is within a few float32 ulps of the float64 twin; float64's
+    square roots and division took half of this kernel's time (ZFNet's norm1 at batch 16 on the
+    AVX-512 machine: 18.1 ms in float64, 9.7 in float32).
     """
     N, CB, H, W, _ = x.shape
     channels = CB * BLOCK
     before = size // 2
-    scale = alpha / size
+    scale, k32, one = np.float32(alpha / size), np.float32(k), np.float32(1.0)
     sqrt_path = beta == 0.75
     for job in prange(N * H):
         n, h = job // H, job % H
-        sq = np.zeros(channels + size)
-        d = np.empty(channels)
+        sq = np.zeros(channels + size, np.float32)
+        d = np.empty(channels, np.float32)
         for w in range(W):
             for cb in range(CB):
                 for lane in range(BLOCK):
-                    v = np.float64(x[n, cb, h, w, lane])
+                    v = x[n, cb, h, w, lane]
                     sq[before + cb * BLOCK + lane] = v * v
             for c in range(channels):
-                s = 0.0
+                s = np.float32(0.0)
                 for o in range(size):
                     s += sq[c + o]
-                d[c] = k + scale * s
+                d[c] = k32 + scale * s
             if sqrt_path:                   # neg_power's common case, its test hoisted out of the loop
                 for c in range(channels):
-                    d[c] = 1.0 / math.sqrt(d[c] * math.sqrt(d[c]))
+                    d[c] = one / math.sqrt(d[c] * math.sqrt(d[c]))
             else:
                 for c in range(channels):
-                    d[c] = neg_power(d[c], beta)
+                    d[c] = np.float32(neg_power(np.float64(d[c]), beta))
             for cb in range(CB):
                 for lane in range(BLOCK):
                     y[n, cb, h, w, lane] = x[n, cb, h, w, lane] * d[cb * BLOCK + lane]
