@@ -51,9 +51,12 @@ from .nchwc import BLOCK, check_nchwc
 
 TILE = 6                    # output pixels per register tile
 ACC = TILE * BLOCK          # accumulators per tile
-ACC2 = 2 * ACC              # accumulators per tile of two filter blocks (the *_6x32 kernels)
+ACC2 = 2 * ACC              # accumulators per tile of 6 pixels x two filter blocks (pointwise_gemm_6x32)
 CHUNK = 8                   # tiles per parallel iteration (its index arithmetic done once per chunk)
-_B, _T, _ACC = uint64(BLOCK), uint64(TILE), uint64(ACC)
+TILE_WIDE = 12              # output pixels per tile of the direct *_12x32 kernels (two filter blocks)
+ACC_WIDE = 2 * TILE_WIDE * BLOCK
+CHUNK_WIDE = 4              # their tiles per parallel iteration: the same 48 pixels as CHUNK tiles of 6
+_B, _T, _ACC, _TW, _HALF = uint64(BLOCK), uint64(TILE), uint64(ACC), uint64(TILE_WIDE), uint64(TILE_WIDE * BLOCK)
 
 
 def conv2d_nchwc_output_size(hw, kernel_size, stride, padding):
@@ -108,13 +111,13 @@ def _store_tile(acc, first, y, y0, count, b, b0, relu):
 
 
 @njit(cache=True, inline="always")
-def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit):
-    """offsets[r] = ((row0 + i_r*sh) * Wp + j_r*sw) * unit for the 6 output pixels (i_r, j_r) of tile
-    t, starting at (i, j); returns the pixel after the tile. The last tile repeats the last pixel
-    (computed, not stored); a tile may wrap to the next output row."""
-    for r in range(TILE):
+def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit, tile=TILE):
+    """offsets[r] = ((row0 + i_r*sh) * Wp + j_r*sw) * unit for the `tile` output pixels (i_r, j_r)
+    of tile t, starting at (i, j); returns the pixel after the tile. The last tile repeats the last
+    pixel (computed, not stored); a tile may wrap to the next output row."""
+    for r in range(tile):
         offsets[r] = uint64(((row0 + i * sh) * Wp + j * sw) * unit)
-        if t * TILE + r < P - 1:
+        if t * tile + r < P - 1:
             j += 1
             if j == Wo:
                 i, j = i + 1, 0
@@ -122,10 +125,10 @@ def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit):
 
 
 @njit(cache=True, inline="always")
-def _job_tiles(job, FB, chunks, T):
-    """Parallel iteration `job` -> (n, fb, first tile, end tile): a chunk of CHUNK tiles of one (n, fb)."""
+def _job_tiles(job, FB, chunks, T, chunk_tiles=CHUNK):
+    """Parallel iteration `job` -> (n, fb, first tile, end tile): a chunk of `chunk_tiles` tiles of one (n, fb)."""
     n, fb, chunk = job // (FB * chunks), (job // chunks) % FB, job % chunks
-    return n, fb, chunk * CHUNK, min(chunk * CHUNK + CHUNK, T)
+    return n, fb, chunk * chunk_tiles, min(chunk * chunk_tiles + chunk_tiles, T)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -218,7 +221,9 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
 @njit(parallel=True, cache=True, fastmath=True)
 def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x32: direct_nchw_6x16 on tiles of 6 pixels x 2 filter blocks, FB even (see
-    direct_6x32); the same sums in the same order, so the same bits."""
+    direct_12x32; tiles of 12 pixels were slower here, 32.9 against 25.4 ms on SqueezeNet's conv1
+    at batch 16: each of the 147 taps then needs 12 pixel offsets, more than the general-purpose
+    registers hold); the same sums in the same order, so the same bits."""
     P = Ho * Wo
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
@@ -277,26 +282,27 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _direct_6x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
-    """direct_6x32: direct_6x16 on tiles of 6 pixels x 2 filter blocks (fb, fb + 1), FB even.
+def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
+    """direct_12x32: direct_6x16 on tiles of 12 pixels x 2 filter blocks (fb, fb + 1), FB even.
 
-    Each broadcast input value feeds 12 FMAs instead of 6: 12 accumulator registers of 16 floats
-    (AVX-512), as MLAS's AVX-512 kernels hold several filter blocks. The same sums in the same order
-    as direct_6x16, so the same bits."""
+    Each broadcast input value feeds 2 FMAs and each filter row 12: 24 accumulator registers of 16
+    floats (AVX-512 has 32), as MLAS's AVX-512 kernels hold several filter blocks; per FMA, a
+    quarter of direct_6x16's filter traffic from L2. The same sums in the same order as
+    direct_6x16, so the same bits."""
     P = Ho * Wo
-    T = (P + TILE - 1) // TILE
-    chunks = (T + CHUNK - 1) // CHUNK
+    T = (P + TILE_WIDE - 1) // TILE_WIDE
+    chunks = (T + CHUNK_WIDE - 1) // CHUNK_WIDE
     FP = FB // 2
     next_fb = uint64(CB * KH * KW * BLOCK * BLOCK)           # from w_b[fb] to w_b[fb + 1]
     for job in prange(N * FP * chunks):
-        n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T)
+        n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T, CHUNK_WIDE)
         fb = 2 * fp
-        offsets = stack_offsets(TILE)
-        acc = stack_tile(ACC2)              # acc[:ACC]: block fb, acc[ACC:]: block fb + 1
-        i, j = divmod(t_first * TILE, Wo)
+        offsets = stack_offsets(TILE_WIDE)
+        acc = stack_tile(ACC_WIDE)          # acc[:ACC_WIDE/2]: block fb, the rest: block fb + 1
+        i, j = divmod(t_first * TILE_WIDE, Wo)
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
-            for k in range(uint64(ACC2)):
+            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK, TILE_WIDE)
+            for k in range(uint64(ACC_WIDE)):
                 acc[k] = 0.0
             for cb in range(CB):
                 for u in range(KH):
@@ -304,21 +310,21 @@ def _direct_6x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
                         x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
                         w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
                         for ci in range(uint64(min(BLOCK, C - cb * BLOCK))):
-                            for r in range(_T):
+                            for r in range(_TW):
                                 xv = x[offsets[r] + x0 + ci]
                                 for co in range(_B):
                                     acc[r * _B + co] += xv * w[w0 + ci * _B + co]
-                                    acc[_ACC + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
-            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
-            count = min(TILE, P - t * TILE)
+                                    acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
+            y0 = ((n * FBo + fbo + fb) * P + t * TILE_WIDE) * BLOCK
+            count = min(TILE_WIDE, P - t * TILE_WIDE)
             _store_tile(acc, 0, y, y0, count, b, fb * BLOCK, relu)
-            _store_tile(acc, TILE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
+            _store_tile(acc, TILE_WIDE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _pointwise_gemm_6x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
     """pointwise_gemm_6x32: pointwise_gemm_6x16 on tiles of 6 pixels x 2 filter blocks, FB even
-    (see direct_6x32). The same sums in the same order as pointwise_gemm_6x16."""
+    (see direct_12x32). The same sums in the same order as pointwise_gemm_6x16."""
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
     FP = FB // 2
@@ -350,13 +356,13 @@ PATHS = {
     "pointwise_gemm_6x16": "1x1, stride 1, unpadded, at least 6 output pixels: a blocked GEMM",
     "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
     "pointwise_gemm_6x32": "pointwise_gemm_6x16 on tiles of two filter blocks, where vectors are 512-bit",
-    "direct_6x32": "direct_6x16 on tiles of two filter blocks, where vectors are 512-bit",
+    "direct_12x32": "direct_6x16 on tiles of 12 pixels x two filter blocks, where vectors are 512-bit",
     "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not copied into blocks",
-    "direct_nchw_6x32": "direct_nchw_6x16 on tiles of two filter blocks, where vectors are 512-bit",
+    "direct_nchw_6x32": "direct_nchw_6x16 on tiles of 6 pixels x two filter blocks, where vectors are 512-bit",
 }
-_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_6x32")   # conv2d_nchwc's
-# a 6x32 path's kernel for pairs of filter blocks, and the 6x16 kernel it runs on an odd last block
-_PAIRED = {"pointwise_gemm_6x32": "pointwise_gemm_6x16", "direct_6x32": "direct_6x16",
+_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_12x32")   # conv2d_nchwc's
+# a wide path's kernel for pairs of filter blocks, and the 6x16 kernel it runs on an odd last block
+_PAIRED = {"pointwise_gemm_6x32": "pointwise_gemm_6x16", "direct_12x32": "direct_6x16",
            "direct_nchw_6x32": "direct_nchw_6x16"}
 _NCHW_PATHS = ("direct_nchw_6x16", "direct_nchw_6x32")                    # conv2d_nchwc_from_nchw's
 WIDE = wide_vectors()       # Numba compiles 512-bit vectors in this process (AVX-512 hosts, _codegen.py)
@@ -367,15 +373,15 @@ def choose_path(kernel_size, stride, padding, out_hw, wide=None):
     hidden thresholds; a plain NCHW input runs direct_nchw_6x16, conv2d_nchwc_from_nchw).
 
     wide (default WIDE): 512-bit vectors, so a tile of two filter blocks fits 12 registers (with
-    8-float vectors it would need 24 of AVX2's 16, and spill): the 6x32 kernels."""
+    8-float vectors it would need 24 or 48 of AVX2's 16, and spill): pointwise_gemm_6x32, direct_12x32."""
     wide = WIDE if wide is None else wide
     if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and out_hw[0] * out_hw[1] >= TILE:
         return "pointwise_gemm_6x32" if wide else "pointwise_gemm_6x16"
-    return "direct_6x32" if wide else "direct_6x16"
+    return "direct_12x32" if wide else "direct_6x16"
 
 
 def _launches(path, FB):
-    """[(kernel path, first filter block, block count)] for a layer of FB filter blocks: a 6x32
+    """[(kernel path, first filter block, block count)] for a layer of FB filter blocks: a wide
     path runs its kernel on pairs of blocks and the 6x16 kernel on an odd last one."""
     if path not in _PAIRED:
         return [(path, 0, FB)]
@@ -475,7 +481,7 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
 
 
 _KERNELS = {"pointwise_gemm_6x16": _pointwise_gemm_6x16, "direct_6x16": _direct_6x16,
-            "pointwise_gemm_6x32": _pointwise_gemm_6x32, "direct_6x32": _direct_6x32,
+            "pointwise_gemm_6x32": _pointwise_gemm_6x32, "direct_12x32": _direct_12x32,
             "direct_nchw_6x16": _direct_nchw_6x16, "direct_nchw_6x32": _direct_nchw_6x32}
 
 

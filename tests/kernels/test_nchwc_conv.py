@@ -80,16 +80,16 @@ CASES = [
 
 @pytest.mark.parametrize("N, C, H, W, F, K, s, p", CASES)
 @pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("wide", [False, True], ids=["6x16", "6x32"])
+@pytest.mark.parametrize("wide", [False, True], ids=["6x16", "wide"])
 def test_conv2d_nchwc_equals_both_twins(N, C, H, W, F, K, s, p, relu, wide):
-    """Both tile widths on every case (F = 7..33: one, two and three filter blocks, so the 6x32
-    kernels run on pairs and on an odd last block); the 6x32 tiles give the 6x16 tiles' bits."""
+    """Both tile sets on every case (F = 7..33: one, two and three filter blocks, so the two-block
+    kernels run on pairs and on an odd last block); the wide tiles give the 6x16 tiles' bits."""
     rng = np.random.default_rng(2)
     x, w, b = _randn(rng, N, C, H, W), _randn(rng, F, C, K, K), _randn(rng, F)
     x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
     Ho, Wo = (H + 2 * p - K) // s + 1, (W + 2 * p - K) // s + 1
     path = choose_path((K, K), (s, s), (p, p), (Ho, Wo), wide=wide)
-    assert path.endswith("6x32" if wide else "6x16")
+    assert path.endswith("32" if wide else "6x16")
     y_b = conv2d_nchwc(x_b, w_b, b_b, s, p, relu=relu, channels=C, path=path)
     if wide:
         narrow = choose_path((K, K), (s, s), (p, p), (Ho, Wo), wide=False)
@@ -147,7 +147,7 @@ def test_both_paths_agree_on_a_pointwise_layer():
     assert choose_path((1, 1), (1, 1), (0, 0), (5, 7), wide=False) == "pointwise_gemm_6x16"
     assert choose_path((1, 1), (1, 1), (0, 0), (5, 7), wide=True) == "pointwise_gemm_6x32"
     ys = [conv2d_nchwc(x_b, w_b, b_b, path=path)
-          for path in ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_6x32")]
+          for path in ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_12x32")]
     for y in ys[1:]:
         np.testing.assert_allclose(ys[0], y, rtol=1e-5, atol=1e-5)
 
@@ -164,7 +164,7 @@ def test_out_is_written_and_returned():
 
 
 
-@pytest.mark.parametrize("path", ["direct_6x16", "pointwise_gemm_6x16", "direct_6x32", "pointwise_gemm_6x32"])
+@pytest.mark.parametrize("path", ["direct_6x16", "pointwise_gemm_6x16", "direct_12x32", "pointwise_gemm_6x32"])
 def test_out_block_fills_its_blocks_of_a_wider_array_only(path):
     """out_block: the convolution's blocks of a concat's output are written, the rest untouched."""
     rng = np.random.default_rng(6)
@@ -181,18 +181,19 @@ def test_out_block_fills_its_blocks_of_a_wider_array_only(path):
     with pytest.raises(ZFNetError, match="needs out="):
         conv2d_nchwc(x_b, w_b, b_b, out_block=1)
 
-@pytest.mark.parametrize("wide, tile", [(False, "6x16"), (True, "6x32")])
-def test_path_rule(wide, tile):
-    assert choose_path((1, 1), (1, 1), (0, 0), (2, 2), wide=wide) == "direct_" + tile   # fewer pixels than a tile
-    assert choose_path((3, 3), (1, 1), (1, 1), (13, 13), wide=wide) == "direct_" + tile
-    assert choose_path((1, 1), (2, 2), (0, 0), (13, 13), wide=wide) == "direct_" + tile
-    assert choose_path((1, 1), (1, 1), (0, 0), (13, 13), wide=wide) == "pointwise_gemm_" + tile
+@pytest.mark.parametrize("wide, direct, pointwise", [(False, "direct_6x16", "pointwise_gemm_6x16"),
+                                                     (True, "direct_12x32", "pointwise_gemm_6x32")])
+def test_path_rule(wide, direct, pointwise):
+    assert choose_path((1, 1), (1, 1), (0, 0), (2, 2), wide=wide) == direct   # fewer pixels than a tile
+    assert choose_path((3, 3), (1, 1), (1, 1), (13, 13), wide=wide) == direct
+    assert choose_path((1, 1), (2, 2), (0, 0), (13, 13), wide=wide) == direct
+    assert choose_path((1, 1), (1, 1), (0, 0), (13, 13), wide=wide) == pointwise
 
 
 def test_the_default_tile_follows_the_compiled_vector_width():
     from zfnet.kernels import _codegen
     wide = _codegen.wide_vectors()
-    assert choose_path((3, 3), (1, 1), (1, 1), (13, 13)) == ("direct_6x32" if wide else "direct_6x16")
+    assert choose_path((3, 3), (1, 1), (1, 1), (13, 13)) == ("direct_12x32" if wide else "direct_6x16")
 
 
 def test_conv2d_nchwc_errors_name_the_fix():
