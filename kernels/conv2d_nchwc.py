@@ -51,7 +51,7 @@ from .nchwc import BLOCK, check_nchwc
 
 TILE = 6                    # output pixels per register tile
 ACC = TILE * BLOCK          # accumulators per tile
-ACC2 = 2 * ACC              # accumulators per tile of 6 pixels x two filter blocks (pointwise_gemm_6x32)
+ACC2 = 2 * ACC              # accumulators per tile of 6 pixels x two filter blocks (direct_nchw_6x32)
 CHUNK = 8                   # tiles per parallel iteration (its index arithmetic done once per chunk)
 TILE_WIDE = 12              # output pixels per tile of the direct *_12x32 kernels (two filter blocks)
 ACC_WIDE = 2 * TILE_WIDE * BLOCK
@@ -322,47 +322,47 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _pointwise_gemm_6x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
-    """pointwise_gemm_6x32: pointwise_gemm_6x16 on tiles of 6 pixels x 2 filter blocks, FB even
-    (see direct_12x32). The same sums in the same order as pointwise_gemm_6x16."""
-    T = (P + TILE - 1) // TILE
-    chunks = (T + CHUNK - 1) // CHUNK
+def _pointwise_gemm_12x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
+    """pointwise_gemm_12x32: pointwise_gemm_6x16 on tiles of 12 pixels x 2 filter blocks, FB even,
+    P >= 12 (see direct_12x32). The same sums in the same order as pointwise_gemm_6x16."""
+    T = (P + TILE_WIDE - 1) // TILE_WIDE
+    chunks = (T + CHUNK_WIDE - 1) // CHUNK_WIDE
     FP = FB // 2
     next_fb = uint64(CB * BLOCK * BLOCK)
     for job in prange(N * FP * chunks):
-        n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T)
+        n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T, CHUNK_WIDE)
         fb = 2 * fp
-        acc = stack_tile(ACC2)
+        acc = stack_tile(ACC_WIDE)
         for t in range(t_first, t_end):
-            p0 = min(t * TILE, P - TILE)
-            for k in range(uint64(ACC2)):
+            p0 = min(t * TILE_WIDE, P - TILE_WIDE)      # the last tile is shifted back to stay inside
+            for k in range(uint64(ACC_WIDE)):
                 acc[k] = 0.0
             for cb in range(CB):
                 x0 = uint64(((n * CB + cb) * P + p0) * BLOCK)
                 w0 = uint64((fb * CB + cb) * BLOCK * BLOCK)
                 for ci in range(_B):
-                    for r in range(_T):
+                    for r in range(_TW):
                         xv = x[x0 + r * _B + ci]
                         for co in range(_B):
                             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
-                            acc[_ACC + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
-            skip = t * TILE - p0
+                            acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
+            skip = t * TILE_WIDE - p0
             y0 = ((n * FBo + fbo + fb) * P + p0 + skip) * BLOCK
-            _store_tile(acc, skip, y, y0, TILE - skip, b, fb * BLOCK, relu)
-            _store_tile(acc, TILE + skip, y, y0 + P * BLOCK, TILE - skip, b, (fb + 1) * BLOCK, relu)
+            _store_tile(acc, skip, y, y0, TILE_WIDE - skip, b, fb * BLOCK, relu)
+            _store_tile(acc, TILE_WIDE + skip, y, y0 + P * BLOCK, TILE_WIDE - skip, b, (fb + 1) * BLOCK, relu)
 
 
 PATHS = {
     "pointwise_gemm_6x16": "1x1, stride 1, unpadded, at least 6 output pixels: a blocked GEMM",
     "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
-    "pointwise_gemm_6x32": "pointwise_gemm_6x16 on tiles of two filter blocks, where vectors are 512-bit",
+    "pointwise_gemm_12x32": "pointwise_gemm_6x16 on tiles of 12 pixels x two filter blocks, at least 12 pixels, where vectors are 512-bit",
     "direct_12x32": "direct_6x16 on tiles of 12 pixels x two filter blocks, where vectors are 512-bit",
     "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not copied into blocks",
     "direct_nchw_6x32": "direct_nchw_6x16 on tiles of 6 pixels x two filter blocks, where vectors are 512-bit",
 }
-_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_12x32")   # conv2d_nchwc's
+_BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_12x32", "direct_12x32")   # conv2d_nchwc's
 # a wide path's kernel for pairs of filter blocks, and the 6x16 kernel it runs on an odd last block
-_PAIRED = {"pointwise_gemm_6x32": "pointwise_gemm_6x16", "direct_12x32": "direct_6x16",
+_PAIRED = {"pointwise_gemm_12x32": "pointwise_gemm_6x16", "direct_12x32": "direct_6x16",
            "direct_nchw_6x32": "direct_nchw_6x16"}
 _NCHW_PATHS = ("direct_nchw_6x16", "direct_nchw_6x32")                    # conv2d_nchwc_from_nchw's
 WIDE = wide_vectors()       # Numba compiles 512-bit vectors in this process (AVX-512 hosts, _codegen.py)
@@ -373,10 +373,11 @@ def choose_path(kernel_size, stride, padding, out_hw, wide=None):
     hidden thresholds; a plain NCHW input runs direct_nchw_6x16, conv2d_nchwc_from_nchw).
 
     wide (default WIDE): 512-bit vectors, so a tile of two filter blocks fits 12 registers (with
-    8-float vectors it would need 24 or 48 of AVX2's 16, and spill): pointwise_gemm_6x32, direct_12x32."""
+    8-float vectors it would need 24 or 48 of AVX2's 16, and spill): pointwise_gemm_12x32 (with 12 pixels or more), direct_12x32."""
     wide = WIDE if wide is None else wide
-    if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and out_hw[0] * out_hw[1] >= TILE:
-        return "pointwise_gemm_6x32" if wide else "pointwise_gemm_6x16"
+    pixels = out_hw[0] * out_hw[1]
+    if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and pixels >= TILE:
+        return "pointwise_gemm_12x32" if wide and pixels >= TILE_WIDE else "pointwise_gemm_6x16"
     return "direct_12x32" if wide else "direct_6x16"
 
 
@@ -422,9 +423,10 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
                          f"(direct_nchw_* are conv2d_nchwc_from_nchw's)")
     y, FBo, y_b = _output(out, out_block, (N, FB, Ho, Wo))
     if path.startswith("pointwise"):
-        if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < TILE:
+        tile = TILE_WIDE if path == "pointwise_gemm_12x32" else TILE
+        if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < tile:
             raise ZFNetError(f"path {path!r} needs a 1x1, stride-1, unpadded convolution "
-                             f"with at least {TILE} output pixels; use path='direct_6x16'")
+                             f"with at least {tile} output pixels; use path='direct_6x16'")
         for kernel, fb, count in _launches(path, FB):
             call_vectorized(_KERNELS[kernel], x_b.ravel(), w_b[fb:fb + count].ravel(), b_b[fb * BLOCK:(fb + count) * BLOCK],
                             y.ravel(), N, CB, H * W, count, relu, FBo, out_block + fb)
@@ -481,7 +483,7 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
 
 
 _KERNELS = {"pointwise_gemm_6x16": _pointwise_gemm_6x16, "direct_6x16": _direct_6x16,
-            "pointwise_gemm_6x32": _pointwise_gemm_6x32, "direct_12x32": _direct_12x32,
+            "pointwise_gemm_12x32": _pointwise_gemm_12x32, "direct_12x32": _direct_12x32,
             "direct_nchw_6x16": _direct_nchw_6x16, "direct_nchw_6x32": _direct_nchw_6x32}
 
 

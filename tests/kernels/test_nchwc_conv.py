@@ -73,6 +73,7 @@ CASES = [
     (3, 5, 8, 10, 7, 5, 3, 2),         # stride 3, padding 2
     (1, 40, 6, 7, 18, 1, 1, 0),        # 1x1: the pointwise GEMM
     (3, 20, 5, 3, 30, 1, 1, 0),        # 1x1, batch 3, 15 pixels: the last tile shifted back
+    (2, 16, 2, 5, 48, 1, 1, 0),        # 1x1, 10 pixels: too few for a 12-pixel tile
     (3, 20, 7, 5, 30, 1, 2, 0),        # 1x1 with stride 2: direct
     (1, 8, 2, 2, 8, 1, 1, 1),          # 1x1 with padding: direct, output pixels of padding only
 ]
@@ -89,7 +90,7 @@ def test_conv2d_nchwc_equals_both_twins(N, C, H, W, F, K, s, p, relu, wide):
     x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
     Ho, Wo = (H + 2 * p - K) // s + 1, (W + 2 * p - K) // s + 1
     path = choose_path((K, K), (s, s), (p, p), (Ho, Wo), wide=wide)
-    assert path.endswith("32" if wide else "6x16")
+    assert wide or path.endswith("6x16")
     y_b = conv2d_nchwc(x_b, w_b, b_b, s, p, relu=relu, channels=C, path=path)
     if wide:
         narrow = choose_path((K, K), (s, s), (p, p), (Ho, Wo), wide=False)
@@ -145,9 +146,9 @@ def test_both_paths_agree_on_a_pointwise_layer():
     x_b, w_b, b_b = nchwc.to_nchwc(_randn(rng, 3, 24, 5, 7)), nchwc.filters_to_nchwc(_randn(rng, 20, 24, 1, 1)), \
         nchwc.bias_to_nchwc(_randn(rng, 20), 20)
     assert choose_path((1, 1), (1, 1), (0, 0), (5, 7), wide=False) == "pointwise_gemm_6x16"
-    assert choose_path((1, 1), (1, 1), (0, 0), (5, 7), wide=True) == "pointwise_gemm_6x32"
+    assert choose_path((1, 1), (1, 1), (0, 0), (5, 7), wide=True) == "pointwise_gemm_12x32"
     ys = [conv2d_nchwc(x_b, w_b, b_b, path=path)
-          for path in ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_6x32", "direct_12x32")]
+          for path in ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_12x32", "direct_12x32")]
     for y in ys[1:]:
         np.testing.assert_allclose(ys[0], y, rtol=1e-5, atol=1e-5)
 
@@ -164,7 +165,7 @@ def test_out_is_written_and_returned():
 
 
 
-@pytest.mark.parametrize("path", ["direct_6x16", "pointwise_gemm_6x16", "direct_12x32", "pointwise_gemm_6x32"])
+@pytest.mark.parametrize("path", ["direct_6x16", "pointwise_gemm_6x16", "direct_12x32", "pointwise_gemm_12x32"])
 def test_out_block_fills_its_blocks_of_a_wider_array_only(path):
     """out_block: the convolution's blocks of a concat's output are written, the rest untouched."""
     rng = np.random.default_rng(6)
@@ -182,12 +183,13 @@ def test_out_block_fills_its_blocks_of_a_wider_array_only(path):
         conv2d_nchwc(x_b, w_b, b_b, out_block=1)
 
 @pytest.mark.parametrize("wide, direct, pointwise", [(False, "direct_6x16", "pointwise_gemm_6x16"),
-                                                     (True, "direct_12x32", "pointwise_gemm_6x32")])
+                                                     (True, "direct_12x32", "pointwise_gemm_12x32")])
 def test_path_rule(wide, direct, pointwise):
     assert choose_path((1, 1), (1, 1), (0, 0), (2, 2), wide=wide) == direct   # fewer pixels than a tile
     assert choose_path((3, 3), (1, 1), (1, 1), (13, 13), wide=wide) == direct
     assert choose_path((1, 1), (2, 2), (0, 0), (13, 13), wide=wide) == direct
     assert choose_path((1, 1), (1, 1), (0, 0), (13, 13), wide=wide) == pointwise
+    assert choose_path((1, 1), (1, 1), (0, 0), (2, 5), wide=wide) == "pointwise_gemm_6x16"   # 10 pixels: < 12
 
 
 def test_the_default_tile_follows_the_compiled_vector_width():
