@@ -1,7 +1,8 @@
 """Register tiles for Numba kernels: how the NCHWc micro-kernels keep a tile of outputs in registers.
 
 A micro-kernel accumulates a small tile of outputs (6 output pixels x 16 output channels = 96
-floats, twelve 8-wide AVX2 registers) over a long reduction. Two things stop LLVM from keeping
+floats, twelve 8-wide AVX2 registers; 12 x 32 = 384 floats, twenty-four 16-wide AVX-512 registers)
+over a long reduction. Two things stop LLVM from keeping
 such a tile in registers when it is written as plain Numba:
 
 1. Aliasing. A tile held in a NumPy array (np.empty) lives on the heap, and LLVM cannot prove
@@ -14,7 +15,8 @@ such a tile in registers when it is written as plain Numba:
    reads the setting when it optimises each new function), and leaves it as it was afterwards.
 
 With both, LLVM emits the micro-kernel of ONNX Runtime's MLAS by itself: per input channel, two
-loads of 16 filter weights, one broadcast per output pixel, and 12 FMAs into registers.
+loads of 16 filter weights, one broadcast per output pixel, and 12 FMAs into registers (on AVX-512,
+with _codegen.py's features: two loads of a block each, 12 broadcasts and 24 FMAs).
 """
 import contextlib
 import threading

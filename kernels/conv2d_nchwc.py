@@ -12,8 +12,9 @@ Shapes:  x_b (N, CB, H, W, B), w_b (FB, CB, KH, KW, B, B), b_b (FB*B,)  ->  y_b 
 
 Groups are not supported here (ZFNet and SqueezeNet have none); conv2d keeps them.
 
-Three micro-kernels, named by their register tile of 6 output pixels x 16 output channels (96
-accumulators = 12 AVX2 registers; with the 2 filter vectors and 1 broadcast, 15 of the 16):
+Micro-kernels, named by their register tile of output pixels x output channels. On AVX2 (8-float
+vectors, 16 registers) the tile is 6 pixels x 16 channels (96 accumulators = 12 registers; with
+the 2 filter vectors and 1 broadcast, 15 of the 16):
 
 - ``direct_6x16``: any kernel size, stride and padding. The input is first copied into a padded
   plane (so the tile loop has no bounds tests). The H'*W' output pixels of one image are cut into
@@ -31,9 +32,17 @@ accumulators = 12 AVX2 registers; with the 2 filter vectors and 1 broadcast, 15 
   y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] * w_b[fb, cb, 0, 0, ci, :]; the 6 pixels
   of a tile are consecutive in memory, so no offsets are kept.
 
+Where Numba compiles 512-bit vectors (AVX-512 hosts, see _codegen.py: one register holds a block,
+and there are 32 of them) the tiles span two filter blocks, fb and fb + 1, so each broadcast feeds
+two FMAs, as MLAS's AVX-512 kernels hold several filter blocks: ``direct_12x32`` and
+``pointwise_gemm_12x32`` (12 pixels x 32 channels, 24 accumulator registers) and
+``direct_nchw_6x32`` (6 pixels: with 12, the first layer's 147 taps need more pixel offsets than
+the general-purpose registers hold). Each sums in the same order as its 6x16 kernel (the same
+bits, tested); a layer with an odd number of filter blocks runs its last block on the 6x16 kernel.
+
 `PATHS` names them; `choose_path` is the one rule for which runs on a blocked input. Each
-parallel iteration owns a chunk of 8 consecutive tiles of one (n, fb) of the output; tiles of one
-filter block run in order, so its weights stay in cache. The accumulators live on the stack and
+parallel iteration owns a chunk of 48 consecutive output pixels (8 tiles of 6, or 4 of 12) of one
+(n, fb) (or filter-block pair) of the output; its tiles run in order, so the filters stay in cache. The accumulators live on the stack and
 LLVM's SLP vectoriser packs them into registers (see _registers.py); flat offsets are uint64 so
 Numba adds no negative-index checks.
 """
