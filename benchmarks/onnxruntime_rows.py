@@ -248,6 +248,7 @@ def main(argv=None):
     ap.add_argument("--rows", default="forward,contention")
     args = ap.parse_args(argv)
     import numba
+    import zfnet.kernels  # noqa: F401  (zfnet chooses Numba's threading layer: before the pool starts)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     rows = []
     if "forward" in args.rows:

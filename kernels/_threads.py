@@ -3,39 +3,89 @@
 A convolution alternates two thread pools: Numba's (im2col, col2im, bias) and OpenBLAS's (the GEMM).
 Numba's default pool on Linux is OpenMP (libgomp), whose idle workers busy-wait for a while after
 every parallel loop. On a machine with few cores they then steal the cores the very next GEMM
-needs (timings: benchmarks/RESULTS.md, "Why the thresholds"). Numba's `workqueue` pool puts its
-workers to sleep at once, costs no speed here, and (unlike OMP_WAIT_POLICY=passive, which libgomp
-reads only when it is loaded and which would also slow down PyTorch in the same process) can be
-chosen at run time.
+needs (timings: benchmarks/RESULTS.md, "Why the thresholds"), and GNU OpenMP kills a forked child
+that runs a parallel loop. So zfnet chooses the pool, unless the user has (NUMBA_THREADING_LAYER,
+or numba.config.THREADING_LAYER before importing zfnet):
 
-So, unless the user has chosen a threading layer (NUMBA_THREADING_LAYER, or
-numba.config.THREADING_LAYER before importing zfnet), zfnet picks `workqueue`. This must happen
-before the first parallel kernel runs; if one already ran, Numba's pool is fixed and we leave it.
-workqueue does not support nested parallel kernels or parallel kernels launched from several
-threads at once; zfnet's kernels never nest, and `one_at_a_time` (below) serialises the public ops.
+1. `tbb` (Intel oneTBB, the `tbb` wheel, a dependency on x86-64): a parallel launch costs 1-2 us,
+   its idle workers sleep after a short spin, it is fork-safe and thread-safe. Numba looks for
+   libtbb.so.12 on the system's library path only, where a pip install into a virtual environment
+   does not put it (it lands in <prefix>/lib), so zfnet loads it first from there (`load_tbb`).
+2. `workqueue` where TBB cannot be loaded: its workers sleep at once, but waking them costs about
+   120 us per parallel launch here (a SqueezeNet batch-1 pass makes about 45 launches: 15.5 ms
+   against 10.6-11.6 with tbb; RESULTS.md, "TBB").
+
+This must happen before the first parallel kernel runs; if one already ran, Numba's pool is fixed
+and we leave it. workqueue does not support nested parallel kernels or parallel kernels launched
+from several threads at once; zfnet's kernels never nest, and `one_at_a_time` (below) serialises
+the public ops.
 """
 import contextlib
+import ctypes
 import functools
 import os
+import site
+import sys
 import threading
 
 import numba
 
-DEFAULT_LAYER = "workqueue"
+DEFAULT_LAYER = "tbb"
+FALLBACK_LAYER = "workqueue"
+TBB_LIBRARY = "libtbb.so.12"       # the name Numba's TBB pool links against (oneTBB 2021+)
+TBB_MIN_INTERFACE = 12060          # Numba's own minimum (oneTBB 2021.6)
+
+
+def tbb_candidates():
+    """Where a libtbb.so.12 may be: the system's library path, then the lib/ folders pip installs
+    the tbb wheel's library into (this environment's, the user site's, the base interpreter's)."""
+    folders = [sys.prefix, site.getuserbase(), sys.base_prefix]
+    return [TBB_LIBRARY] + [os.path.join(f, "lib", TBB_LIBRARY) for f in dict.fromkeys(folders)]
+
+
+def load_tbb(candidates=None):
+    """Load the first usable libtbb.so.12 of `candidates` (default tbb_candidates()) into the
+    process's global symbol scope, so that Numba's TBB pool finds it; True on success. A library
+    older than Numba's minimum counts as missing (Numba would refuse it and warn)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    for path in tbb_candidates() if candidates is None else candidates:
+        try:
+            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            version = lib.TBB_runtime_interface_version
+        except (OSError, AttributeError):
+            continue
+        version.restype, version.argtypes = ctypes.c_int, []
+        if version() >= TBB_MIN_INTERFACE:
+            return True
+    return False
+
+
+def _tbb_pool_usable():
+    """True if Numba's TBB pool module imports (libtbb found, Numba built with TBB support)."""
+    try:
+        from numba.np.ufunc import tbbpool  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def choose_threading_layer():
-    """Select Numba's `workqueue` threading layer unless the user picked one; returns the choice."""
-    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER != "default":
+    """Select tbb (or, without it, workqueue) unless the user picked a layer; returns the choice."""
+    chosen = os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER
+    if chosen != "default":
+        if chosen in ("tbb", "safe", "threadsafe", "forksafe"):
+            load_tbb()              # so that the user's choice finds the library pip installed
         return numba.config.THREADING_LAYER
-    numba.config.THREADING_LAYER = DEFAULT_LAYER
-    return DEFAULT_LAYER
+    layer = DEFAULT_LAYER if load_tbb() and _tbb_pool_usable() else FALLBACK_LAYER
+    numba.config.THREADING_LAYER = layer
+    return layer
 
 
 choose_threading_layer()
 
 
-# workqueue's one limit matters anyway: Numba releases the GIL while a parallel loop runs (and BLAS
+# workqueue's one limit (where TBB is missing) matters anyway: Numba releases the GIL while a parallel loop runs (and BLAS
 # does during a GEMM), so two Python threads calling kernels at the same time WOULD launch parallel
 # loops concurrently, and workqueue then aborts the whole process. Every public op is therefore
 # run one at a time across threads. Each op already uses every core, so nothing is lost.

@@ -4,7 +4,8 @@ Why: a convolution through im2col + BLAS alternates two pools, Numba's and OpenB
 workers spin between calls; on a machine that is also running other work they steal the cores
 the next call needs, and the forward pass collapses (issue 12: 5.3x its quiet time beside two
 busy processes on two cores; with BLAS on one thread, 1.0x). So zfnet parallelises only through
-Numba's pool (workqueue: its workers sleep at once, see _threads.py) and calls BLAS on one thread.
+Numba's pool (tbb, or workqueue where TBB is missing: idle workers sleep; see _threads.py) and calls
+BLAS on one thread.
 
 - Numba's pool has NUMBA_NUM_THREADS workers (read once, at its start; default: the core count).
   `set_threads(n)` (the CLI's --threads) uses n of them, n <= NUMBA_NUM_THREADS.

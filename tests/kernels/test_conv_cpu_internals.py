@@ -6,6 +6,7 @@ and every output row cleared before it is summed into.
 """
 import importlib
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -81,10 +82,23 @@ def _threading_layer_in_child(**env):
 
 
 def test_numba_pool_is_not_libgomp_unless_the_user_asks():
-    # libgomp's busy-waiting workers steal the cores of the GEMM that follows each kernel
-    assert _threading_layer_in_child() == "workqueue"
+    # libgomp's busy-waiting workers steal the cores of the GEMM that follows each kernel: tbb where
+    # its library loads (a dependency on x86-64, so there it must), else workqueue
+    from zfnet.kernels._threads import load_tbb
+    expected = "tbb" if load_tbb() else "workqueue"
+    if platform.machine() in ("x86_64", "AMD64") and sys.platform.startswith("linux"):
+        assert expected == "tbb", "the tbb wheel is a dependency here, but its libtbb.so.12 did not load"
+    assert _threading_layer_in_child() == expected
     # an explicit choice by the user wins
     assert _threading_layer_in_child(NUMBA_THREADING_LAYER="omp") == "omp"
+    assert _threading_layer_in_child(NUMBA_THREADING_LAYER="workqueue") == "workqueue"
+
+
+def test_missing_tbb_is_no_error():
+    from zfnet.kernels._threads import load_tbb, tbb_candidates
+    assert not load_tbb(["/nonexistent/libtbb.so.12", "libtbb-not-there.so.12"])
+    assert tbb_candidates()[0] == "libtbb.so.12"
+    assert any(p.startswith(sys.prefix) for p in tbb_candidates()[1:])
 
 
 @pytest.mark.parametrize("threshold, kernel", [(1 << 40, "_bias_serial"), (0, "_bias_parallel")])
