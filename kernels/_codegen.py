@@ -29,6 +29,7 @@ kernels are imported; if Numba's CPU code generator already exists (some Numba f
 as they are (AVX2's gathers are costed high, and the kernels vectorise as intended there).
 """
 import os
+import warnings
 
 import numba
 from numba.core import config, registry
@@ -77,6 +78,11 @@ def tune_codegen():
     if _codegen_exists():
         _status.update(tuned=False, reason="Numba compiled code before zfnet was imported: its features are "
                                            "fixed for this process (import zfnet first, or set NUMBA_CPU_FEATURES)")
+        warnings.warn("zfnet: Numba compiled code before zfnet was imported, so its AVX-512 code generation "
+                      "could not be set; its 1x1 convolutions may run several times slower in this process. "
+                      "Import zfnet before other Numba code, or set NUMBA_CPU_FEATURES to the host's features "
+                      "plus " + ",".join(AVX512_TUNING) + " (see zfnet.kernels.codegen_status())",
+                      RuntimeWarning, stacklevel=3)
         return codegen_status()
     config.CPU_FEATURES = features
     _status.update(tuned=True, reason="AVX-512 host: " + ",".join(AVX512_TUNING))

@@ -44,21 +44,29 @@ def tbb_candidates():
 
 
 def load_tbb(candidates=None):
-    """Load the first usable libtbb.so.12 of `candidates` (default tbb_candidates()) into the
-    process's global symbol scope, so that Numba's TBB pool finds it; True on success. A library
-    older than Numba's minimum counts as missing (Numba would refuse it and warn)."""
+    """Load the first libtbb.so.12 of `candidates` (default tbb_candidates()) into the process's
+    global symbol scope, so that Numba's TBB pool finds it; True if the library Numba will then get
+    (the one loaded under that name) is new enough. An older one counts as missing: Numba would
+    refuse it, and a layer it cannot load fails at the first parallel kernel."""
     if not sys.platform.startswith("linux"):
         return False
     for path in tbb_candidates() if candidates is None else candidates:
         try:
-            lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            version = lib.TBB_runtime_interface_version
-        except (OSError, AttributeError):
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
             continue
-        version.restype, version.argtypes = ctypes.c_int, []
-        if version() >= TBB_MIN_INTERFACE:
-            return True
+        return _tbb_version(TBB_LIBRARY) >= TBB_MIN_INTERFACE
     return False
+
+
+def _tbb_version(name):
+    """TBB_runtime_interface_version() of the library `name` resolves to, or 0."""
+    try:
+        version = ctypes.CDLL(name).TBB_runtime_interface_version
+    except (OSError, AttributeError):
+        return 0
+    version.restype, version.argtypes = ctypes.c_int, []
+    return version()
 
 
 def _tbb_pool_usable():

@@ -95,8 +95,10 @@ def test_numba_pool_is_not_libgomp_unless_the_user_asks():
 
 
 def test_missing_tbb_is_no_error():
-    from zfnet.kernels._threads import load_tbb, tbb_candidates
+    from zfnet.kernels._threads import _tbb_version, load_tbb, tbb_candidates
     assert not load_tbb(["/nonexistent/libtbb.so.12", "libtbb-not-there.so.12"])
+    assert not load_tbb([])
+    assert _tbb_version("libtbb-not-there.so.12") == 0
     assert tbb_candidates()[0] == "libtbb.so.12"
     assert any(p.startswith(sys.prefix) for p in tbb_candidates()[1:])
 
