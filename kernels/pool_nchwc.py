@@ -184,8 +184,9 @@ def _lrn_rows(x, y, size, alpha, beta, k):
 
     For one pixel, its C' = CB*B squares are laid out in channel order in `sq`, with size//2 zeros
     before and (size-1)//2 after, so channel c's window is sq[c .. c + size - 1]: a direct sum of
-    `size` terms per channel, a loop over channels with no dependence from one to the next (the
-    compiler vectorises it), then d^-beta as lrn's kernels take it (neg_power).
+    `size` terms per channel, added term by term (o outer) in loops over all channels with no
+    dependence from one channel to the next (the compiler vectorises them; with the `size` terms
+    innermost it did not), then d^-beta as lrn's kernels take it (neg_power).
 
     In float32, as Caffe and PyTorch compute LRN: the window holds `size` non-negative terms (no
     cancellation), so the result is within a few float32 ulps of the float64 twin; float64's
@@ -207,10 +208,12 @@ def _lrn_rows(x, y, size, alpha, beta, k):
                     v = x[n, cb, h, w, lane]
                     sq[before + cb * BLOCK + lane] = v * v
             for c in range(channels):
-                s = np.float32(0.0)
-                for o in range(size):
-                    s += sq[c + o]
-                d[c] = k32 + scale * s
+                d[c] = 0.0
+            for o in range(size):           # o outside, so each pass is one vectorised loop over c
+                for c in range(channels):
+                    d[c] += sq[c + o]
+            for c in range(channels):
+                d[c] = k32 + scale * d[c]
             if sqrt_path:                   # neg_power's common case, its test hoisted out of the loop
                 for c in range(channels):
                     d[c] = one / math.sqrt(d[c] * math.sqrt(d[c]))
