@@ -55,6 +55,7 @@ def _stack_array(dtype):
 
 stack_tile = _stack_array(types.float32)        # a tile of float32 accumulators
 stack_offsets = _stack_array(types.uint64)      # a few flat offsets (uint64: see conv2d_nchwc.py)
+stack_sums = _stack_array(types.float64)        # a few float64 running sums
 
 
 _slp_lock = threading.Lock()

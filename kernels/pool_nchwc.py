@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ._checks import ZFNetError, non_negative_pair, positive_pair
-from ._registers import call_vectorized, stack_tile
+from ._registers import call_vectorized, stack_sums, stack_tile
 from ._threads import one_at_a_time
 from .lrn import neg_power
 from .max_pool2d import pool_output_size
@@ -165,11 +165,17 @@ def _max_pool_rows_switches(x, y, switches, kh, kw, sh, sw, ph, pw, rectify):
 
 @njit(parallel=True, cache=True)
 def _global_avg_pool_planes(x, y):
-    """y[n, cb, 0, 0, :] = mean over the plane (float64 sums); one iteration per plane block (n, cb)."""
+    """y[n, cb, 0, 0, :] = mean over the plane (float64 sums); one iteration per plane block (n, cb).
+
+    The 16 sums live on the stack (stack_sums), so they stay in registers: a heap array (np.zeros)
+    made every addition a load and a store, and an allocation per block (SqueezeNet's pool10 at
+    batch 16: 2.7 ms for 2.7 M values)."""
     N, CB, H, W, _ = x.shape
     for job in prange(N * CB):
         n, cb = job // CB, job % CB
-        total = np.zeros(BLOCK)
+        total = stack_sums(BLOCK)
+        for lane in range(BLOCK):
+            total[lane] = 0.0
         for h in range(H):
             for w in range(W):
                 for lane in range(BLOCK):
