@@ -31,7 +31,18 @@ its blocks there (conv2d_nchwc's out_block), and the concat step copies only its
 
 A tensor the result keeps, and the output, are converted back to NCHW (the walk keeps using the
 blocked one); the max-pools' switches are max_pool2d's, (N, C, H', W') int64 h*W + w indices.
+
+Memory (the Arena below): the convolutions' and concats' blocked outputs come from an arena that
+hands a buffer the walk has dropped to a later step that fits in it, and keeps the last pass's
+buffers for the next one. A new array's pages are zeroed by the operating system on first write:
+27-40 ms of system time per SqueezeNet batch-16 pass, and ZFNet's conv1 took 33 ms in the pass
+against 22 on a buffer written before (benchmarks/RESULTS.md, "The activation arena"). One arena
+per process, used by one pass at a time (a pass in another thread meanwhile gets a private one,
+dropped after); nothing the walk returns lives in it (results are NCHW copies). Between passes it
+holds one pass's buffers (SqueezeNet batch 16: the peak RSS of a pass 316 MB, 239 without it);
+`release_arena()` frees them.
 """
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -40,7 +51,7 @@ from zfnet import kernels
 from zfnet.kernels import nchwc
 from zfnet.kernels._backend import choose
 from zfnet.kernels._prepared import prepared
-from zfnet.kernels.conv2d_nchwc import conv2d_nchwc, conv2d_nchwc_from_nchw
+from zfnet.kernels.conv2d_nchwc import conv2d_nchwc, conv2d_nchwc_from_nchw, conv2d_nchwc_output_size
 from zfnet.kernels.pool_nchwc import global_avg_pool_nchwc, lrn_nchwc, max_pool2d_nchwc, switches_from_nchwc
 from zfnet.net.graph import INPUT
 
@@ -65,6 +76,62 @@ class Blocked(NamedTuple):
     """An activation in NCHW16c: data (N, CB, H, W, 16), of which the first `channels` are real."""
     data: np.ndarray
     channels: int
+
+
+class Arena:
+    """Blocked activation buffers: `take` a buffer for a shape, `drop` one the walk no longer holds;
+    `end_pass` keeps just the buffers this pass used, for the next pass.
+
+    take: the buffer the previous pass's take of the same rank used, if it is free and large enough
+    (a pass over inputs of the same shape then runs on exactly the last pass's buffers, none new),
+    else the smallest free one that is large enough, else a new one; as a view of its first elements."""
+
+    def __init__(self):
+        self.free = []          # flat float32 buffers no step holds
+        self.owned = {}         # id(view handed out) -> (view, its buffer), this pass
+        self.order = []         # the buffers handed out this pass, in order
+        self.last = []          # ... and in the pass before
+
+    def take(self, shape):
+        shape = tuple(int(d) for d in shape)
+        n = int(np.prod(shape))
+        k = len(self.order)
+        same = [i for i, b in enumerate(self.free) if k < len(self.last) and b is self.last[k] and b.size >= n]
+        fits = same or [i for i, b in enumerate(self.free) if b.size >= n]
+        buf = self.free.pop(min(fits, key=lambda i: self.free[i].size)) if fits else np.empty(n, np.float32)
+        view = buf[:n].reshape(shape)
+        self.owned[id(view)] = (view, buf)
+        self.order.append(buf)
+        return view
+
+    def drop(self, v, live):
+        """v (just removed from `live`): its buffer goes back if it is ours and no live value holds it."""
+        if not isinstance(v, Blocked) or id(v.data) not in self.owned:
+            return
+        if any(isinstance(o, Blocked) and np.may_share_memory(o.data, v.data) for o in live.values()):
+            return                              # still held, itself or through a view (a conv's blocks of a concat)
+        self.free.append(self.owned.pop(id(v.data))[1])
+
+    def end_pass(self):
+        self.free += [buf for _, buf in self.owned.values()]     # what the walk still held at its end
+        used = {id(b) for b in self.order}
+        self.free = [b for b in self.free if id(b) in used]
+        self.owned, self.last, self.order = {}, self.order, []
+
+
+_arena, _arena_lock, _current = Arena(), threading.Lock(), threading.local()
+
+
+def release_arena():
+    """Free the buffers the process's arena keeps between forward passes."""
+    with _arena_lock:
+        _arena.free, _arena.last = [], []
+
+
+def _take(shape):
+    """A buffer for a blocked output: from the running pass's arena, or new outside a pass."""
+    arena = getattr(_current, "arena", None)
+    return np.empty(shape, np.float32) if arena is None else arena.take(shape)
 
 
 def choose_layout(layout, arch_name, backend=None):
@@ -93,6 +160,10 @@ def _conv(step, inputs, net, switches, out=None, out_block=0):
     w_b = prepared(w, "nchwc_filters", nchwc.filters_to_nchwc)                # (FB, CB, KH, KW, 16, 16)
     b_b = nchwc.bias_to_nchwc(b, w.shape[0])                                  # (FB*16,)
     x = inputs[0]
+    if out is None:
+        N, _, H, W = x.shape if not isinstance(x, Blocked) else (x.data.shape[0], None, *x.data.shape[2:4])
+        Ho, Wo = conv2d_nchwc_output_size((H, W), layer.kernel_size, layer.stride, layer.padding)
+        out = _take((N, nchwc.blocks(w.shape[0]), Ho, Wo, nchwc.BLOCK))
     if not isinstance(x, Blocked) and x.shape[1] <= nchwc.BLOCK:
         # an image (at most one block of channels): read where it lies, not padded to 16 channels
         y = conv2d_nchwc_from_nchw(np.ascontiguousarray(x), w_b, b_b, layer.stride, layer.padding, relu=step.relu,
@@ -116,7 +187,7 @@ def _conv_into_concat(step, inputs, net, live):
     concat, first, _, (C, H, W) = step.into
     if concat not in live:
         N = inputs[0].shape[0] if not isinstance(inputs[0], Blocked) else inputs[0].data.shape[0]
-        live[concat] = Blocked(np.empty((N, nchwc.blocks(C), H, W, nchwc.BLOCK), np.float32), C)
+        live[concat] = Blocked(_take((N, nchwc.blocks(C), H, W, nchwc.BLOCK)), C)
     return _conv(step, inputs, net, None, out=live[concat].data, out_block=first // nchwc.BLOCK)
 
 
@@ -209,10 +280,19 @@ def forward_blocked(p, net, x, result, im2col=()):
         result.outputs[INPUT] = x
     live = {INPUT: x}
     switches = result.switches if p.switches else None
-    for step in p.steps:
-        y = live[step.name] = run_step_blocked(step, live, net, switches, im2col)
-        if step.keep:
-            result.outputs[step.name] = as_nchw(y)
-        for name in step.drop:
-            live.pop(name, None)
+    shared = _arena_lock.acquire(blocking=False)    # the process's arena, unless another pass has it
+    arena = _arena if shared else Arena()
+    outer, _current.arena = getattr(_current, "arena", None), arena
+    try:
+        for step in p.steps:
+            y = live[step.name] = run_step_blocked(step, live, net, switches, im2col)
+            if step.keep:
+                result.outputs[step.name] = as_nchw(y)
+            for name in step.drop:
+                arena.drop(live.pop(name, None), live)
+        arena.end_pass()
+    finally:
+        _current.arena = outer
+        if shared:
+            _arena_lock.release()
     return result
