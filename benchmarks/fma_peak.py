@@ -6,8 +6,9 @@ Each thread updates 12 registers' worth of independent accumulators (enough chai
 cover the FMA latency on two FMA units) with acc = acc * m + c, n times: 2 FLOPs per element per
 step, no memory traffic. The loop is compiled as zfnet's kernels are (zfnet.kernels is imported
 first, see kernels/_codegen.py): 12 registers of 16 floats where zfnet compiles for 512-bit vectors
-(AVX-512 hosts), of 8 floats (AVX2) elsewhere, so the peak is the one its kernels can reach. The rate is the best of several runs, per thread and for
-all threads together; on a shared machine the all-threads figure falls with other load.
+(AVX-512 hosts), of 8 floats (AVX2) elsewhere, so the peak is the one its kernels can reach. The
+rate is the best of several runs, per thread and for all threads together; on a shared machine
+the all-threads figure falls with other load.
 """
 import argparse
 import sys
@@ -18,13 +19,13 @@ from pathlib import Path
 # report.py imports this file as benchmarks.fma_peak, names that module when it is loaded again
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zfnet.kernels import codegen_status  # noqa: E402  (before any Numba code compiles here)
+from zfnet.kernels._codegen import wide_vectors  # noqa: E402  (zfnet first: before any Numba code compiles)
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-VECTOR_FLOATS = 16 if "-prefer-256-bit" in (codegen_status()["features"] or "") else 8
+VECTOR_FLOATS = 16 if wide_vectors() else 8
 LANES = 12 * VECTOR_FLOATS      # accumulators per thread: 12 vector registers
 
 

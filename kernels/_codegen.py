@@ -5,10 +5,9 @@ channel. Written as plain loops, it relies on LLVM to vectorise across the 16 ch
 (see _registers.py). On a CPU with AVX-512, LLVM's cost model takes gathers and scatters to be
 cheap, and once the tile's small loops are unrolled its loop vectoriser picks the wrong loop: it
 vectorises across the tile's pixels, with a gather and a scatter (vgatherqps, vscatterqps) around
-every FMA on the tile. On an Intel Xeon with AVX-512, pointwise_gemm_6x16 then ran at 9 GFLOP/s
-(2 threads; direct_6x16 on the same 1x1 layer: 150) and a SqueezeNet pass took 3.8x as long
-(benchmarks/RESULTS.md, "AVX-512 hosts"). LLVM's tuning for these CPUs also prefers 256-bit vectors,
-so a 16-float block took two registers where one holds it.
+every FMA on the tile, and pointwise_gemm_6x16 ran several times slower than direct_6x16 on the
+same 1x1 layer (benchmarks/RESULTS.md, "AVX-512 hosts"). LLVM's tuning for these CPUs also prefers
+256-bit vectors, so a 16-float block took two registers where one holds it.
 
 So, on a host with AVX-512 (avx512f), zfnet compiles with the host's features plus
 

@@ -77,7 +77,7 @@ def call_vectorized(kernel, *args):
     """kernel(*args); its first call (the compile, or the load from Numba's cache) with SLP on.
 
     (`kernel.overloads`, a dict, not `kernel.signatures`, which builds a list of hashed types on
-    every call: 0.3-0.5 ms of a SqueezeNet batch-1 pass's 32 kernel calls.)"""
+    every call: RESULTS.md.)"""
     if kernel.overloads:
         return kernel(*args)
     with slp_vectorized():

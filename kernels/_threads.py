@@ -7,13 +7,13 @@ needs (timings: benchmarks/RESULTS.md, "Why the thresholds"), and GNU OpenMP kil
 that runs a parallel loop. So zfnet chooses the pool, unless the user has (NUMBA_THREADING_LAYER,
 or numba.config.THREADING_LAYER before importing zfnet):
 
-1. `tbb` (Intel oneTBB, the `tbb` wheel, a dependency on x86-64): a parallel launch costs 1-2 us,
-   its idle workers sleep after a short spin, it is fork-safe and thread-safe. Numba looks for
+1. `tbb` (Intel oneTBB, the `tbb` wheel, a dependency on x86-64): a parallel launch costs a
+   small fraction of workqueue's, its idle workers sleep after a short spin, it is fork-safe and
+   thread-safe. Numba looks for
    libtbb.so.12 on the system's library path only, where a pip install into a virtual environment
    does not put it (it lands in <prefix>/lib), so zfnet loads it first from there (`load_tbb`).
-2. `workqueue` where TBB cannot be loaded: its workers sleep at once, but waking them costs about
-   120 us per parallel launch here (a SqueezeNet batch-1 pass makes about 45 launches: 15.5 ms
-   against 10.6-11.6 with tbb; RESULTS.md, "TBB").
+2. `workqueue` where TBB cannot be loaded: its workers sleep at once, but waking them makes every
+   parallel launch cost far more, and a SqueezeNet batch-1 pass makes about 45 (RESULTS.md, "TBB").
 
 This must happen before the first parallel kernel runs; if one already ran, Numba's pool is fixed
 and we leave it. workqueue does not support nested parallel kernels or parallel kernels launched
@@ -93,10 +93,11 @@ def choose_threading_layer():
 choose_threading_layer()
 
 
-# workqueue's one limit (where TBB is missing) matters anyway: Numba releases the GIL while a parallel loop runs (and BLAS
-# does during a GEMM), so two Python threads calling kernels at the same time WOULD launch parallel
-# loops concurrently, and workqueue then aborts the whole process. Every public op is therefore
-# run one at a time across threads. Each op already uses every core, so nothing is lost.
+# workqueue's one limit (where TBB is missing) matters anyway: Numba releases the GIL while a
+# parallel loop runs (and BLAS does during a GEMM), so two Python threads calling kernels at the
+# same time WOULD launch parallel loops concurrently, and workqueue then aborts the whole process.
+# Every public op is therefore run one at a time across threads. Each op already uses every core,
+# so nothing is lost.
 _one_op = threading.RLock()
 
 

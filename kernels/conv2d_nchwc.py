@@ -42,9 +42,9 @@ bits, tested); a layer with an odd number of filter blocks runs its last block o
 
 `PATHS` names them; `choose_path` is the one rule for which runs on a blocked input. Each
 parallel iteration owns a chunk of 48 consecutive output pixels (8 tiles of 6, or 4 of 12) of one
-(n, fb) (or filter-block pair) of the output; its tiles run in order, so the filters stay in cache. The accumulators live on the stack and
-LLVM's SLP vectoriser packs them into registers (see _registers.py); flat offsets are uint64 so
-Numba adds no negative-index checks.
+(n, fb) (or filter-block pair) of the output; its tiles run in order, so the filters stay in
+cache. The accumulators live on the stack and LLVM's SLP vectoriser packs them into registers (see
+_registers.py); flat offsets are uint64 so Numba adds no negative-index checks.
 """
 import functools
 
@@ -109,7 +109,7 @@ def _store_tile(acc, first, y, y0, count, b, b0, relu):
     """y[y0 + r*B + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for r < count.
 
     The 16 biases are read into a stack array first: read from b between the stores to y (which
-    LLVM cannot prove apart from b), they kept every store scalar, 96 of them per tile."""
+    LLVM cannot prove apart from b), they kept every store of the tile scalar."""
     bias = stack_tile(BLOCK)
     for co in range(_B):
         bias[co] = b[uint64(b0) + co]
@@ -230,9 +230,9 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
 @njit(parallel=True, cache=True, fastmath=True)
 def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x32: direct_nchw_6x16 on tiles of 6 pixels x 2 filter blocks, FB even (see
-    direct_12x32; tiles of 12 pixels were slower here, 32.9 against 25.4 ms on SqueezeNet's conv1
-    at batch 16: each of the 147 taps then needs 12 pixel offsets, more than the general-purpose
-    registers hold); the same sums in the same order, so the same bits."""
+    direct_12x32; tiles of 12 pixels were slower here, RESULTS.md: each of the 147 taps then needs
+    12 pixel offsets, more than the general-purpose registers hold); the same sums in the same
+    order, so the same bits."""
     P = Ho * Wo
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
@@ -364,9 +364,11 @@ def _pointwise_gemm_12x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
 PATHS = {
     "pointwise_gemm_6x16": "1x1, stride 1, unpadded, at least 6 output pixels: a blocked GEMM",
     "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
-    "pointwise_gemm_12x32": "pointwise_gemm_6x16 on tiles of 12 pixels x two filter blocks, at least 12 pixels, where vectors are 512-bit",
+    "pointwise_gemm_12x32": "pointwise_gemm_6x16 on tiles of 12 pixels x two filter blocks (at least "
+                            "12 pixels), where vectors are 512-bit",
     "direct_12x32": "direct_6x16 on tiles of 12 pixels x two filter blocks, where vectors are 512-bit",
-    "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not copied into blocks",
+    "direct_nchw_6x16": "direct_6x16 on a plain NCHW input (conv2d_nchwc_from_nchw): an image, not "
+                        "copied into blocks",
     "direct_nchw_6x32": "direct_nchw_6x16 on tiles of 6 pixels x two filter blocks, where vectors are 512-bit",
 }
 _BLOCKED_PATHS = ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_12x32", "direct_12x32")   # conv2d_nchwc's
@@ -381,8 +383,9 @@ def choose_path(kernel_size, stride, padding, out_hw, wide=None):
     """The name in PATHS of the micro-kernel for this layer on a blocked input (the one rule, no
     hidden thresholds; a plain NCHW input runs direct_nchw_6x16, conv2d_nchwc_from_nchw).
 
-    wide (default WIDE): 512-bit vectors, so a tile of two filter blocks fits 12 registers (with
-    8-float vectors it would need 24 or 48 of AVX2's 16, and spill): pointwise_gemm_12x32 (with 12 pixels or more), direct_12x32."""
+    wide (default WIDE): 512-bit vectors, so a tile of 12 pixels x two filter blocks fits in 24 of
+    the 32 registers (with 8-float vectors it would need 48 of AVX2's 16, and spill):
+    pointwise_gemm_12x32 (with 12 pixels or more), direct_12x32."""
     wide = WIDE if wide is None else wide
     pixels = out_hw[0] * out_hw[1]
     if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and pixels >= TILE:
@@ -397,6 +400,11 @@ def _launches(path, FB):
         return [(path, 0, FB)]
     pairs = FB - FB % 2
     return ([(path, 0, pairs)] if pairs else []) + ([(_PAIRED[path], pairs, 1)] if FB % 2 else [])
+
+
+def _filter_blocks(w, b_b, fb, count):
+    """Filter blocks fb .. fb + count - 1 of one launch: their filters (w_b or w_rows, flattened) and biases."""
+    return w[fb:fb + count].ravel(), b_b[fb * BLOCK:(fb + count) * BLOCK]
 
 
 @one_at_a_time
@@ -437,7 +445,7 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
             raise ZFNetError(f"path {path!r} needs a 1x1, stride-1, unpadded convolution "
                              f"with at least {tile} output pixels; use path='direct_6x16'")
         for kernel, fb, count in _launches(path, FB):
-            call_vectorized(_KERNELS[kernel], x_b.ravel(), w_b[fb:fb + count].ravel(), b_b[fb * BLOCK:(fb + count) * BLOCK],
+            call_vectorized(_KERNELS[kernel], x_b.ravel(), *_filter_blocks(w_b, b_b, fb, count),
                             y.ravel(), N, CB, H * W, count, relu, FBo, out_block + fb)
         return y_b
     (ph, pw), (sh, sw) = padding, stride
@@ -447,7 +455,7 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
             N, CB, H + 2 * ph, W + 2 * pw, BLOCK)                                  # (N, CB, H+2ph, W+2pw, B)
         _pad_planes(x_b, ph, pw, x_pad)
     for kernel, fb, count in _launches(path, FB):
-        call_vectorized(_KERNELS[kernel], x_pad.ravel(), w_b[fb:fb + count].ravel(), b_b[fb * BLOCK:(fb + count) * BLOCK],
+        call_vectorized(_KERNELS[kernel], x_pad.ravel(), *_filter_blocks(w_b, b_b, fb, count),
                         y.ravel(), N, channels, CB, H + 2 * ph, W + 2 * pw, count, KH, KW, Ho, Wo, sh, sw, relu,
                         FBo, out_block + fb)
     return y_b
@@ -485,9 +493,8 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
     x_taps, rows = nchw_taps(C, H + 2 * ph, W + 2 * pw, KH, KW)
     w_rows = w_b.reshape(FB, -1, BLOCK)[:, rows]                                  # (FB, C*KH*KW, B)
     for kernel, fb, count in _launches(path, FB):
-        call_vectorized(_KERNELS[kernel], x_pad.ravel(), w_rows[fb:fb + count].ravel(),
-                        b_b[fb * BLOCK:(fb + count) * BLOCK], y.ravel(), x_taps, N, C, H + 2 * ph, W + 2 * pw,
-                        count, Ho, Wo, sh, sw, relu, FBo, out_block + fb)
+        call_vectorized(_KERNELS[kernel], x_pad.ravel(), *_filter_blocks(w_rows, b_b, fb, count), y.ravel(),
+                        x_taps, N, C, H + 2 * ph, W + 2 * pw, count, Ho, Wo, sh, sw, relu, FBo, out_block + fb)
     return y_b
 
 

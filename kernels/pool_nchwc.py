@@ -168,8 +168,7 @@ def _global_avg_pool_planes(x, y):
     """y[n, cb, 0, 0, :] = mean over the plane (float64 sums); one iteration per plane block (n, cb).
 
     The 16 sums live on the stack (stack_sums), so they stay in registers: a heap array (np.zeros)
-    made every addition a load and a store, and an allocation per block (SqueezeNet's pool10 at
-    batch 16: 2.7 ms for 2.7 M values)."""
+    made every addition a load and a store, and an allocation per block."""
     N, CB, H, W, _ = x.shape
     for job in prange(N * CB):
         n, cb = job // CB, job % CB
@@ -196,8 +195,7 @@ def _lrn_rows(x, y, size, alpha, beta, k):
 
     In float32, as Caffe and PyTorch compute LRN: the window holds `size` non-negative terms (no
     cancellation), so the result is within a few float32 ulps of the float64 twin; float64's
-    square roots and division took half of this kernel's time (ZFNet's norm1 at batch 16 on the
-    AVX-512 machine: 18.1 ms in float64, 9.7 in float32).
+    square roots and division took half of this kernel's time (RESULTS.md).
     """
     N, CB, H, W, _ = x.shape
     channels = CB * BLOCK

@@ -8,9 +8,9 @@ image alone, in an order that does not depend on the batch, so an image's result
 on its batch.
 
 Where the layout changes (the one rule): only at convolutions. A convolution not listed in
-IM2COL_LAYERS runs conv2d_nchwc (direct or pointwise_gemm, 6x16 or 6x32 tiles; bias and ReLU fused) on
-its input converted to NCHW16c if it is not already, except an NCHW input of at most 16 channels
-(the image), which conv2d_nchwc_from_nchw reads where it lies (direct_nchw_6x16); a listed
+IM2COL_LAYERS runs conv2d_nchwc (its path by choose_path; bias and ReLU fused) on its input
+converted to NCHW16c if it is not already, except an NCHW input of at most 16 channels
+(the image), which conv2d_nchwc_from_nchw reads where it lies (direct_nchw_*); a listed
 one (or one with groups, which conv2d_nchwc lacks) converts its input back to NCHW and runs
 kernels.conv2d (im2col + BLAS). Every other op runs in the layout its input is in:
 
@@ -34,13 +34,11 @@ blocked one); the max-pools' switches are max_pool2d's, (N, C, H', W') int64 h*W
 
 Memory (the Arena below): the convolutions' and concats' blocked outputs come from an arena that
 hands a buffer the walk has dropped to a later step that fits in it, and keeps the last pass's
-buffers for the next one. A new array's pages are zeroed by the operating system on first write:
-27-40 ms of system time per SqueezeNet batch-16 pass, and ZFNet's conv1 took 33 ms in the pass
-against 22 on a buffer written before (benchmarks/RESULTS.md, "The activation arena"). One arena
-per process, used by one pass at a time (a pass in another thread meanwhile gets a private one,
-dropped after); nothing the walk returns lives in it (results are NCHW copies). Between passes it
-holds one pass's buffers (SqueezeNet batch 16: the peak RSS of a pass 316 MB, 239 without it);
-`release_arena()` frees them.
+buffers for the next one: a new array's pages are zeroed by the operating system on first write,
+a cost on every pass (benchmarks/RESULTS.md, "The activation arena"). One arena per process, used
+by one pass at a time (a pass in another thread meanwhile gets a private one, dropped after);
+nothing the walk returns lives in it (results are NCHW copies). Between passes it holds one pass's
+buffers (a higher peak RSS, in RESULTS.md); `release_arena()` frees them.
 """
 import math
 import threading
@@ -89,16 +87,16 @@ class Arena:
 
     def __init__(self):
         self.free = []          # flat float32 buffers no step holds
-        self.owned = {}         # id(view handed out) -> (view, its buffer), this pass
+        self.owned = {}         # id(view handed out) -> (view kept, so the id stays unique; its buffer)
         self.order = []         # the buffers handed out this pass, in order
         self.last = []          # ... and in the pass before
 
     def take(self, shape):
         shape = tuple(int(d) for d in shape)
         n = math.prod(shape)
-        k = len(self.order)
-        same = [i for i, b in enumerate(self.free) if k < len(self.last) and b is self.last[k] and b.size >= n]
-        fits = same or [i for i, b in enumerate(self.free) if b.size >= n]
+        before = self.last[len(self.order)] if len(self.order) < len(self.last) else None
+        fits = [i for i, b in enumerate(self.free) if b.size >= n]
+        fits = [i for i in fits if self.free[i] is before] or fits
         buf = self.free.pop(min(fits, key=lambda i: self.free[i].size)) if fits else np.empty(n, np.float32)
         view = buf[:n].reshape(shape)
         self.owned[id(view)] = (view, buf)
@@ -150,6 +148,11 @@ def as_nchw(v):
     return nchwc.from_nchwc(v.data, v.channels) if isinstance(v, Blocked) else v
 
 
+def _shape(v):
+    """(N, C, H, W) of an activation in either layout."""
+    return (v.data.shape[0], v.channels, *v.data.shape[2:4]) if isinstance(v, Blocked) else v.shape
+
+
 def as_blocked(v):
     """An activation in NCHW16c, converted if it is an NCHW array."""
     return v if isinstance(v, Blocked) else Blocked(nchwc.to_nchwc(np.ascontiguousarray(v)), v.shape[1])
@@ -162,9 +165,9 @@ def _conv(step, inputs, net, switches, out=None, out_block=0):
     b_b = nchwc.bias_to_nchwc(b, w.shape[0])                                  # (FB*16,)
     x = inputs[0]
     if out is None:
-        N, _, H, W = x.shape if not isinstance(x, Blocked) else (x.data.shape[0], None, *x.data.shape[2:4])
+        N, _, H, W = _shape(x)
         Ho, Wo = conv2d_nchwc_output_size((H, W), layer.kernel_size, layer.stride, layer.padding)
-        out = _take((N, nchwc.blocks(w.shape[0]), Ho, Wo, nchwc.BLOCK))
+        out = _take((N, nchwc.blocks(w.shape[0]), Ho, Wo, nchwc.BLOCK))          # (N, FB, H', W', 16)
     if not isinstance(x, Blocked) and x.shape[1] <= nchwc.BLOCK:
         # an image (at most one block of channels): read where it lies, not padded to 16 channels
         y = conv2d_nchwc_from_nchw(np.ascontiguousarray(x), w_b, b_b, layer.stride, layer.padding, relu=step.relu,
@@ -187,8 +190,7 @@ def _conv_into_concat(step, inputs, net, live):
     """A conv writing its channels [first, stop) of an aligned concat's blocked output in place."""
     concat, first, _, (C, H, W) = step.into
     if concat not in live:
-        N = inputs[0].shape[0] if not isinstance(inputs[0], Blocked) else inputs[0].data.shape[0]
-        live[concat] = Blocked(_take((N, nchwc.blocks(C), H, W, nchwc.BLOCK)), C)
+        live[concat] = Blocked(_take((_shape(inputs[0])[0], nchwc.blocks(C), H, W, nchwc.BLOCK)), C)
     return _conv(step, inputs, net, None, out=live[concat].data, out_block=first // nchwc.BLOCK)
 
 
