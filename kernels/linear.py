@@ -58,15 +58,18 @@ def linear_reference(x, w, b=None):
 # stack_tile(16) arrays, kept in registers; the literal 16 must equal LANES.)
 LANES = 16
 UNITS = 4
+IMAGES = 4      # images per group (see _linear_lanes)
+GROUP_LANES = IMAGES * UNITS * LANES    # a group's accumulators
+SLOT_LANES = UNITS * LANES              # a single image's
 
 
 @njit(cache=True, inline="always", fastmath={"contract"})
-def _dot_finish(acc, w_flat, x_flat, wo, xo, body, I):
-    """The fixed tree over the 16 lanes of acc, then the tail products i = body..I-1 in order."""
+def _dot_finish(acc, a0, w_flat, x_flat, wo, xo, body, I):
+    """The fixed tree over the 16 lanes acc[a0:a0+16], then the tail products i = body..I-1 in order."""
     for half in (8, 4, 2, 1):
         for j in range(half):
-            acc[j] += acc[j + half]
-    s = acc[0]
+            acc[a0 + j] += acc[a0 + j + half]
+    s = acc[a0]
     for i in range(body, I):
         s += w_flat[uint64(wo + i)] * x_flat[uint64(xo + i)]
     return s
@@ -76,37 +79,62 @@ def _dot_finish(acc, w_flat, x_flat, wo, xo, body, I):
 def _linear_lanes(x, w, b, y):
     """y[n, o] = b[o] + sum_i w[o, i] * x[n, i]; x (N, I), w (O, I), b (O,) -> y (N, O).
 
-    Parallel over blocks of 4 output units: for each input row, 4 weight rows are streamed at
-    once (4 memory streams in flight: at batch 1 the layer only reads its weights, so that is its
-    speed), each with its 16 lanes; the last O % 4 units one at a time, with the same lanes.
+    Parallel over blocks of 4 output units x slots of images. A full slot is a group of 4 images:
+    for each 16 inputs, the 4 weight rows' 16 values and the 4 images' 16 values are loaded once
+    and give 16 lane updates, acc[(m*4 + k)*16 + j] += w[o + k, i + j] * x[n0 + m, i + j]
+    (16 registers), so the weight rows are read once per 4 images instead of once per image. The
+    last N % 4 images take a slot each, with 4 lanes of 16 (at batch 1 the layer only reads its
+    weights, 4 memory streams in flight, so that is its speed). Each (image, unit) keeps its own 16
+    lanes in either slot, so every y[n, o] is the same sum as alone. The last O % 4 units go one at
+    a time, one image at a time, with the same lanes.
     """
     N, I = x.shape
     O = w.shape[0]
     body = I - I % LANES
     w_flat, x_flat = w.ravel(), x.ravel()
     blocks = O // UNITS
-    for ob in prange(blocks + O % UNITS):
-        if ob < blocks:
-            o = ob * UNITS
+    groups = N // IMAGES
+    slots = groups + N % IMAGES
+    for job in prange(blocks * slots + O % UNITS):
+        if job < blocks * slots:
+            o, slot = (job // slots) * UNITS, job % slots
             w0, w1, w2, w3 = o * I, (o + 1) * I, (o + 2) * I, (o + 3) * I
-            for n in range(N):
-                a0, a1, a2, a3 = stack_tile(16), stack_tile(16), stack_tile(16), stack_tile(16)
-                for j in range(LANES):
-                    a0[j] = a1[j] = a2[j] = a3[j] = np.float32(0)
+            if slot < groups:                               # images n0 .. n0 + 3 together
+                n0 = slot * IMAGES
+                acc = stack_tile(GROUP_LANES)
+                for k in range(GROUP_LANES):
+                    acc[k] = np.float32(0)
+                for i in range(0, body, LANES):
+                    for m in range(IMAGES):
+                        a, xm = uint64(m * UNITS * LANES), uint64((n0 + m) * I + i)
+                        for j in range(LANES):
+                            xi = x_flat[xm + uint64(j)]
+                            acc[a + uint64(j)] += w_flat[uint64(w0 + i + j)] * xi
+                            acc[a + uint64(LANES + j)] += w_flat[uint64(w1 + i + j)] * xi
+                            acc[a + uint64(2 * LANES + j)] += w_flat[uint64(w2 + i + j)] * xi
+                            acc[a + uint64(3 * LANES + j)] += w_flat[uint64(w3 + i + j)] * xi
+                for m in range(IMAGES):
+                    n = n0 + m
+                    for k in range(UNITS):
+                        y[n, o + k] = _dot_finish(acc, (m * UNITS + k) * LANES, w_flat, x_flat,
+                                                  (o + k) * I, n * I, body, I) + b[o + k]
+            else:                                           # one of the last N % 4 images
+                n = groups * IMAGES + (slot - groups)
+                acc = stack_tile(SLOT_LANES)
+                for k in range(SLOT_LANES):
+                    acc[k] = np.float32(0)
                 xn = n * I
                 for i in range(0, body, LANES):
                     for j in range(LANES):
                         xi = x_flat[uint64(xn + i + j)]
-                        a0[j] += w_flat[uint64(w0 + i + j)] * xi
-                        a1[j] += w_flat[uint64(w1 + i + j)] * xi
-                        a2[j] += w_flat[uint64(w2 + i + j)] * xi
-                        a3[j] += w_flat[uint64(w3 + i + j)] * xi
-                y[n, o] = _dot_finish(a0, w_flat, x_flat, w0, xn, body, I) + b[o]
-                y[n, o + 1] = _dot_finish(a1, w_flat, x_flat, w1, xn, body, I) + b[o + 1]
-                y[n, o + 2] = _dot_finish(a2, w_flat, x_flat, w2, xn, body, I) + b[o + 2]
-                y[n, o + 3] = _dot_finish(a3, w_flat, x_flat, w3, xn, body, I) + b[o + 3]
+                        acc[uint64(j)] += w_flat[uint64(w0 + i + j)] * xi
+                        acc[uint64(LANES + j)] += w_flat[uint64(w1 + i + j)] * xi
+                        acc[uint64(2 * LANES + j)] += w_flat[uint64(w2 + i + j)] * xi
+                        acc[uint64(3 * LANES + j)] += w_flat[uint64(w3 + i + j)] * xi
+                for k in range(UNITS):
+                    y[n, o + k] = _dot_finish(acc, k * LANES, w_flat, x_flat, (o + k) * I, xn, body, I) + b[o + k]
         else:                                                   # one of the last O % 4 units
-            o = blocks * UNITS + (ob - blocks)
+            o = blocks * UNITS + (job - blocks * slots)
             wo = o * I
             for n in range(N):
                 a = stack_tile(16)
@@ -116,7 +144,7 @@ def _linear_lanes(x, w, b, y):
                 for i in range(0, body, LANES):
                     for j in range(LANES):
                         a[j] += w_flat[uint64(wo + i + j)] * x_flat[uint64(xn + i + j)]
-                y[n, o] = _dot_finish(a, w_flat, x_flat, wo, xn, body, I) + b[o]
+                y[n, o] = _dot_finish(a, 0, w_flat, x_flat, wo, xn, body, I) + b[o]
 
 
 def _linear_cpu(x, w, b):

@@ -168,12 +168,15 @@ def test_softmax_input_is_not_modified(rng, backend):
 
 @pytest.mark.parametrize("i, o", [(9, 7), (64, 33), (1027, 70), (9216, 40)])
 def test_linear_rows_are_batch_invariant(rng, i, o):
-    """Row n of a batch of 16 is bit-identical to row n alone and in a batch of 5 (I of every
-    remainder mod the vector width)."""
+    """Row n of a batch of 16 is bit-identical to row n alone and in batches of 2, 3, 5, 6 and 7
+    (the kernel takes images 4 at a time: full and partial groups; I of every remainder mod the
+    vector width; O with and without units past the last block of 4)."""
     x, w, b = _randn(rng, 16, i), _randn(rng, o, i), _randn(rng, o)
     batch = linear(x, w, b, backend="cpu")
     np.testing.assert_array_equal(linear(x[:5], w, b, backend="cpu"), batch[:5])
     np.testing.assert_array_equal(linear(x[11:16], w, b, backend="cpu"), batch[11:16])
+    for first, count in ((0, 2), (3, 3), (6, 6), (9, 7)):
+        np.testing.assert_array_equal(linear(x[first:first + count], w, b, backend="cpu"), batch[first:first + count])
     for n in range(16):
         np.testing.assert_array_equal(linear(x[n:n + 1], w, b, backend="cpu")[0], batch[n])
     assert_linear_close(batch, linear_reference_64(x, w, b), x, w)
