@@ -54,6 +54,7 @@ from numba import njit, prange, uint64
 from ._codegen import wide_vectors
 from ._checks import ZFNetError, check_array, non_negative_pair, positive_pair
 from ._registers import call_vectorized, stack_offsets, stack_tile
+from ._scratch import aligned_empty
 from ._threads import one_at_a_time
 from .conv2d import work_buffer
 from .nchwc import BLOCK, check_nchwc
@@ -491,7 +492,8 @@ def conv2d_nchwc_from_nchw(x, w_b, b_b, stride=1, padding=0, relu=False, out=Non
             N, C, H + 2 * ph, W + 2 * pw, 1)                                       # (N, C, H+2ph, W+2pw, 1)
         _pad_planes(x.reshape(N, C, H, W, 1), ph, pw, x_pad)
     x_taps, rows = nchw_taps(C, H + 2 * ph, W + 2 * pw, KH, KW)
-    w_rows = w_b.reshape(FB, -1, BLOCK)[:, rows]                                  # (FB, C*KH*KW, B)
+    w_rows = aligned_empty((FB, len(rows), BLOCK))                                # (FB, C*KH*KW, B)
+    np.take(w_b.reshape(FB, -1, BLOCK), rows, axis=1, out=w_rows)
     for kernel, fb, count in _launches(path, FB):
         call_vectorized(_KERNELS[kernel], x_pad.ravel(), *_filter_blocks(w_rows, b_b, fb, count), y.ravel(),
                         x_taps, N, C, H + 2 * ph, W + 2 * pw, count, Ho, Wo, sh, sw, relu, FBo, out_block + fb)
@@ -511,7 +513,7 @@ def _output(out, out_block, shape):
     if out is None:
         if out_block != 0:
             raise ZFNetError(f"out_block={out_block} needs out= (the array whose blocks it names)")
-        y = np.empty((N, FB, Ho, Wo, BLOCK), np.float32)
+        y = aligned_empty((N, FB, Ho, Wo, BLOCK))
         return y, FB, y
     check_nchwc(out, "out")
     FBo = out.shape[1]

@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._checks import ZFNetError, check_array
+from ._scratch import aligned_empty
 from ._threads import one_at_a_time
 
 BLOCK = 16
@@ -94,7 +95,7 @@ def to_nchwc(x):
     """x (N, C, H, W) float32 -> x_b (N, CB, H, W, 16), channels past C zero."""
     check_array(x, "x", 4)
     N, C, H, W = x.shape
-    x_b = np.empty((N, blocks(C), H, W, BLOCK), np.float32)
+    x_b = aligned_empty((N, blocks(C), H, W, BLOCK))
     _to_nchwc(x, x_b)
     return x_b
 
@@ -119,7 +120,9 @@ def filters_to_nchwc(w):
     padded[:F, :C] = w
     # (FB, co, CB, ci, KH, KW) -> (FB, CB, KH, KW, ci, co)
     blocked = padded.reshape(blocks(F), BLOCK, blocks(C), BLOCK, KH, KW).transpose(0, 2, 4, 5, 3, 1)
-    return np.ascontiguousarray(blocked)
+    w_b = aligned_empty(blocked.shape)          # each (ci, :) row of 16 filters on one cache line
+    w_b[...] = blocked
+    return w_b
 
 
 def bias_to_nchwc(b, filters):

@@ -39,6 +39,7 @@ from numba import njit, prange, uint64
 
 from ._checks import ZFNetError, non_negative_pair, positive_pair
 from ._registers import call_vectorized, stack_sums, stack_tile
+from ._scratch import aligned_empty
 from ._threads import one_at_a_time
 from .lrn import neg_power
 from .max_pool2d import pool_output_size
@@ -55,7 +56,7 @@ def max_pool2d_nchwc_reference(x_b, kernel_size, stride, padding, out_hw):
     """The max over each window's positions inside the image. x_b (N, CB, H, W, B) -> (N, CB, H', W', B)."""
     (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
     N, CB, H, W, B = x_b.shape
-    y_b = np.empty((N, CB, Ho, Wo, B), np.float32)
+    y_b = aligned_empty((N, CB, Ho, Wo, B))
     for i in range(Ho):
         for j in range(Wo):
             h0, w0 = i * sh - ph, j * sw - pw
@@ -69,7 +70,7 @@ def max_pool2d_switches_nchwc_reference(x_b, kernel_size, stride, padding, out_h
     (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
     N, CB, H, W, B = x_b.shape
     x_b = np.where(x_b > 0, x_b, np.where(np.isnan(x_b), x_b, 0)).astype(np.float32) if relu_input else x_b
-    y_b = np.empty((N, CB, Ho, Wo, B), np.float32)
+    y_b = aligned_empty((N, CB, Ho, Wo, B))
     switches_b = np.empty((N, CB, Ho, Wo, B), np.int64)
     for i in range(Ho):
         for j in range(Wo):
@@ -248,7 +249,7 @@ def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, 
     ph, pw = non_negative_pair(padding, "padding")
     if ph > kh // 2 or pw > kw // 2:
         raise ZFNetError(f"max_pool2d_nchwc: padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
-    y_b = np.empty((N, CB, Ho, Wo, BLOCK), np.float32)
+    y_b = aligned_empty((N, CB, Ho, Wo, BLOCK))
     if return_switches:
         switches_b = np.empty((N, CB, Ho, Wo, BLOCK), np.int64)
         call_vectorized(_max_pool_rows_switches, x_b, y_b, switches_b, kh, kw, sh, sw, ph, pw, bool(relu_input))
@@ -267,7 +268,7 @@ def switches_from_nchwc(switches_b, channels):
 def global_avg_pool_nchwc(x_b):
     """x_b (N, CB, H, W, 16) -> y_b (N, CB, 1, 1, 16): the mean of each feature map."""
     check_nchwc(x_b, "x_b")
-    y_b = np.empty(x_b.shape[:2] + (1, 1, BLOCK), np.float32)
+    y_b = aligned_empty(x_b.shape[:2] + (1, 1, BLOCK))
     _global_avg_pool_planes(x_b, y_b)
     return y_b
 
@@ -280,6 +281,6 @@ def lrn_nchwc(x_b, size, alpha=1e-4, beta=0.75, k=1.0):
         raise ZFNetError(f"lrn_nchwc: size must be an int >= 1, got {size!r}")
     if not (alpha >= 0 and k > 0):
         raise ZFNetError(f"lrn_nchwc: need alpha >= 0 and k > 0 (so the power is defined), got alpha={alpha}, k={k}")
-    y_b = np.empty_like(x_b)
+    y_b = aligned_empty(x_b.shape)
     _lrn_rows(x_b, y_b, int(size), float(alpha), float(beta), float(k))
     return y_b

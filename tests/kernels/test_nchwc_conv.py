@@ -209,3 +209,21 @@ def test_conv2d_nchwc_errors_name_the_fix():
         conv2d_nchwc(x_b, np.zeros((1, 1, 3, 3, 16, 16), np.float32), b_b, path="winograd")
     with pytest.raises(ZFNetError, match="larger than the padded input"):
         conv2d_nchwc(x_b, np.zeros((1, 1, 5, 5, 16, 16), np.float32), b_b)
+
+
+def test_blocked_arrays_start_on_a_cache_line(rng):
+    """aligned_empty, and every array the blocked kernels allocate (blocked input, prepared
+    filters, outputs, the padding buffer): data on a 64-byte boundary, so a pixel's 16 floats are
+    one cache line."""
+    from zfnet.kernels._scratch import CACHE_LINE, aligned_empty, work_buffer
+    for shape, dtype in (((3, 5), np.float32), (7, np.int64), ((1, 1, 2, 2, 16), np.float32), ((1,), np.float64)):
+        a = aligned_empty(shape, dtype)
+        assert a.ctypes.data % CACHE_LINE == 0 and a.dtype == dtype and a.flags.c_contiguous
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
+    x = rng.standard_normal((2, 20, 9, 9), dtype=np.float32)
+    w = rng.standard_normal((40, 20, 3, 3), dtype=np.float32)
+    x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(None, 40)
+    y_b = conv2d_nchwc(x_b, w_b, b_b, padding=1)
+    from zfnet.kernels.pool_nchwc import max_pool2d_nchwc
+    for a in (x_b, w_b, y_b, work_buffer("nchwc_pad", 1000), max_pool2d_nchwc(y_b, 3, 2)):
+        assert a.ctypes.data % CACHE_LINE == 0

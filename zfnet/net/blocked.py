@@ -50,6 +50,7 @@ from zfnet import kernels
 from zfnet.kernels import nchwc
 from zfnet.kernels._backend import choose
 from zfnet.kernels._prepared import prepared
+from zfnet.kernels._scratch import aligned_empty
 from zfnet.kernels.conv2d_nchwc import conv2d_nchwc, conv2d_nchwc_from_nchw, conv2d_nchwc_output_size
 from zfnet.kernels.pool_nchwc import global_avg_pool_nchwc, lrn_nchwc, max_pool2d_nchwc, switches_from_nchwc
 from zfnet.net.graph import INPUT
@@ -97,7 +98,7 @@ class Arena:
         before = self.last[len(self.order)] if len(self.order) < len(self.last) else None
         fits = [i for i, b in enumerate(self.free) if b.size >= n]
         fits = [i for i in fits if self.free[i] is before] or fits
-        buf = self.free.pop(min(fits, key=lambda i: self.free[i].size)) if fits else np.empty(n, np.float32)
+        buf = self.free.pop(min(fits, key=lambda i: self.free[i].size)) if fits else aligned_empty(n)
         view = buf[:n].reshape(shape)
         self.owned[id(view)] = (view, buf)
         self.order.append(buf)
@@ -130,7 +131,7 @@ def release_arena():
 def _take(shape):
     """A buffer for a blocked output: from the running pass's arena, or new outside a pass."""
     arena = getattr(_current, "arena", None)
-    return np.empty(shape, np.float32) if arena is None else arena.take(shape)
+    return aligned_empty(shape) if arena is None else arena.take(shape)
 
 
 def choose_layout(layout, arch_name, backend=None):
