@@ -28,9 +28,11 @@ the 2 filter vectors and 1 broadcast, 15 of the 16):
 - ``direct_nchw_6x16`` (conv2d_nchwc_from_nchw): direct_6x16 reading a plain NCHW input, for a
   network's first convolution: x_pad[n, c, i*sh + u, j*sw + v] in place of x_pad_b[n, cb, ..., ci],
   so the image's 3 channels are never copied into 16-channel blocks (MLAS's NCHW-input kernel).
-- ``pointwise_gemm_6x16``: 1x1, stride 1, unpadded: a blocked GEMM over the flattened pixels,
+- ``pointwise_gemm_6x16``: 1x1, stride 1: a blocked GEMM over the flattened input pixels,
   y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] * w_b[fb, cb, 0, 0, ci, :]; the 6 pixels
-  of a tile are consecutive in memory, so no offsets are kept.
+  of a tile are consecutive in memory, so no input offsets are kept. A padded 1x1 convolution
+  (SqueezeNet v1.0's conv10) runs here too: each tile pixel is stored at its place inside the
+  output's border, and the border, where the only tap is padding, is the bias (fill_border).
 
 Where Numba compiles 512-bit vectors (AVX-512 hosts, see _codegen.py: one register holds a block,
 and there are 32 of them) the tiles span two filter blocks, fb and fb + 1, so each broadcast feeds
@@ -118,6 +120,29 @@ def _store_tile(acc, first, y, y0, count, b, b0, relu):
         for co in range(_B):
             v = acc[(uint64(first) + r) * _B + co] + bias[co]
             y[uint64(y0) + r * _B + co] = max(v, 0.0) if relu else v
+
+
+@njit(cache=True, inline="always")
+def _store_rows(acc, first, y, plane, rows, r_first, r_end, b, b0, relu):
+    """y[plane + rows[r] + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for
+    r_first <= r < r_end: _store_tile with each tile pixel at its own offset in the plane."""
+    bias = stack_tile(BLOCK)
+    for co in range(_B):
+        bias[co] = b[uint64(b0) + co]
+    for r in range(uint64(r_first), uint64(r_end)):
+        for co in range(_B):
+            v = acc[(uint64(first) + r) * _B + co] + bias[co]
+            y[uint64(plane) + rows[r] + co] = max(v, 0.0) if relu else v
+
+
+@njit(cache=True, inline="always")
+def _interior_rows(rows, p0, tile, W, Wo, ph, pw):
+    """rows[r] = the output offset (in floats, within a plane) of input pixel p0 + r of a 1x1
+    convolution padded by (ph, pw): input pixel (i, j) is output pixel (i + ph, j + pw) of a plane
+    Wo wide; rows[r] = (p0 + r) * B when unpadded."""
+    for r in range(tile):
+        i, j = divmod(p0 + r, W)
+        rows[r] = uint64(((i + ph) * Wo + j + pw) * BLOCK)
 
 
 @njit(cache=True, inline="always")
@@ -265,15 +290,18 @@ def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
+def _pointwise_gemm_6x16(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph, pw):
     """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6.
 
-    y is (N, FBo, P, B), of which blocks fbo .. fbo + FB - 1 are written."""
+    x's planes are P = H*W pixels, W wide. y is (N, FBo, Po, B), of which blocks fbo .. fbo + FB - 1
+    are written: input pixel (i, j) to output pixel (i + ph, j + pw) of a plane Wo wide (Po = Wo*H'
+    pixels); with padding the plane's border is fill_border's, not this kernel's."""
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
     for job in prange(N * FB * chunks):
         n, fb, t_first, t_end = _job_tiles(job, FB, chunks, T)
         acc = stack_tile(ACC)
+        rows = stack_offsets(TILE)
         for t in range(t_first, t_end):
             p0 = min(t * TILE, P - TILE)        # the last tile is shifted back to stay inside
             for k in range(uint64(ACC)):
@@ -287,8 +315,8 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
                         for co in range(_B):
                             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
             skip = t * TILE - p0                # pixels of a shifted tile that the previous tile owns
-            y0 = ((n * FBo + fbo + fb) * P + p0 + skip) * BLOCK
-            _store_tile(acc, skip, y, y0, TILE - skip, b, fb * BLOCK, relu)
+            _interior_rows(rows, p0, TILE, W, Wo, ph, pw)
+            _store_rows(acc, 0, y, (n * FBo + fbo + fb) * Po * BLOCK, rows, skip, TILE, b, fb * BLOCK, relu)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -332,7 +360,7 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _pointwise_gemm_12x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
+def _pointwise_gemm_12x32(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph, pw):
     """pointwise_gemm_12x32: pointwise_gemm_6x16 on tiles of 12 pixels x 2 filter blocks, FB even,
     P >= 12 (see direct_12x32). The same sums in the same order as pointwise_gemm_6x16."""
     T = (P + TILE_WIDE - 1) // TILE_WIDE
@@ -343,6 +371,7 @@ def _pointwise_gemm_12x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
         n, fp, t_first, t_end = _job_tiles(job, FP, chunks, T, CHUNK_WIDE)
         fb = 2 * fp
         acc = stack_tile(ACC_WIDE)
+        rows = stack_offsets(TILE_WIDE)
         for t in range(t_first, t_end):
             p0 = min(t * TILE_WIDE, P - TILE_WIDE)      # the last tile is shifted back to stay inside
             for k in range(uint64(ACC_WIDE)):
@@ -357,13 +386,33 @@ def _pointwise_gemm_12x32(x, w, b, y, N, CB, P, FB, relu, FBo, fbo):
                             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
                             acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
             skip = t * TILE_WIDE - p0
-            y0 = ((n * FBo + fbo + fb) * P + p0 + skip) * BLOCK
-            _store_tile(acc, skip, y, y0, TILE_WIDE - skip, b, fb * BLOCK, relu)
-            _store_tile(acc, TILE_WIDE + skip, y, y0 + P * BLOCK, TILE_WIDE - skip, b, (fb + 1) * BLOCK, relu)
+            _interior_rows(rows, p0, TILE_WIDE, W, Wo, ph, pw)
+            plane = (n * FBo + fbo + fb) * Po * BLOCK
+            _store_rows(acc, 0, y, plane, rows, skip, TILE_WIDE, b, fb * BLOCK, relu)
+            _store_rows(acc, TILE_WIDE, y, plane + Po * BLOCK, rows, skip, TILE_WIDE, b, (fb + 1) * BLOCK, relu)
+
+
+@njit(parallel=True, cache=True)
+def _fill_border(y, b, relu, FBo, fbo, FB, Ho, Wo, ph, pw):
+    """y_b[n, fb, i, j, :] = b (rectified if relu) for the output pixels of a padded 1x1 convolution
+    whose only tap is padding (i < ph or i >= H' - ph, j likewise): its sum over no products is 0,
+    so the pixel is 0 + b, as direct_6x16 computes it. Blocks fbo .. fbo + FB - 1 of y (N, FBo, H', W', B)."""
+    N = y.shape[0]
+    for job in prange(N * FB):
+        n, fb = job // FB, job % FB
+        for i in range(Ho):
+            inside_row = ph <= i < Ho - ph
+            for j in range(Wo):
+                if inside_row and pw <= j < Wo - pw:
+                    continue
+                for co in range(BLOCK):
+                    v = np.float32(0.0) + b[fb * BLOCK + co]
+                    y[n, fbo + fb, i, j, co] = max(v, np.float32(0.0)) if relu else v
 
 
 PATHS = {
-    "pointwise_gemm_6x16": "1x1, stride 1, unpadded, at least 6 output pixels: a blocked GEMM",
+    "pointwise_gemm_6x16": "1x1, stride 1, at least 6 input pixels: a blocked GEMM (a padded one's "
+                           "output border filled with the bias)",
     "direct_6x16": "any kernel size, stride and padding: direct convolution on padded planes",
     "pointwise_gemm_12x32": "pointwise_gemm_6x16 on tiles of 12 pixels x two filter blocks (at least "
                             "12 pixels), where vectors are 512-bit",
@@ -386,10 +435,14 @@ def choose_path(kernel_size, stride, padding, out_hw, wide=None):
 
     wide (default WIDE): 512-bit vectors, so a tile of 12 pixels x two filter blocks fits in 24 of
     the 32 registers (with 8-float vectors it would need 48 of AVX2's 16, and spill):
-    pointwise_gemm_12x32 (with 12 pixels or more), direct_12x32."""
+    pointwise_gemm_12x32 (with 12 pixels or more), direct_12x32.
+
+    A padded 1x1 convolution (SqueezeNet v1.0's conv10 has padding 1) is a pointwise GEMM over
+    its input pixels, written inside the output's border, and a border of biases (fill_border):
+    the pixels counted are the input's, (H' - 2ph) x (W' - 2pw)."""
     wide = WIDE if wide is None else wide
-    pixels = out_hw[0] * out_hw[1]
-    if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0) and pixels >= TILE:
+    pixels = (out_hw[0] - 2 * padding[0]) * (out_hw[1] - 2 * padding[1])
+    if kernel_size == (1, 1) and stride == (1, 1) and pixels >= TILE:
         return "pointwise_gemm_12x32" if wide and pixels >= TILE_WIDE else "pointwise_gemm_6x16"
     return "direct_12x32" if wide else "direct_6x16"
 
@@ -442,12 +495,15 @@ def conv2d_nchwc(x_b, w_b, b_b, stride=1, padding=0, relu=False, path=None, chan
     y, FBo, y_b = _output(out, out_block, (N, FB, Ho, Wo))
     if path.startswith("pointwise"):
         tile = TILE_WIDE if path == "pointwise_gemm_12x32" else TILE
-        if (KH, KW, *stride, *padding) != (1, 1, 1, 1, 0, 0) or Ho * Wo < tile:
-            raise ZFNetError(f"path {path!r} needs a 1x1, stride-1, unpadded convolution "
-                             f"with at least {tile} output pixels; use path='direct_6x16'")
+        if (KH, KW, *stride) != (1, 1, 1, 1) or H * W < tile:
+            raise ZFNetError(f"path {path!r} needs a 1x1, stride-1 convolution "
+                             f"with at least {tile} input pixels; use path='direct_6x16'")
+        ph, pw = padding
         for kernel, fb, count in _launches(path, FB):
             call_vectorized(_KERNELS[kernel], x_b.ravel(), *_filter_blocks(w_b, b_b, fb, count),
-                            y.ravel(), N, CB, H * W, count, relu, FBo, out_block + fb)
+                            y.ravel(), N, CB, W, H * W, count, relu, FBo, out_block + fb, Wo, Ho * Wo, ph, pw)
+        if ph or pw:
+            _fill_border(y, b_b, relu, FBo, out_block, FB, Ho, Wo, ph, pw)
         return y_b
     (ph, pw), (sh, sw) = padding, stride
     x_pad = x_b

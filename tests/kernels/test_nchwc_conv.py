@@ -76,6 +76,8 @@ CASES = [
     (2, 16, 2, 5, 48, 1, 1, 0),        # 1x1, 10 pixels: too few for a 12-pixel tile
     (3, 20, 7, 5, 30, 1, 2, 0),        # 1x1 with stride 2: direct
     (1, 8, 2, 2, 8, 1, 1, 1),          # 1x1 with padding: direct, output pixels of padding only
+    (2, 40, 5, 4, 35, 1, 1, 1),        # 1x1 with padding, 20 input pixels: pointwise inside a border of biases
+    (1, 20, 3, 3, 16, 1, 1, 2),        # 1x1, 9 input pixels, padding 2: pointwise_gemm_6x16 inside
 ]
 
 
@@ -227,3 +229,26 @@ def test_blocked_arrays_start_on_a_cache_line(rng):
     from zfnet.kernels.pool_nchwc import max_pool2d_nchwc
     for a in (x_b, w_b, y_b, work_buffer("nchwc_pad", 1000), max_pool2d_nchwc(y_b, 3, 2)):
         assert a.ctypes.data % CACHE_LINE == 0
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_a_padded_pointwise_layer_is_the_direct_kernels_bits(relu):
+    """SqueezeNet v1.0's conv10 is 1x1 with padding 1: the pointwise GEMM inside a border of biases
+    gives direct_6x16's very bits (the same sums in the same order; the border's sum has no
+    products, so it is 0 + b), also into blocks of a wider array (only its own blocks' border)."""
+    rng = np.random.default_rng(5)
+    x_b = nchwc.to_nchwc(_randn(rng, 2, 40, 5, 7))
+    w_b = nchwc.filters_to_nchwc(_randn(rng, 50, 40, 1, 1))
+    b_b = nchwc.bias_to_nchwc(_randn(rng, 50), 50)
+    assert choose_path((1, 1), (1, 1), (1, 1), (7, 9), wide=True) == "pointwise_gemm_12x32"
+    assert choose_path((1, 1), (1, 1), (1, 1), (7, 9), wide=False) == "pointwise_gemm_6x16"
+    assert choose_path((1, 1), (1, 1), (1, 1), (3, 4), wide=False) == "direct_6x16"    # 2 input pixels
+    direct = conv2d_nchwc(x_b, w_b, b_b, padding=1, relu=relu, path="direct_6x16")
+    for path in ("pointwise_gemm_6x16", "pointwise_gemm_12x32"):
+        np.testing.assert_array_equal(conv2d_nchwc(x_b, w_b, b_b, padding=1, relu=relu, path=path), direct)
+        out = np.full((2, 6, 7, 9, 16), 7.0, np.float32)
+        conv2d_nchwc(x_b, w_b, b_b, padding=1, relu=relu, path=path, out=out, out_block=2)
+        np.testing.assert_array_equal(out[:, 2:6], direct)
+        assert (out[:, :2] == 7.0).all()
+    with pytest.raises(ZFNetError, match="stride-1"):
+        conv2d_nchwc(x_b, w_b, b_b, stride=2, padding=1, path="pointwise_gemm_6x16")
