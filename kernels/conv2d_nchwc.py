@@ -99,12 +99,28 @@ def conv2d_nchwc_reference(x_b, w_b, b_b, stride=(1, 1), padding=(0, 0), relu=Fa
 
 @njit(parallel=True, cache=True)
 def _pad_planes(x_b, ph, pw, x_pad):
-    """x_pad[n, cb, ph + h, pw + w, :] = x_b[n, cb, h, w, :], zeros around; x_pad (N, CB, H+2ph, W+2pw, B)."""
-    N, CB, H, W, _ = x_b.shape
-    for job in prange(N * CB):
-        n, cb = job // CB, job % CB
-        x_pad[n, cb] = 0.0
-        x_pad[n, cb, ph:ph + H, pw:pw + W] = x_b[n, cb]
+    """x_pad[n, cb, ph + h, pw + w, :] = x_b[n, cb, h, w, :], zeros around; x_pad (N, CB, H+2ph, W+2pw, B).
+
+    One padded row per iteration, each float written once: a border row is zeroed, an inner row is
+    pw zero pixels, the input row, pw zero pixels (zeroing whole planes first wrote the padded
+    array twice)."""
+    N, CB, H, W, B = x_b.shape
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    x, xp = x_b.ravel(), x_pad.ravel()
+    side, inner = uint64(pw * B), uint64(W * B)
+    for job in prange(N * CB * Hp):
+        plane, row = job // Hp, job % Hp
+        dst = uint64((plane * Hp + row) * Wp * B)
+        if row < ph or row >= ph + H:
+            for k in range(uint64(Wp * B)):
+                xp[dst + k] = 0.0
+        else:
+            src = uint64((plane * H + row - ph) * W * B)
+            for k in range(side):
+                xp[dst + k] = 0.0
+                xp[dst + side + inner + k] = 0.0
+            for k in range(inner):
+                xp[dst + side + k] = x[src + k]
 
 
 @njit(cache=True, inline="always")

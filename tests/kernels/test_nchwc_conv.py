@@ -252,3 +252,14 @@ def test_a_padded_pointwise_layer_is_the_direct_kernels_bits(relu):
         assert (out[:, :2] == 7.0).all()
     with pytest.raises(ZFNetError, match="stride-1"):
         conv2d_nchwc(x_b, w_b, b_b, stride=2, padding=1, path="pointwise_gemm_6x16")
+
+
+@pytest.mark.parametrize("ph, pw", [(1, 1), (2, 0), (0, 3)])
+def test_pad_planes_is_numpys_pad(ph, pw):
+    """The padding copy writes every float of the padded planes (border rows, side pixels, input
+    rows) once: what was in the buffer before does not show."""
+    from zfnet.kernels.conv2d_nchwc import _pad_planes
+    x = np.random.default_rng(0).random((2, 3, 5, 4, 16), dtype=np.float32)
+    x_pad = np.full((2, 3, 5 + 2 * ph, 4 + 2 * pw, 16), 9.0, np.float32)
+    _pad_planes(x, ph, pw, x_pad)
+    np.testing.assert_array_equal(x_pad, np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw), (0, 0))))
