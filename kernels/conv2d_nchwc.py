@@ -162,6 +162,29 @@ def _interior_rows(rows, p0, tile, W, Wo, ph, pw):
 
 
 @njit(cache=True, inline="always")
+def _step_6x16(acc, x, w, offsets, x0, w0, ci):
+    """One input channel's step of direct_6x16's tile: acc[r, :] += x[offsets[r] + x0 + ci] * w[w0 + ci*B + :].
+
+    The direct kernels call it in a loop of exactly 16 for a full input block (LLVM unrolls it:
+    no loop counter, the channel offsets folded into the addresses) and of the real channel count
+    for a last, partial block (a 3-channel image): the same steps in the same order either way."""
+    for r in range(_T):
+        xv = x[offsets[r] + x0 + ci]
+        for co in range(_B):
+            acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+
+
+@njit(cache=True, inline="always")
+def _step_12x32(acc, x, w, offsets, x0, w0, next_fb, ci):
+    """_step_6x16 for direct_12x32's tile of 12 pixels x filter blocks fb (w0) and fb + 1 (w0 + next_fb)."""
+    for r in range(_TW):
+        xv = x[offsets[r] + x0 + ci]
+        for co in range(_B):
+            acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+            acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
+
+
+@njit(cache=True, inline="always")
 def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit, tile=TILE):
     """offsets[r] = ((row0 + i_r*sh) * Wp + j_r*sw) * unit for the `tile` output pixels (i_r, j_r)
     of tile t, starting at (i, j); returns the pixel after the tile. The last tile repeats the last
@@ -204,15 +227,17 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
             for k in range(uint64(ACC)):
                 acc[k] = 0.0
             for cb in range(CB):
+                real = min(BLOCK, C - cb * BLOCK)        # the block's real input channels
                 for u in range(KH):
                     for v in range(KW):
                         x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
                         w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
-                        for ci in range(uint64(min(BLOCK, C - cb * BLOCK))):
-                            for r in range(_T):
-                                xv = x[offsets[r] + x0 + ci]
-                                for co in range(_B):
-                                    acc[r * _B + co] += xv * w[w0 + ci * _B + co]
+                        if real == BLOCK:                # a full block: 16 steps, unrolled
+                            for ci in range(_B):
+                                _step_6x16(acc, x, w, offsets, x0, w0, ci)
+                        else:
+                            for ci in range(uint64(real)):
+                                _step_6x16(acc, x, w, offsets, x0, w0, ci)
             y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
             _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
 
@@ -359,16 +384,17 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
             for k in range(uint64(ACC_WIDE)):
                 acc[k] = 0.0
             for cb in range(CB):
+                real = min(BLOCK, C - cb * BLOCK)
                 for u in range(KH):
                     for v in range(KW):
                         x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
                         w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
-                        for ci in range(uint64(min(BLOCK, C - cb * BLOCK))):
-                            for r in range(_TW):
-                                xv = x[offsets[r] + x0 + ci]
-                                for co in range(_B):
-                                    acc[r * _B + co] += xv * w[w0 + ci * _B + co]
-                                    acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
+                        if real == BLOCK:
+                            for ci in range(_B):
+                                _step_12x32(acc, x, w, offsets, x0, w0, next_fb, ci)
+                        else:
+                            for ci in range(uint64(real)):
+                                _step_12x32(acc, x, w, offsets, x0, w0, next_fb, ci)
             y0 = ((n * FBo + fbo + fb) * P + t * TILE_WIDE) * BLOCK
             count = min(TILE_WIDE, P - t * TILE_WIDE)
             _store_tile(acc, 0, y, y0, count, b, fb * BLOCK, relu)
