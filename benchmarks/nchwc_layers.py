@@ -4,7 +4,9 @@
 
 Per layer (benchmarks/conv_layers.py's list): the time of kernels.conv2d on NCHW, of
 conv2d_nchwc on the blocked layout (input already blocked, filters prepared once, as in a
-forward pass that keeps the layout; both write into preallocated outputs, `out=`), which micro-kernel ran, its GFLOP/s and that as a fraction
+forward pass that keeps the layout; a first layer's image read in place by conv2d_nchwc_from_nchw,
+as the forward pass does; both write into preallocated outputs, `out=`, the blocked one aligned as
+the pass's), which micro-kernel ran, its GFLOP/s and that as a fraction
 of the machine's FMA peak on the same threads (benchmarks/fma_peak.py, measured before and after,
 best kept), and, for SqueezeNet's layers, ONNX Runtime's time for the same layer inside its
 whole-model run (its own profiler, minimum of 20 runs; ReLU fused as here). Minimum over `repeat` interleaved runs. BLAS runs single-threaded inside zfnet's thread
@@ -45,7 +47,9 @@ def main(argv=None):
     from benchmarks.fma_peak import fma_peak_gflops
     from benchmarks.onnxruntime_rows import onnxruntime_layer_times
     from zfnet.kernels import conv2d, nchwc, thread_pool
-    from zfnet.kernels.conv2d_nchwc import choose_path, conv2d_nchwc, conv2d_nchwc_output_size
+    from zfnet.kernels._scratch import aligned_empty
+    from zfnet.kernels.conv2d_nchwc import (WIDE, choose_path, conv2d_nchwc, conv2d_nchwc_from_nchw,
+                                            conv2d_nchwc_output_size)
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     limit = contextlib.nullcontext if args.no_blas_limit else thread_pool.blas_single_threaded
@@ -61,9 +65,14 @@ def main(argv=None):
         b = rng.standard_normal(F, dtype=np.float32)
         x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
         Ho, Wo = conv2d_nchwc_output_size((H, W), (K, K), (s, s), (p, p))
-        y, y_b = np.empty((N, F, Ho, Wo), np.float32), np.empty((N, -(-F // 16), Ho, Wo, 16), np.float32)
+        y, y_b = np.empty((N, F, Ho, Wo), np.float32), aligned_empty((N, -(-F // 16), Ho, Wo, 16))
         today = lambda: conv2d(x, w, b, s, p, out=y)
-        blocked = lambda: conv2d_nchwc(x_b, w_b, b_b, s, p, channels=C, out=y_b)
+        if C < nchwc.BLOCK:     # an image: the forward pass reads it in place (conv2d_nchwc_from_nchw)
+            path = "direct_nchw_6x32" if WIDE else "direct_nchw_6x16"
+            blocked = lambda: conv2d_nchwc_from_nchw(x, w_b, b_b, s, p, out=y_b)
+        else:
+            path = choose_path((K, K), (s, s), (p, p), (Ho, Wo))
+            blocked = lambda: conv2d_nchwc(x_b, w_b, b_b, s, p, channels=C, out=y_b)
         with limit():
             today(), blocked()   # compile / warm up
             t_today, t_blocked = 1e9, 1e9
@@ -72,7 +81,7 @@ def main(argv=None):
                 t_blocked = min(t_blocked, best_of(blocked, 2))
         flops = 2 * N * F * Ho * Wo * C * K * K
         t_ort = ort.get(name[3:]) if name.startswith("sq.") else None
-        rows.append((name, t_today, t_blocked, choose_path((K, K), (s, s), (p, p), (Ho, Wo)), flops, t_ort))
+        rows.append((name, t_today, t_blocked, path, flops, t_ort))
     peak = max(peak, fma_peak_gflops(args.threads))
     print(f"FMA peak {peak:.1f} GFLOP/s on {args.threads} threads; batch {N}; load average "
           f"{os.getloadavg()[0]:.2f}; BLAS {'free' if args.no_blas_limit else 'single-threaded'}")
