@@ -17,16 +17,21 @@ outside out's box lie in the padding, or outside the receptive field, and are le
 kernels.conv_transpose2d on boxes: the same float32 products, summed in another order.
 
 The filters are read as taps (F, KH*KW*C/G): row f holds w[f, c, u, v] at (u, v, c), so that
-one window row (v, c) is one contiguous run. Three kernels compute the sum (`PATHS`), serial:
+one window row (v, c) is one contiguous run. Four kernels compute the sum (`PATHS`), serial:
 
-    by_position   groups == 1: each position first sums its nonzero filters into one window (in
-                  L1), four filters a pass, then adds the window to out once; always below an
-                  unpool (few values at every position, e.g. ZFNet conv1: a window row of 7 taps
-                  x 3 colours), else up to DENSE of the values nonzero
-    by_filter     groups > 1, up to DENSE nonzero: filter by filter (its taps read once), each
-                  nonzero value added where it lands (out read and written once per value,
-                  slower than by_position where both apply: RESULTS.md)
-    columns       many nonzero values (> DENSE of them): every window as a GEMM, then a col2im
+    by_position     groups == 1: each position first sums its nonzero filters into one window
+                    (in L1), four filters a pass, then adds the window to out once; always below
+                    an unpool (few values at every position, e.g. ZFNet conv1: a window row of 7
+                    taps x 3 colours), else up to DENSE of the values nonzero and a filter bank
+                    of at most FILTER_BANK_BYTES
+    filter_windows  groups == 1, not below an unpool, up to DENSE nonzero, a larger filter bank
+                    (ZFNet's conv3-conv5, 3.5-5.3 MB): filter by filter into every position's
+                    window, so the bank is read once instead of once per position; then the
+                    windows are added to out as by_position's
+    by_filter       groups > 1, up to DENSE nonzero: filter by filter (its taps read once), each
+                    nonzero value added where it lands (out read and written once per value,
+                    slower than by_position where both apply: RESULTS.md)
+    columns         many nonzero values (> DENSE of them): every window as a GEMM, then a col2im
 
 `choose_path` is the dispatch; benchmarks/RESULTS.md has the measurements behind it.
 """
@@ -35,11 +40,15 @@ from numba import njit, uint64
 
 from ._checks import ZFNetError
 from ._prepared import prepared
+from ._scratch import work_buffer
 
-PATHS = ("by_position", "by_filter", "columns")
+PATHS = ("by_position", "by_filter", "filter_windows", "columns")
 
 # Above this fraction of nonzero values the GEMM and col2im (columns) beat the scatter (by_filter).
 DENSE = 0.6
+# Above this many bytes of taps (a core's L2 here) by_position streams the filter bank from memory
+# once per position; filter_windows reads it once.
+FILTER_BANK_BYTES = 2 * 1024 * 1024
 
 
 def taps(w):
@@ -153,6 +162,65 @@ def by_position(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, window, nz_f, n
 
 
 @njit(cache=True, fastmath={"contract"})
+def by_filter_windows(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, windows, start, pos, val, used):
+    """Filter by filter into every position's window (one group): each filter's taps read once.
+
+    windows[p, :] += g'[p, f] * taps[f, :] for the nonzero g'[p, f], f ascending, then every
+    window added to out at its place (as by_position's). by_position reads a position's nonzero
+    filters for every position: for a large filter bank (ZFNet's conv3/conv4, 3.5-5.3 MB) that
+    streams it from memory once per position; here it is read once, and the windows (P x KH*KW*C)
+    stay in the cache. windows (P*L,), start (F+1,) int64, pos (nonzero,) int64, val (nonzero,)
+    float32, used (P,) bool: work buffers (pos and val at least P*F long).
+    """
+    gh, gw, F = g.shape
+    oh, ow, C = out.shape
+    P, L = gh * gw, KH * KW * C
+    g_flat, out_flat = g.ravel(), out.ravel()
+    # the nonzero values listed by filter (p ascending within each), and the positions that have any
+    for f in range(F + 1):
+        start[f] = 0
+    for p in range(P):
+        used[p] = False
+        for f in range(F):
+            a = g_flat[uint64(p * F + f)]
+            if (a > 0) if rectify else (a != 0):
+                start[f + 1] += 1
+                used[p] = True
+    for f in range(F):
+        start[f + 1] += start[f]
+    for p in range(P):
+        for f in range(F):
+            a = g_flat[uint64(p * F + f)]
+            if (a > 0) if rectify else (a != 0):
+                k = start[f]                    # start[f] is filter f's cursor until the shift below
+                pos[k], val[k] = p, a
+                start[f] = k + 1
+    for f in range(F, 0, -1):
+        start[f] = start[f - 1]
+    start[0] = 0
+    for p in range(P):
+        if used[p]:
+            for q in range(L):
+                windows[uint64(p * L + q)] = 0
+    for f in range(F):
+        row = w_taps[f]
+        for k in range(start[f], start[f + 1]):
+            a, w0 = val[k], uint64(pos[k] * L)
+            for q in range(L):
+                windows[w0 + uint64(q)] += a * row[q]
+    for p in range(P):
+        if not used[p]:
+            continue
+        i, j = p // gw, p % gw
+        left = ox + j * sx
+        v0, v1 = max(0, -left), min(KW, ow - left)
+        for u in range(KH):
+            row = oy + i * sy + u
+            if 0 <= row < oh and v0 < v1:
+                _add_window_row(np.float32(1), windows, p * L + u * KW * C, out_flat, (row * ow + left) * C, v0, v1, C, C)
+
+
+@njit(cache=True, fastmath={"contract"})
 def add_columns(windows, groups, KH, KW, sy, sx, oy, ox, gw, out):
     """col2im, channels last: out (h, w, C) += every window of windows (G, h'*w', KH*KW*C/G) at its place."""
     G, P, _ = windows.shape
@@ -187,14 +255,17 @@ def columns(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out):
 # The dispatch
 # ----------------------------------------------------------------------------------------------
 
-def choose_path(g, rectify, groups, unpooled):
-    """Which kernel adds g's transposed convolution: one of PATHS (see the module docstring)."""
+def choose_path(g, rectify, groups, unpooled, filter_bytes=0):
+    """Which kernel adds g's transposed convolution: one of PATHS (see the module docstring).
+    filter_bytes: the size of the filters' taps."""
     if groups == 1 and unpooled:
         return "by_position"
     nonzero = np.count_nonzero(g > 0) if rectify else np.count_nonzero(g)
     if nonzero > DENSE * g.size:
         return "columns"
-    return "by_position" if groups == 1 else "by_filter"
+    if groups != 1:
+        return "by_filter"
+    return "filter_windows" if filter_bytes > FILTER_BANK_BYTES else "by_position"
 
 
 def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpooled=False, path=None):
@@ -207,16 +278,22 @@ def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpo
     KH, KW = w.shape[2:]
     (sy, sx), (oy, ox) = stride, offset
     w_taps = taps(w)
-    path = choose_path(g, rectify, groups, unpooled) if path is None else path
-    if path not in PATHS or (path == "by_position" and groups != 1):
+    path = choose_path(g, rectify, groups, unpooled, w_taps.nbytes) if path is None else path
+    if path not in PATHS or (path in ("by_position", "filter_windows") and groups != 1):
         raise ZFNetError(f"conv_transpose_sparse: path {path!r} with groups={groups}; choose one of "
-                         f"{', '.join(PATHS)} (by_position takes groups=1 only)")
+                         f"{', '.join(PATHS)} (by_position and filter_windows take groups=1 only)")
     if path == "by_position":
         F = g.shape[2]
         by_position(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out,
                     np.empty(w_taps.shape[1], np.float32), np.empty(F, np.int64), np.empty(F, np.float32))
     elif path == "by_filter":
         by_filter(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out)
+    elif path == "filter_windows":
+        gh, gw, F = g.shape
+        P, L = gh * gw, w_taps.shape[1]
+        by_filter_windows(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, work_buffer("deconv_windows", P * L),
+                          np.empty(F + 1, np.int64), np.empty(P * F, np.int64), np.empty(P * F, np.float32),
+                          np.empty(P, np.bool_))
     else:
         columns(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out)
     return out

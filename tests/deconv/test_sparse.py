@@ -93,13 +93,13 @@ def test_caffenet_grouped(monkeypatch):
     _compare(monkeypatch, net, x, ["conv2", "pool2", "conv4", "conv5"])
 
 
-@pytest.mark.parametrize("path", ["by_position", "by_filter", "columns"])
+@pytest.mark.parametrize("path", ["by_position", "filter_windows", "by_filter", "columns"])
 def test_each_filter_kernel(monkeypatch, path):
-    # force every filter step onto one kernel (by_position where one group allows it): each must
-    # give the rules' projection alone
+    # force every filter step onto one kernel (by_position and filter_windows where one group
+    # allows it): each must give the rules' projection alone
     net, x = _zfnet_small(seed=4)
-    monkeypatch.setattr(conv_transpose_sparse_mod, "choose_path", lambda g, rectify, groups, unpooled: (
-        "by_filter" if path == "by_position" and groups != 1 else path))
+    monkeypatch.setattr(conv_transpose_sparse_mod, "choose_path", lambda g, rectify, groups, unpooled, filter_bytes: (
+        "by_filter" if path in ("by_position", "filter_windows") and groups != 1 else path))
     _compare(monkeypatch, net, x, ["conv2", "conv5", "pool5"], torch_check=False)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from zfnet import kernels
 from zfnet.kernels import ZFNetError
-from zfnet.kernels.conv_transpose_sparse import (DENSE, PATHS, choose_path, conv_transpose_sparse,
+from zfnet.kernels.conv_transpose_sparse import (DENSE, FILTER_BANK_BYTES, PATHS, choose_path, conv_transpose_sparse,
                                                  conv_transpose_sparse_reference)
 
 
@@ -40,7 +40,7 @@ def test_every_path_equals_the_twin(rng, case, rectify, density):
     start = rng.standard_normal((oh, ow, C)).astype(np.float32)             # the sum adds to out
     want = conv_transpose_sparse_reference(g, w, stride, groups, offset, start.copy(), rectify)
     for path in PATHS:
-        if path == "by_position" and groups != 1:
+        if path in ("by_position", "filter_windows") and groups != 1:
             continue
         got = conv_transpose_sparse(g, w, stride, groups, offset, start.copy(), rectify, path=path)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=path)
@@ -83,11 +83,16 @@ def test_the_dispatch_table():
     half = many.copy()
     half.reshape(-1)[: int(DENSE * half.size)] = 0
     assert choose_path(half, False, 2, unpooled=False) == "by_filter"
+    big = FILTER_BANK_BYTES + 1                                            # a bank larger than L2
+    assert choose_path(few, False, 1, unpooled=False, filter_bytes=big) == "filter_windows"
+    assert choose_path(few, False, 1, unpooled=True, filter_bytes=big) == "by_position"
+    assert choose_path(few, False, 2, unpooled=False, filter_bytes=big) == "by_filter"
+    assert choose_path(many, False, 1, unpooled=False, filter_bytes=big) == "columns"
 
 
-@pytest.mark.parametrize("path,groups", [("by_position", 2), ("winograd", 1)])
+@pytest.mark.parametrize("path,groups", [("by_position", 2), ("filter_windows", 2), ("winograd", 1)])
 def test_a_path_that_cannot_run_is_an_error(rng, path, groups):
     g = _signal(rng, (2, 2, 4), 1.0)
     w = rng.standard_normal((4, 2 // groups, 3, 3)).astype(np.float32)                    # C = 2
-    with pytest.raises(ZFNetError, match="by_position takes groups=1"):
+    with pytest.raises(ZFNetError, match="by_position and filter_windows take groups=1"):
         conv_transpose_sparse(g, w, (1, 1), groups, (0, 0), np.zeros((4, 4, 2), np.float32), path=path)
