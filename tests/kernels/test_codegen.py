@@ -81,7 +81,7 @@ def test_pointwise_kernel_has_no_gathers_and_uses_512_bit_registers():
     x = np.ones(N * CB * P * 16, np.float32)
     w = np.ones(FB * CB * 256, np.float32)
     b, y = np.zeros(FB * 16, np.float32), np.empty(N * FB * P * 16, np.float32)
-    call_vectorized(kernel, x, w, b, y, N, CB, P, FB, False, FB, 0)
+    call_vectorized(kernel, x, w, b, y, N, CB, 4, P, FB, False, FB, 0, 4, P, 0, 0)      # planes 3 x 4, unpadded
     np.testing.assert_array_equal(y, 32.0)
     asm = "\n".join(kernel.inspect_asm().values())
     assert not re.search(r"\bv(p?gather|p?scatter)\w*", asm), "the tile is built from gathers again"
