@@ -196,38 +196,44 @@ def _lrn_rows(x, y, size, alpha, beta, k):
 
     In float32, as Caffe and PyTorch compute LRN: the window holds `size` non-negative terms (no
     cancellation), so the result is within a few float32 ulps of the float64 twin; float64's
-    square roots and division took half of this kernel's time (RESULTS.md).
+    square roots and division took half of this kernel's time (RESULTS.md). Flat arrays and
+    unsigned offsets (no index wrap-around tests on the pixel's loads and stores).
     """
     N, CB, H, W, _ = x.shape
     channels = CB * BLOCK
     before = size // 2
     scale, k32, one = np.float32(alpha / size), np.float32(k), np.float32(1.0)
     sqrt_path = beta == 0.75
+    xf, yf = x.ravel(), y.ravel()
+    plane = uint64(H * W * BLOCK)                   # from block cb to cb + 1 of the same pixel
     for job in prange(N * H):
         n, h = job // H, job % H
         sq = np.zeros(channels + size, np.float32)
         d = np.empty(channels, np.float32)
+        row = uint64(n * CB) * plane + uint64(h * W * BLOCK)
         for w in range(W):
+            pixel = row + uint64(w * BLOCK)
             for cb in range(CB):
-                for lane in range(BLOCK):
-                    v = x[n, cb, h, w, lane]
-                    sq[before + cb * BLOCK + lane] = v * v
+                src = pixel + uint64(cb) * plane
+                for lane in range(_B):
+                    v = xf[src + lane]
+                    sq[uint64(before + cb * BLOCK) + lane] = v * v
             for c in range(channels):
-                d[c] = 0.0
-            for o in range(size):           # o outside, so each pass is one vectorised loop over c
+                d[c] = sq[c]
+            for o in range(1, size):        # o outside, so each pass is one vectorised loop over c
                 for c in range(channels):
                     d[c] += sq[c + o]
-            for c in range(channels):
-                d[c] = k32 + scale * d[c]
             if sqrt_path:                   # neg_power's common case, its test hoisted out of the loop
                 for c in range(channels):
-                    d[c] = one / math.sqrt(d[c] * math.sqrt(d[c]))
+                    e = k32 + scale * d[c]
+                    d[c] = one / math.sqrt(e * math.sqrt(e))
             else:
                 for c in range(channels):
-                    d[c] = np.float32(neg_power(np.float64(d[c]), beta))
+                    d[c] = np.float32(neg_power(np.float64(k32 + scale * d[c]), beta))
             for cb in range(CB):
-                for lane in range(BLOCK):
-                    y[n, cb, h, w, lane] = x[n, cb, h, w, lane] * d[cb * BLOCK + lane]
+                src = pixel + uint64(cb) * plane
+                for lane in range(_B):
+                    yf[src + lane] = xf[src + lane] * d[uint64(cb * BLOCK) + lane]
 
 
 # ---------------------------------------------------------------------------------------------
