@@ -240,13 +240,27 @@ def _lrn_rows(x, y, size, alpha, beta, k):
 # Public ops
 # ---------------------------------------------------------------------------------------------
 
+def _output(out, shape, x_b, op):
+    """The array an op writes its blocked output into: a new aligned one, or `out`, checked."""
+    if out is None:
+        return aligned_empty(shape)
+    check_nchwc(out, "out")
+    if out.shape != tuple(shape):
+        raise ZFNetError(f"{op}: out must have shape {tuple(shape)}, got {out.shape}")
+    if np.may_share_memory(out, x_b):
+        raise ZFNetError(f"{op}: out must not overlap the input x_b (the op reads what it would overwrite)")
+    return out
+
+
 @one_at_a_time
 def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, relu_input=False,
-                     return_switches=False):
+                     return_switches=False, out=None):
     """x_b (N, CB, H, W, 16) -> y_b (N, CB, H', W', 16): max pooling, max_pool2d's sizes and rules.
 
     return_switches: return (y_b, switches_b), switches_b (N, CB, H', W', 16) int64 flat h*W + w indices into
     the NCHW input plane (switches_from_nchwc -> max_pool2d's switches). relu_input: pool relu(x).
+    out: a float32 C-contiguous (N, CB, H', W', 16) array, not overlapping x_b, to write y_b into
+    (a forward pass's arena buffer: no fresh pages to fault in); returned as y_b.
     """
     check_nchwc(x_b, "x_b")
     N, CB, H, W, _ = x_b.shape
@@ -255,7 +269,7 @@ def max_pool2d_nchwc(x_b, kernel_size, stride, padding=(0, 0), ceil_mode=False, 
     ph, pw = non_negative_pair(padding, "padding")
     if ph > kh // 2 or pw > kw // 2:
         raise ZFNetError(f"max_pool2d_nchwc: padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
-    y_b = aligned_empty((N, CB, Ho, Wo, BLOCK))
+    y_b = _output(out, (N, CB, Ho, Wo, BLOCK), x_b, "max_pool2d_nchwc")
     if return_switches:
         switches_b = np.empty((N, CB, Ho, Wo, BLOCK), np.int64)
         call_vectorized(_max_pool_rows_switches, x_b, y_b, switches_b, kh, kw, sh, sw, ph, pw, bool(relu_input))
@@ -271,22 +285,24 @@ def switches_from_nchwc(switches_b, channels):
 
 
 @one_at_a_time
-def global_avg_pool_nchwc(x_b):
-    """x_b (N, CB, H, W, 16) -> y_b (N, CB, 1, 1, 16): the mean of each feature map."""
+def global_avg_pool_nchwc(x_b, out=None):
+    """x_b (N, CB, H, W, 16) -> y_b (N, CB, 1, 1, 16): the mean of each feature map. out: as
+    max_pool2d_nchwc's."""
     check_nchwc(x_b, "x_b")
-    y_b = aligned_empty(x_b.shape[:2] + (1, 1, BLOCK))
+    y_b = _output(out, x_b.shape[:2] + (1, 1, BLOCK), x_b, "global_avg_pool_nchwc")
     _global_avg_pool_planes(x_b, y_b)
     return y_b
 
 
 @one_at_a_time
-def lrn_nchwc(x_b, size, alpha=1e-4, beta=0.75, k=1.0):
-    """x_b (N, CB, H, W, 16) -> y_b, same shape: LRN across channels, lrn's window and rules (k > 0, alpha >= 0)."""
+def lrn_nchwc(x_b, size, alpha=1e-4, beta=0.75, k=1.0, out=None):
+    """x_b (N, CB, H, W, 16) -> y_b, same shape: LRN across channels, lrn's window and rules (k > 0, alpha >= 0).
+    out: as max_pool2d_nchwc's, x_b's shape."""
     check_nchwc(x_b, "x_b")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ZFNetError(f"lrn_nchwc: size must be an int >= 1, got {size!r}")
     if not (alpha >= 0 and k > 0):
         raise ZFNetError(f"lrn_nchwc: need alpha >= 0 and k > 0 (so the power is defined), got alpha={alpha}, k={k}")
-    y_b = aligned_empty(x_b.shape)
+    y_b = _output(out, x_b.shape, x_b, "lrn_nchwc")
     _lrn_rows(x_b, y_b, int(size), float(alpha), float(beta), float(k))
     return y_b

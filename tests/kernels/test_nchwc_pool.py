@@ -114,3 +114,25 @@ def test_rectified_pooling_without_switches_keeps_the_bits_of_pooling_relu_x():
         y_b = max_pool2d_nchwc(x_b, k, s, p, ceil, relu_input=True)
         expected = max_pool2d_nchwc_reference(nchwc.to_nchwc(relu(x)), (k, k), (s, s), (p, p), out_hw)
         np.testing.assert_array_equal(y_b.view(np.int32), expected.view(np.int32))
+
+
+def test_pools_and_lrn_write_into_out_and_check_it():
+    """out=: the result is written there and returned (the blocked walk's arena buffers); a wrong
+    shape, an overlap with the input, or a wrong dtype is refused with the expected shape named."""
+    from zfnet.kernels.pool_nchwc import global_avg_pool_nchwc, lrn_nchwc, max_pool2d_nchwc
+    x_b = nchwc.to_nchwc(np.random.default_rng(0).standard_normal((2, 20, 7, 6)).astype(np.float32))
+    cases = [(lambda out: max_pool2d_nchwc(x_b, 3, 2, out=out), (2, 2, 3, 2, 16)),
+             (lambda out: max_pool2d_nchwc(x_b, 3, 2, return_switches=True, out=out)[0], (2, 2, 3, 2, 16)),
+             (lambda out: lrn_nchwc(x_b, 5, 1e-4, 0.75, 2.0, out=out), x_b.shape),
+             (lambda out: global_avg_pool_nchwc(x_b, out=out), (2, 2, 1, 1, 16))]
+    for op, shape in cases:
+        want = op(None)
+        out = np.full(shape, np.nan, np.float32)
+        assert op(out) is out
+        np.testing.assert_array_equal(out, want)
+        with pytest.raises(ZFNetError, match=r"out must have shape"):
+            op(np.empty((1,) + shape[1:], np.float32))
+        with pytest.raises(ZFNetError, match=r"out must be float32"):
+            op(np.empty(shape, np.float64))
+    with pytest.raises(ZFNetError, match=r"must not overlap"):
+        lrn_nchwc(x_b, 5, out=x_b)

@@ -32,7 +32,7 @@ its blocks there (conv2d_nchwc's out_block), and the concat step copies only its
 A tensor the result keeps, and the output, are converted back to NCHW (the walk keeps using the
 blocked one); the max-pools' switches are max_pool2d's, (N, C, H', W') int64 h*W + w indices.
 
-Memory (the Arena below): the convolutions' and concats' blocked outputs come from an arena that
+Memory (the Arena below): the blocked outputs of convolutions, concats, pools and LRNs come from an arena that
 hands a buffer the walk has dropped to a later step that fits in it, and keeps the last pass's
 buffers for the next one: a new array's pages are zeroed by the operating system on first write,
 a cost on every pass (benchmarks/RESULTS.md, "The activation arena"). One arena per process, used
@@ -52,6 +52,7 @@ from zfnet.kernels._backend import choose
 from zfnet.kernels._prepared import prepared
 from zfnet.kernels._scratch import aligned_empty
 from zfnet.kernels.conv2d_nchwc import conv2d_nchwc, conv2d_nchwc_from_nchw, conv2d_nchwc_output_size
+from zfnet.kernels.max_pool2d import pool_output_size
 from zfnet.kernels.pool_nchwc import global_avg_pool_nchwc, lrn_nchwc, max_pool2d_nchwc, switches_from_nchwc
 from zfnet.net.graph import INPUT
 
@@ -210,8 +211,11 @@ def _fill_concat(inputs, out):
 
 def _maxpool(step, inputs, net, switches):
     layer, x = step.layer, inputs[0]
+    N, CB, H, W, _ = x.data.shape
+    Ho, Wo = pool_output_size((H, W), layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode)
     y = max_pool2d_nchwc(x.data, layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
-                         relu_input=step.relu_input, return_switches=switches is not None)
+                         relu_input=step.relu_input, return_switches=switches is not None,
+                         out=_take((N, CB, Ho, Wo, nchwc.BLOCK)))
     if switches is None:
         return Blocked(y, x.channels)
     switches[layer.name] = switches_from_nchwc(y[1], x.channels)               # (N, C, H', W') int64
@@ -220,7 +224,8 @@ def _maxpool(step, inputs, net, switches):
 
 def _lrn(step, inputs, net, switches):
     layer, x = step.layer, inputs[0]
-    return Blocked(lrn_nchwc(x.data, layer.size, layer.alpha, layer.beta, layer.k), x.channels)
+    return Blocked(lrn_nchwc(x.data, layer.size, layer.alpha, layer.beta, layer.k, out=_take(x.data.shape)),
+                   x.channels)
 
 
 def _relu(step, inputs, net, switches):
@@ -228,7 +233,8 @@ def _relu(step, inputs, net, switches):
 
 
 def _gap(step, inputs, net, switches):
-    return Blocked(global_avg_pool_nchwc(inputs[0].data), inputs[0].channels)
+    x = inputs[0]
+    return Blocked(global_avg_pool_nchwc(x.data, out=_take(x.data.shape[:2] + (1, 1, nchwc.BLOCK))), x.channels)
 
 
 def _concat(step, inputs, net, switches):
