@@ -32,7 +32,7 @@ the 2 filter vectors and 1 broadcast, 15 of the 16):
   y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] * w_b[fb, cb, 0, 0, ci, :]; the 6 pixels
   of a tile are consecutive in memory, so no input offsets are kept. A padded 1x1 convolution
   (SqueezeNet v1.0's conv10) runs here too: each tile pixel is stored at its place inside the
-  output's border, and the border, where the only tap is padding, is the bias (fill_border).
+  output's border, and the border, where the only tap is padding, is the bias (_fill_border).
 
 Where Numba compiles 512-bit vectors (AVX-512 hosts, see _codegen.py: one register holds a block,
 and there are 32 of them) the tiles span two filter blocks, fb and fb + 1, so each broadcast feeds
@@ -337,7 +337,7 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph
 
     x's planes are P = H*W pixels, W wide. y is (N, FBo, Po, B), of which blocks fbo .. fbo + FB - 1
     are written: input pixel (i, j) to output pixel (i + ph, j + pw) of a plane Wo wide (Po = Wo*H'
-    pixels); with padding the plane's border is fill_border's, not this kernel's."""
+    pixels); with padding the plane's border is _fill_border's, not this kernel's."""
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
     for job in prange(N * FB * chunks):
@@ -481,7 +481,7 @@ def choose_path(kernel_size, stride, padding, out_hw, wide=None):
     pointwise_gemm_12x32 (with 12 pixels or more), direct_12x32.
 
     A padded 1x1 convolution (SqueezeNet v1.0's conv10 has padding 1) is a pointwise GEMM over
-    its input pixels, written inside the output's border, and a border of biases (fill_border):
+    its input pixels, written inside the output's border, and a border of biases (_fill_border):
     the pixels counted are the input's, (H' - 2ph) x (W' - 2pw)."""
     wide = WIDE if wide is None else wide
     pixels = (out_hw[0] - 2 * padding[0]) * (out_hw[1] - 2 * padding[1])

@@ -50,12 +50,13 @@ def linear_reference(x, w, b=None):
 #   the 16 lanes are added in a fixed tree (8+8, 4+4, 2+2, 1+1), then the last I % 16 products
 #   one by one, then b[o].
 # No fastmath reassociation, so LLVM may not reorder any of it; it vectorises ACROSS the 16
-# lanes (two 8-wide registers per dot), which changes nothing in any one lane's sum. Output
-# units are taken 4 at a time (4 weight rows streamed together, each input value loaded once
-# for 4 dots) and the last O % 4 one at a time, with the same per-lane arithmetic; every input
-# row n is summed alone: row n gives the same bits alone or in any batch. fastmath "contract"
-# only: s + w*x may become one FMA, the same pattern in every loop here. (The lanes are
-# stack_tile(16) arrays, kept in registers; the literal 16 must equal LANES.)
+# lanes (one 16-wide or two 8-wide registers per dot), which changes nothing in any one lane's
+# sum. Output units are taken 4 at a time (4 weight rows streamed together, each input value
+# loaded once for 4 dots) and the last O % 4 one at a time; images 4 at a time (each weight
+# value loaded once for 4 images) and the last N % 4 one at a time. Every (image, unit) pair
+# keeps its own 16 lanes in every case, with the same per-lane arithmetic: row n gives the same
+# bits alone or in any batch. fastmath "contract" only: s + w*x may become one FMA, the same
+# pattern in every loop here. (The lanes are stack arrays, kept in registers.)
 LANES = 16
 UNITS = 4
 IMAGES = 4      # images per group (see _linear_lanes)
