@@ -155,10 +155,13 @@ def _store_rows(acc, first, y, plane, rows, r_first, r_end, b, b0, relu):
 def _interior_rows(rows, p0, tile, W, Wo, ph, pw):
     """rows[r] = the output offset (in floats, within a plane) of input pixel p0 + r of a 1x1
     convolution padded by (ph, pw): input pixel (i, j) is output pixel (i + ph, j + pw) of a plane
-    Wo wide; rows[r] = (p0 + r) * B when unpadded."""
+    Wo wide; rows[r] = (p0 + r) * B when unpadded. One division per tile, then a step per pixel."""
+    i, j = divmod(p0, W)
     for r in range(tile):
-        i, j = divmod(p0 + r, W)
         rows[r] = uint64(((i + ph) * Wo + j + pw) * BLOCK)
+        j += 1
+        if j == W:
+            i, j = i + 1, 0
 
 
 @njit(cache=True, inline="always")
@@ -166,9 +169,9 @@ def _step_6x16(acc, x, w, offsets, x0, w0, ci):
     """One input channel's step of direct_6x16's tile: acc[r, :] += x[offsets[r] + x0 + ci] * w[w0 + ci*B + :].
 
     The direct kernels call it in a loop of exactly 16 for a full input block (a trip count LLVM
-    knows: it keeps a loop, with a constant bound, and ran 1-4 points of the peak faster than with
-    the run-time count, RESULTS.md) and of the real channel count for a last, partial block (a
-    3-channel image): the same steps in the same order either way."""
+    knows: it keeps a loop with a constant bound, faster than the run-time count, RESULTS.md) and of
+    the real channel count for a last, partial block (a 3-channel image): the same steps in the
+    same order either way."""
     for r in range(_T):
         xv = x[offsets[r] + x0 + ci]
         for co in range(_B):

@@ -56,7 +56,7 @@ def max_pool2d_nchwc_reference(x_b, kernel_size, stride, padding, out_hw):
     """The max over each window's positions inside the image. x_b (N, CB, H, W, B) -> (N, CB, H', W', B)."""
     (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
     N, CB, H, W, B = x_b.shape
-    y_b = aligned_empty((N, CB, Ho, Wo, B))
+    y_b = np.empty((N, CB, Ho, Wo, B), np.float32)
     for i in range(Ho):
         for j in range(Wo):
             h0, w0 = i * sh - ph, j * sw - pw
@@ -70,7 +70,7 @@ def max_pool2d_switches_nchwc_reference(x_b, kernel_size, stride, padding, out_h
     (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
     N, CB, H, W, B = x_b.shape
     x_b = np.where(x_b > 0, x_b, np.where(np.isnan(x_b), x_b, 0)).astype(np.float32) if relu_input else x_b
-    y_b = aligned_empty((N, CB, Ho, Wo, B))
+    y_b = np.empty((N, CB, Ho, Wo, B), np.float32)
     switches_b = np.empty((N, CB, Ho, Wo, B), np.int64)
     for i in range(Ho):
         for j in range(Wo):

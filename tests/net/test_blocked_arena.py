@@ -129,7 +129,8 @@ def test_end_of_a_pass_keeps_its_buffers_and_only_those():
 def test_a_second_pass_allocates_no_activation(net, monkeypatch):
     """Every blocked output (convs, concats, pools, LRNs) comes from the arena: a pass over inputs
     of the last pass's shape takes that pass's buffers and allocates none (each new array's pages
-    would be zeroed by the system on first write: ZFNet-512's norm1 took 130 ms so, 13 ms without)."""
+    would be zeroed by the system on first write, on every pass: RESULTS.md, "Pools and LRNs in the
+    arena")."""
     from zfnet.kernels import pool_nchwc
     x = _x(net.arch, 2, 4)
     forward(net, x, layout="nchwc", switches=False)
