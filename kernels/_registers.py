@@ -82,3 +82,52 @@ def call_vectorized(kernel, *args):
         return kernel(*args)
     with slp_vectorized():
         return kernel(*args)
+
+
+def _compress16(positive):
+    """An intrinsic `f(src, s, vals, chans, d, first)`: of the 16 floats src[s : s+16], those that
+    are > 0 (positive=True) or != 0, stored one after another at vals[d:], their numbers
+    first + lane (int32) at chans[d:]; returns how many (int64). One AVX-512 vcompressps per array
+    (LLVM's llvm.masked.compressstore; on other CPUs LLVM expands it to a loop of the same effect).
+    The caller keeps s + 16 <= len(src) and d + 16 <= len(vals), len(chans)."""
+    from llvmlite import ir
+
+    @intrinsic
+    def compress16(typingctx, src, s, vals, chans, d, first):
+        if not (isinstance(src, types.Array) and src.dtype == types.float32 and
+                isinstance(vals, types.Array) and vals.dtype == types.float32 and
+                isinstance(chans, types.Array) and chans.dtype == types.int32):
+            return None
+
+        def codegen(context, builder, signature, args):
+            src_v, s_v, vals_v, chans_v, d_v, first_v = args
+            f32, i32, i1 = ir.FloatType(), ir.IntType(32), ir.IntType(1)
+            fvec, ivec, mvec = ir.VectorType(f32, 16), ir.VectorType(i32, 16), ir.VectorType(i1, 16)
+            src_ptr = cgutils.gep(builder, make_array(signature.args[0])(context, builder, src_v).data, s_v)
+            vals_ptr = cgutils.gep(builder, make_array(signature.args[2])(context, builder, vals_v).data, d_v)
+            chans_ptr = cgutils.gep(builder, make_array(signature.args[3])(context, builder, chans_v).data, d_v)
+            v = builder.load(builder.bitcast(src_ptr, fvec.as_pointer()), align=4)
+            zero = ir.Constant(fvec, None)
+            mask = builder.fcmp_ordered(">", v, zero) if positive else builder.fcmp_unordered("!=", v, zero)
+            module = builder.module
+            store_f = cgutils.get_or_insert_function(
+                module, ir.FunctionType(ir.VoidType(), [fvec, vals_ptr.type, mvec]), "llvm.masked.compressstore.v16f32")
+            store_i = cgutils.get_or_insert_function(
+                module, ir.FunctionType(ir.VoidType(), [ivec, chans_ptr.type, mvec]), "llvm.masked.compressstore.v16i32")
+            builder.call(store_f, [v, vals_ptr, mask])
+            base = builder.trunc(first_v, i32) if first_v.type.width > 32 else first_v
+            lanes = builder.add(ir.Constant(ivec, list(range(16))),
+                                builder.shuffle_vector(builder.insert_element(ir.Constant(ivec, None), base, ir.Constant(i32, 0)),
+                                                      ir.Constant(ivec, None), ir.Constant(ivec, [0] * 16)))
+            builder.call(store_i, [lanes, chans_ptr, mask])
+            bits = builder.bitcast(mask, ir.IntType(16))
+            ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(ir.IntType(16), [ir.IntType(16)]), "llvm.ctpop.i16")
+            return builder.zext(builder.call(ctpop, [bits]), ir.IntType(64))
+
+        return types.int64(src, s, vals, chans, d, first), codegen
+
+    return compress16
+
+
+compress_positive16 = _compress16(True)     # the values > 0 of 16 floats, packed
+compress_nonzero16 = _compress16(False)     # the values != 0 of 16 floats, packed

@@ -17,38 +17,58 @@ outside out's box lie in the padding, or outside the receptive field, and are le
 kernels.conv_transpose2d on boxes: the same float32 products, summed in another order.
 
 The filters are read as taps (F, KH*KW*C/G): row f holds w[f, c, u, v] at (u, v, c), so that
-one window row (v, c) is one contiguous run. Four kernels compute the sum (`PATHS`), serial:
+one window row (v, c) is one contiguous run (and, for the register-tiled paths, in the blocks
+those read: tile_taps, window_taps). Six kernels compute the sum (`PATHS`):
 
     by_position     groups == 1: each position first sums its nonzero filters into one window
-                    (in L1), four filters a pass, then adds the window to out once; always below
-                    an unpool (few values at every position, e.g. ZFNet conv1: a window row of 7
-                    taps x 3 colours), else up to DENSE of the values nonzero and a filter bank
-                    of at most FILTER_BANK_BYTES
-    filter_windows  groups == 1, not below an unpool, up to DENSE nonzero, a larger filter bank
-                    (ZFNet's conv3-conv5, 3.5-5.3 MB): filter by filter into every position's
-                    window, so the bank is read once instead of once per position; then the
-                    windows are added to out as by_position's
+                    (in L1), four filters a pass, then adds the window to out once
+    window_tiles    groups == 1, always below an unpool (few values at every position: ZFNet
+                    conv1's 8%): each position's nonzero values packed by a compress
+                    (pack_nonzero), then its window in tiles of 14 vectors held in registers over
+                    those values, added to out vector by vector; bands of position rows in parallel
+    filter_windows  groups == 1, not below an unpool, up to DENSE nonzero, a filter bank larger
+                    than FILTER_BANK_BYTES: filter by filter into every position's window, so the
+                    bank is read once instead of once per position; then the windows are added to
+                    out as by_position's
+    position_tiles  groups == 1, C in blocks of 64, at least TILES of the values nonzero (ZFNet's
+                    conv3-conv5 steps, about half): a register tile of 6 positions x 64 taps summed
+                    over every filter with a value in the tile, zeros included (a GEMM's
+                    micro-kernel); blocks of 64 channels in parallel
     by_filter       groups > 1, up to DENSE nonzero: filter by filter (its taps read once), each
                     nonzero value added where it lands (out read and written once per value,
                     slower than by_position where both apply: RESULTS.md)
-    columns         many nonzero values (> DENSE of them): every window as a GEMM, then a col2im
+    columns         many nonzero values (> DENSE of them) and no register-tiled path: every window
+                    as a GEMM, then a col2im
 
 `choose_path` is the dispatch; benchmarks/RESULTS.md has the measurements behind it.
 """
 import numpy as np
-from numba import njit, uint64
+from numba import njit, prange, uint64
 
 from ._checks import ZFNetError
 from ._prepared import prepared
+from ._registers import call_vectorized, compress_nonzero16, compress_positive16, stack_tile
 from ._scratch import work_buffer
+from ._threads import one_at_a_time
 
-PATHS = ("by_position", "by_filter", "filter_windows", "columns")
+PATHS = ("by_position", "window_tiles", "by_filter", "filter_windows", "position_tiles", "columns")
 
 # Above this fraction of nonzero values the GEMM and col2im (columns) beat the scatter (by_filter).
 DENSE = 0.6
 # Above this many bytes of taps (a core's L2 here) by_position streams the filter bank from memory
 # once per position; filter_windows reads it once.
 FILTER_BANK_BYTES = 2 * 1024 * 1024
+# position_tiles' register tile: TILE_POSITIONS positions x TILE_TAPS taps (4 vectors of 16 floats)
+TILE_POSITIONS = 6
+TILE_TAPS = 64
+# position_tiles from this fraction of nonzero values up (it multiplies a tile's zeros too)
+TILES = 0.3
+# window_tiles' register tile: WINDOW_VECTORS vectors of 16 floats of one position's window
+WINDOW_VECTORS = 14
+_TP, _TQ, _ACC = TILE_POSITIONS, TILE_TAPS, TILE_POSITIONS * TILE_TAPS
+_WV, _WT, _WH = WINDOW_VECTORS, WINDOW_VECTORS * 16, WINDOW_VECTORS * 8
+_V = 16                         # floats in a vector (AVX-512)
+_TPV = TILE_POSITIONS * _V      # acc[k*_TPV + r*_V + q]: vector k of the tile's position r
 
 
 def taps(w):
@@ -58,6 +78,34 @@ def taps(w):
     """
     F = w.shape[0]
     return prepared(w, "deconv_taps", lambda w: np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(F, -1))
+
+
+def tile_taps(w):
+    """position_tiles' filters: taps(w) as (KH*KW*C/TILE_TAPS, F, TILE_TAPS), block b holding every
+    filter's taps b*TILE_TAPS ... + TILE_TAPS (one tap (u, v), 64 channels): what one register
+    tile reads is one contiguous run (the hardware prefetchers follow it; rows of taps(w) lie
+    KH*KW*C floats apart). C % TILE_TAPS == 0. Computed once per frozen filter array."""
+    F = w.shape[0]
+    return prepared(w, "deconv_tile_taps",
+                    lambda w: np.ascontiguousarray(taps(w).reshape(F, -1, TILE_TAPS).transpose(1, 0, 2)))
+
+
+def window_taps(w):
+    """window_tiles' filters (groups 1): (NT, F, WINDOW_VECTORS*16). A window row (u) is its run of
+    (v, c) taps, KW*C floats, padded with zeros to RV = ceil(KW*C / 16) vectors; the window's KH*RV
+    vectors, in order, are cut into NT tiles of WINDOW_VECTORS (the last padded with zero vectors);
+    tile t holds every filter's vectors t*WINDOW_VECTORS ... Computed once per frozen filter array."""
+    F, C, KH, KW = w.shape
+
+    def build(w):
+        RV = -(-KW * C // 16)
+        NT = -(-KH * RV // _WV)
+        rows = np.zeros((F, KH, RV * 16), np.float32)
+        rows[:, :, :KW * C] = taps(w).reshape(F, KH, KW * C)
+        tiles = np.zeros((F, NT * _WT), np.float32)
+        tiles[:, :KH * RV * 16] = rows.reshape(F, -1)
+        return np.ascontiguousarray(tiles.reshape(F, NT, _WT).transpose(1, 0, 2))
+    return prepared(w, "deconv_window_taps", build)
 
 
 def conv_transpose_sparse_reference(g, w, stride, groups, offset, out, rectify=False):
@@ -240,6 +288,170 @@ def add_columns(windows, groups, KH, KW, sy, sx, oy, ox, gw, out):
                                     v0, v1, C, Cg)
 
 
+@njit(cache=True)
+def tile_filters(g, rectify, vals, active, counts):
+    """position_tiles' operands: positions in tiles of TILE_POSITIONS (p = i*w' + j), and for tile
+    t the filters with a nonzero value at any of its positions ("active"), in ascending order.
+
+    counts[t]: tile t's number of active filters; active[t*F + n]: its n-th; vals[(t*F + n)*TP + r]:
+    g'[p, f] at the tile's r-th position (rectified if asked; zero past the last position).
+    vals (T*F*TP,) float32, active (T*F,) int64, counts (T,) int64; T = ceil(h'*w' / TP).
+    """
+    gh, gw, F = g.shape
+    P = gh * gw
+    g_flat = g.ravel()
+    for t in range(counts.shape[0]):
+        n = 0
+        for f in range(F):
+            nonzero = False
+            for r in range(_TP):
+                p = t * _TP + r
+                a = g_flat[uint64(p * F + f)] if p < P else np.float32(0)
+                if rectify and a < 0:
+                    a = np.float32(0)
+                vals[uint64((t * F + n) * _TP + r)] = a
+                nonzero |= a != 0
+            active[t * F + n] = f           # kept only if the tile has a value of f (n moves on)
+            n += nonzero
+        counts[t] = n
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def position_tiles(vals, active, counts, blocks, KH, KW, sy, sx, oy, ox, gw, P, out):
+    """A register tile of TILE_POSITIONS positions x TILE_TAPS taps (one tap (u, v), 64 of its
+    channels): summed over the tile's active filters (tile_filters), zeros included, then added to
+    out where each position's window puts it. 24 accumulator registers of 16 floats: per filter,
+    4 loads of taps and 6 broadcasts feed 24 FMAs (direct_12x32's shape turned on its side).
+
+    Each job (a block of TILE_TAPS channels) writes only its own channels of out: the jobs run in
+    parallel without a race. C % TILE_TAPS == 0, one group.
+    """
+    oh, ow, C = out.shape
+    F = blocks.shape[1]
+    T = counts.shape[0]
+    out_flat, taps_flat = out.ravel(), blocks.ravel()
+    for cc in prange(C // _TQ):
+        acc = stack_tile(_ACC)
+        for u in range(KH):
+            for v in range(KW):
+                b0 = uint64(((u * KW + v) * (C // _TQ) + cc) * F * _TQ)       # blocks[b]
+                for t in range(T):
+                    for k in range(uint64(_ACC)):
+                        acc[k] = 0.0
+                    for n in range(counts[t]):
+                        w0 = b0 + uint64(active[t * F + n] * _TQ)
+                        v0 = uint64((t * F + n) * _TP)
+                        for r in range(_TP):
+                            a = vals[v0 + r]
+                            for q in range(uint64(_V)):     # a statement a vector: the tile unrolls
+                                acc[r * _V + q] += a * taps_flat[w0 + q]
+                                acc[_TPV + r * _V + q] += a * taps_flat[w0 + uint64(_V) + q]
+                                acc[2 * _TPV + r * _V + q] += a * taps_flat[w0 + uint64(2 * _V) + q]
+                                acc[3 * _TPV + r * _V + q] += a * taps_flat[w0 + uint64(3 * _V) + q]
+                    for r in range(_TP):
+                        p = t * _TP + r
+                        row, col = oy + (p // gw) * sy + u, ox + (p % gw) * sx + v
+                        if p < P and 0 <= row < oh and 0 <= col < ow:
+                            o = uint64((row * ow + col) * C + cc * _TQ)
+                            for k in range(_TQ // _V):
+                                for q in range(_V):
+                                    out_flat[o + k * _V + q] += acc[k * _TPV + r * _V + q]
+
+
+@njit(cache=True)
+def pack_nonzero(g, rectify, start, values, filters):
+    """Every position's nonzero values of g' (h', w', F), packed: position p = i*w' + j has
+    values[start[p] : start[p+1]] of filters filters[...] (ascending). 16 filters at a time by one
+    compress (AVX-512 vcompressps: _registers.compress_positive16), the last F % 16 one by one.
+    start (h'*w' + 1,) int64; values float32 and filters int32, h'*w'*F + 16 long."""
+    gh, gw, F = g.shape
+    g_flat = g.ravel()
+    n = 0
+    for p in range(gh * gw):
+        start[p] = n
+        for f0 in range(0, F - F % 16, 16):
+            if rectify:
+                n += compress_positive16(g_flat, p * F + f0, values, filters, n, f0)
+            else:
+                n += compress_nonzero16(g_flat, p * F + f0, values, filters, n, f0)
+        for f in range(F - F % 16, F):
+            a = g_flat[p * F + f]
+            values[n], filters[n] = a, f
+            n += (a > 0) if rectify else (a != 0)
+    start[gh * gw] = n
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _window_tile(i, j, p, t, start, values, filters, taps_flat, F, KH, KW, RV, sy, sx, oy, ox, out_flat, oh, ow, C):
+    """window_tiles' step: tile t of position p = (i, j)'s window, summed in registers, added to out."""
+    e0, e1 = start[p], start[p + 1]
+    if e0 == e1:
+        return
+    acc = stack_tile(_WT)
+    for k in range(uint64(_WT)):
+        acc[k] = 0.0
+    b0 = uint64(t * F * _WT)
+    for e in range(uint64(e0), uint64(e1)):
+        a, w0 = values[e], b0 + uint64(filters[e] * _WT)
+        for r in range(_WV // 2):       # two statements a step: LLVM unrolls the tile
+            for q in range(uint64(_V)):
+                acc[r * _V + q] += a * taps_flat[w0 + uint64(r * _V) + q]
+                acc[_WH + r * _V + q] += a * taps_flat[w0 + uint64(_WH + r * _V) + q]
+    left = ox + j * sx
+    lo, hi = max(0, -left) * C, min(KW, ow - left) * C          # the row's run inside out
+    u, r0 = divmod(t * _WV, RV)         # the tile's first vector: row u, offset r0*16 in it
+    r0 *= _V
+    for k in range(_WV):
+        row = oy + i * sy + u
+        if u < KH and 0 <= row < oh:
+            o = (row * ow + left) * C + r0
+            if lo <= r0 and r0 + _V <= hi:
+                for q in range(_V):
+                    out_flat[uint64(o + q)] += acc[k * _V + q]
+            elif row * ow * C <= o and o + _V <= (row + 1) * ow * C:
+                # the row's last, partial vector: lanes qa .. qb - 1 added, the others of out's row
+                # written back as they were (one masked vector, not a loop of scalars)
+                qa, qb = max(lo - r0, 0), min(hi - r0, _V)
+                for q in range(_V):
+                    x = out_flat[uint64(o + q)]
+                    out_flat[uint64(o + q)] = x + acc[k * _V + q] if qa <= q < qb else x
+            else:                       # at out's left or right edge
+                for q in range(uint64(max(lo - r0, 0)), uint64(min(hi - r0, _V))):
+                    out_flat[uint64(o) + q] += acc[uint64(k * _V) + q]
+        r0 += _V
+        if r0 == RV * _V:
+            u, r0 = u + 1, 0
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def window_tiles(g, start, values, filters, tiles, KH, KW, sy, sx, oy, ox, out):
+    """Position by position (one group), a tile of WINDOW_VECTORS vectors of its window in registers:
+    summed over the position's packed nonzero values (pack_nonzero) times the tile's taps
+    (window_taps), then added to out vector by vector (element by element where the window is cut
+    by out's box). Per band of position rows, tiles outer, positions inner: a tile's taps (F x 224
+    floats, 86 KB for ZFNet's conv1) come from L2 for every position, not the bank from memory.
+
+    Bands of ceil(KH/sy) position rows write out rows that only the next band's windows reach too:
+    the even bands run in parallel, then the odd ones. (Also on one thread this must be a parallel
+    function: LLVM packs the tile into 14 registers in Numba's parallel pipeline, and leaves it as
+    scalars in memory in the plain one, seen in the assembly.)"""
+    gh, gw, F = g.shape
+    oh, ow, C = out.shape
+    NT = tiles.shape[0]
+    RV = (KW * C + 15) // 16                # vectors per window row
+    band = (KH + sy - 1) // sy
+    bands = (gh + band - 1) // band
+    out_flat, taps_flat = out.ravel(), tiles.ravel()
+    for phase in range(2):
+        for b2 in prange((bands - phase + 1) // 2):
+            b = 2 * b2 + phase
+            for t in range(NT):
+                for i in range(b * band, min(gh, (b + 1) * band)):
+                    for j in range(gw):
+                        _window_tile(i, j, i * gw + j, t, start, values, filters, taps_flat, F, KH, KW, RV, sy, sx,
+                                     oy, ox, out_flat, oh, ow, C)
+
+
 def columns(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out):
     """Every position's window as a GEMM (one per group), added by add_columns."""
     gh, gw, F = g.shape
@@ -255,12 +467,14 @@ def columns(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out):
 # The dispatch
 # ----------------------------------------------------------------------------------------------
 
-def choose_path(g, rectify, groups, unpooled, filter_bytes=0):
+def choose_path(g, rectify, groups, unpooled, filter_bytes=0, out_channels=0):
     """Which kernel adds g's transposed convolution: one of PATHS (see the module docstring).
-    filter_bytes: the size of the filters' taps."""
+    filter_bytes: the size of the filters' taps; out_channels: C, the channels of out."""
     if groups == 1 and unpooled:
-        return "by_position"
+        return "window_tiles"
     nonzero = np.count_nonzero(g > 0) if rectify else np.count_nonzero(g)
+    if groups == 1 and out_channels and out_channels % TILE_TAPS == 0 and nonzero >= TILES * g.size:
+        return "position_tiles"
     if nonzero > DENSE * g.size:
         return "columns"
     if groups != 1:
@@ -268,6 +482,7 @@ def choose_path(g, rectify, groups, unpooled, filter_bytes=0):
     return "filter_windows" if filter_bytes > FILTER_BANK_BYTES else "by_position"
 
 
+@one_at_a_time
 def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpooled=False, path=None):
     """out (h, w, C) += the transposed convolution of g (h', w', F) with w (F, C/G, KH, KW).
 
@@ -278,10 +493,15 @@ def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpo
     KH, KW = w.shape[2:]
     (sy, sx), (oy, ox) = stride, offset
     w_taps = taps(w)
-    path = choose_path(g, rectify, groups, unpooled, w_taps.nbytes) if path is None else path
-    if path not in PATHS or (path in ("by_position", "filter_windows") and groups != 1):
+    if path is None:
+        path = choose_path(g, rectify, groups, unpooled, w_taps.nbytes, out.shape[2])
+    if path not in PATHS or (path in ("by_position", "window_tiles", "filter_windows", "position_tiles") and groups != 1):
         raise ZFNetError(f"conv_transpose_sparse: path {path!r} with groups={groups}; choose one of "
-                         f"{', '.join(PATHS)} (by_position and filter_windows take groups=1 only)")
+                         f"{', '.join(PATHS)} (by_position, window_tiles, filter_windows and position_tiles "
+                         f"take groups=1 only)")
+    if path == "position_tiles" and out.shape[2] % TILE_TAPS:
+        raise ZFNetError(f"conv_transpose_sparse: path 'position_tiles' needs the input channels (out's last axis, "
+                         f"{out.shape[2]}) in blocks of {TILE_TAPS}; choose another of {', '.join(PATHS)}")
     if path == "by_position":
         F = g.shape[2]
         by_position(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out,
@@ -294,6 +514,19 @@ def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpo
         by_filter_windows(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, work_buffer("deconv_windows", P * L),
                           np.empty(F + 1, np.int64), np.empty(P * F, np.int64), np.empty(P * F, np.float32),
                           np.empty(P, np.bool_))
+    elif path == "window_tiles":
+        gh, gw, F = g.shape
+        P = gh * gw
+        start = np.empty(P + 1, np.int64)
+        values, filters = work_buffer("deconv_values", P * F + 16), work_buffer("deconv_filters", P * F + 16).view(np.int32)
+        pack_nonzero(g, rectify, start, values, filters)
+        call_vectorized(window_tiles, g, start, values, filters, window_taps(w), KH, KW, sy, sx, oy, ox, out)
+    elif path == "position_tiles":
+        gh, gw, F = g.shape
+        T = (gh * gw + TILE_POSITIONS - 1) // TILE_POSITIONS
+        vals, active, counts = work_buffer("deconv_tiles", T * F * TILE_POSITIONS), np.empty(T * F, np.int64), np.empty(T, np.int64)
+        tile_filters(g, rectify, vals, active, counts)
+        call_vectorized(position_tiles, vals, active, counts, tile_taps(w), KH, KW, sy, sx, oy, ox, gw, gh * gw, out)
     else:
         columns(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out)
     return out

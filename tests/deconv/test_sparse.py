@@ -93,13 +93,22 @@ def test_caffenet_grouped(monkeypatch):
     _compare(monkeypatch, net, x, ["conv2", "pool2", "conv4", "conv5"])
 
 
-@pytest.mark.parametrize("path", ["by_position", "filter_windows", "by_filter", "columns"])
+ONE_GROUP = ("by_position", "window_tiles", "filter_windows", "position_tiles")
+
+
+@pytest.mark.parametrize("path", ["by_position", "window_tiles", "filter_windows", "position_tiles", "by_filter",
+                                  "columns"])
 def test_each_filter_kernel(monkeypatch, path):
-    # force every filter step onto one kernel (by_position and filter_windows where one group
-    # allows it): each must give the rules' projection alone
+    # force every filter step onto one kernel (the one-group kernels where one group allows it,
+    # position_tiles where the channels below come in blocks of 64, else by_filter / by_position):
+    # each must give the rules' projection alone
     net, x = _zfnet_small(seed=4)
-    monkeypatch.setattr(conv_transpose_sparse_mod, "choose_path", lambda g, rectify, groups, unpooled, filter_bytes: (
-        "by_filter" if path in ("by_position", "filter_windows") and groups != 1 else path))
+
+    def forced(g, rectify, groups, unpooled, filter_bytes, out_channels):
+        if path in ONE_GROUP and groups != 1:
+            return "by_filter"
+        return "by_position" if path == "position_tiles" and out_channels % 64 else path
+    monkeypatch.setattr(conv_transpose_sparse_mod, "choose_path", forced)
     _compare(monkeypatch, net, x, ["conv2", "conv5", "pool5"], torch_check=False)
 
 

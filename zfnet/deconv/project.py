@@ -32,6 +32,8 @@ device); the projections come back as NumPy for a NumPy x, as device arrays for 
 sparse walk has no CUDA kernels: single units take the cropped walk there (the same numbers).
 A forward_result of NumPy arrays is uploaded tensor by tensor, as the walk reads it.
 """
+import contextlib
+
 import numpy as np
 
 from zfnet.errors import ZFNetError
@@ -158,10 +160,11 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     dense = [k for k in range(len(units)) if k not in set(cropped)]
 
     # single units: each on its own receptive-field boxes, skipping zeros where the network is a
-    # chain (sparse.py), else by the rules of backward.py on one core (the ops are small: waking
-    # worker threads would cost more than they save, see kernels/_threads.py)
+    # chain (sparse.py: its register-tiled steps run on the thread pool, 0.2-0.5 ms each), else by
+    # the rules of backward.py on one core (the ops are small: waking worker threads would cost
+    # more than they save, see kernels/_threads.py)
     fast = bool(cropped) and not device and sparse.supports(arch, start, mode, lrn)
-    with serial():
+    with contextlib.nullcontext() if fast else serial():
         for k in cropped:
             u = units[k]
             plan = unit_plan(arch, start, u.y, u.x, lrn)

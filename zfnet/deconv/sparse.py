@@ -10,8 +10,10 @@ nonzero, 50% below relu3 and relu4). The dense rules (backward.py) multiply all 
 walk does work in proportion to the nonzero values only:
 
     filter      g_in[i*sy + u - py, j*sx + v - px, c] += g[i, j, f] * w[f, c, u, v]
-                for the nonzero g[i, j, f] only (kernels/conv_transpose_sparse.py: by position
-                below an unpool, by filter when few values are nonzero, else a GEMM and a col2im)
+                for the nonzero g[i, j, f] only (kernels/conv_transpose_sparse.py: below an
+                unpool each position's window in registers over its packed nonzero values;
+                about half nonzero, a GEMM's register tile over the positions; else by position,
+                by filter, or a GEMM and a col2im)
     unpool      g_in[switch] += g: each pooled value at its switch; values that share a switch
                 (overlapping windows) add up before anything reads them
                 (kernels/max_unpool_sparse.py)
