@@ -25,7 +25,7 @@ those read: tile_taps, window_taps). Six kernels compute the sum (`PATHS`):
     window_tiles    groups == 1, always below an unpool (few values at every position: ZFNet
                     conv1's 8%): each position's nonzero values packed by a compress
                     (pack_nonzero), then its window in tiles of 14 vectors held in registers over
-                    those values, added to out vector by vector; bands of position rows in parallel
+                    those values, added to out row by row; bands of position rows in parallel
     filter_windows  groups == 1, not below an unpool, up to DENSE nonzero, a filter bank larger
                     than FILTER_BANK_BYTES: filter by filter into every position's window, so the
                     bank is read once instead of once per position; then the windows are added to
@@ -91,19 +91,17 @@ def tile_taps(w):
 
 
 def window_taps(w):
-    """window_tiles' filters (groups 1): (NT, F, WINDOW_VECTORS*16). A window row (u) is its run of
-    (v, c) taps, KW*C floats, padded with zeros to RV = ceil(KW*C / 16) vectors; the window's KH*RV
-    vectors, in order, are cut into NT tiles of WINDOW_VECTORS (the last padded with zero vectors);
-    tile t holds every filter's vectors t*WINDOW_VECTORS ... Computed once per frozen filter array."""
+    """window_tiles' filters (groups 1): (NT, F, WINDOW_VECTORS*16). Filter f's window, taps(w)[f]
+    (KH rows of KW*C floats, one after another), padded with zeros to NT tiles of WINDOW_VECTORS
+    vectors; tile t holds every filter's floats t*WINDOW_VECTORS*16 ... Computed once per frozen
+    filter array."""
     F, C, KH, KW = w.shape
 
     def build(w):
-        RV = -(-KW * C // 16)
-        NT = -(-KH * RV // _WV)
-        rows = np.zeros((F, KH, RV * 16), np.float32)
-        rows[:, :, :KW * C] = taps(w).reshape(F, KH, KW * C)
+        L = KH * KW * C
+        NT = -(-L // _WT)
         tiles = np.zeros((F, NT * _WT), np.float32)
-        tiles[:, :KH * RV * 16] = rows.reshape(F, -1)
+        tiles[:, :L] = taps(w)
         return np.ascontiguousarray(tiles.reshape(F, NT, _WT).transpose(1, 0, 2))
     return prepared(w, "deconv_window_taps", build)
 
@@ -382,8 +380,9 @@ def pack_nonzero(g, rectify, start, values, filters):
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _window_tile(i, j, p, t, start, values, filters, taps_flat, F, KH, KW, RV, sy, sx, oy, ox, out_flat, oh, ow, C):
-    """window_tiles' step: tile t of position p = (i, j)'s window, summed in registers, added to out."""
+def _window_tile(i, j, p, t, start, values, filters, taps_flat, F, KH, KW, sy, sx, oy, ox, out_flat, oh, ow, C):
+    """window_tiles' step: tile t of position p = (i, j)'s window, summed in registers, added to out
+    row by row (window row u is the run of KW*C floats u*KW*C ... of the window, and of out's row)."""
     e0, e1 = start[p], start[p + 1]
     if e0 == e1:
         return
@@ -399,37 +398,23 @@ def _window_tile(i, j, p, t, start, values, filters, taps_flat, F, KH, KW, RV, s
                 acc[_WH + r * _V + q] += a * taps_flat[w0 + uint64(_WH + r * _V) + q]
     left = ox + j * sx
     lo, hi = max(0, -left) * C, min(KW, ow - left) * C          # the row's run inside out
-    u, r0 = divmod(t * _WV, RV)         # the tile's first vector: row u, offset r0*16 in it
-    r0 *= _V
-    for k in range(_WV):
+    run, first = KW * C, t * _WT                                # a window row; the tile's first float
+    for u in range(first // run, min(KH, (first + _WT + run - 1) // run)):
         row = oy + i * sy + u
-        if u < KH and 0 <= row < oh:
-            o = (row * ow + left) * C + r0
-            if lo <= r0 and r0 + _V <= hi:
-                for q in range(_V):
-                    out_flat[uint64(o + q)] += acc[k * _V + q]
-            elif row * ow * C <= o and o + _V <= (row + 1) * ow * C:
-                # the row's last, partial vector: lanes qa .. qb - 1 added, the others of out's row
-                # written back as they were (one masked vector, not a loop of scalars)
-                qa, qb = max(lo - r0, 0), min(hi - r0, _V)
-                for q in range(_V):
-                    x = out_flat[uint64(o + q)]
-                    out_flat[uint64(o + q)] = x + acc[k * _V + q] if qa <= q < qb else x
-            else:                       # at out's left or right edge
-                for q in range(uint64(max(lo - r0, 0)), uint64(min(hi - r0, _V))):
-                    out_flat[uint64(o) + q] += acc[uint64(k * _V) + q]
-        r0 += _V
-        if r0 == RV * _V:
-            u, r0 = u + 1, 0
+        qa, qb = max(lo, first - u * run), min(hi, first + _WT - u * run)
+        if 0 <= row < oh and qa < qb:
+            base = (row * ow + left) * C + first - u * run          # out's float for acc[0]
+            for q in range(qa + u * run - first, qb + u * run - first):
+                out_flat[uint64(base + q)] += acc[uint64(q)]
 
 
 @njit(cache=True, fastmath=True, parallel=True)
 def window_tiles(g, start, values, filters, tiles, KH, KW, sy, sx, oy, ox, out):
     """Position by position (one group), a tile of WINDOW_VECTORS vectors of its window in registers:
     summed over the position's packed nonzero values (pack_nonzero) times the tile's taps
-    (window_taps), then added to out vector by vector (element by element where the window is cut
-    by out's box). Per band of position rows, tiles outer, positions inner: a tile's taps (F x 224
-    floats, 86 KB for ZFNet's conv1) come from L2 for every position, not the bank from memory.
+    (window_taps), then added to out a window row's run at a time (cut where out's box cuts the
+    window). Per band of position rows, tiles outer, positions inner: a tile's taps (F x 224 floats,
+    86 KB for ZFNet's conv1) come from L2 for every position, not the bank from memory.
 
     Bands of ceil(KH/sy) position rows write out rows that only the next band's windows reach too:
     the even bands run in parallel, then the odd ones. (Also on one thread this must be a parallel
@@ -438,7 +423,6 @@ def window_tiles(g, start, values, filters, tiles, KH, KW, sy, sx, oy, ox, out):
     gh, gw, F = g.shape
     oh, ow, C = out.shape
     NT = tiles.shape[0]
-    RV = (KW * C + 15) // 16                # vectors per window row
     band = (KH + sy - 1) // sy
     bands = (gh + band - 1) // band
     out_flat, taps_flat = out.ravel(), tiles.ravel()
@@ -448,7 +432,7 @@ def window_tiles(g, start, values, filters, tiles, KH, KW, sy, sx, oy, ox, out):
             for t in range(NT):
                 for i in range(b * band, min(gh, (b + 1) * band)):
                     for j in range(gw):
-                        _window_tile(i, j, i * gw + j, t, start, values, filters, taps_flat, F, KH, KW, RV, sy, sx,
+                        _window_tile(i, j, i * gw + j, t, start, values, filters, taps_flat, F, KH, KW, sy, sx,
                                      oy, ox, out_flat, oh, ow, C)
 
 
