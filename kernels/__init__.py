@@ -50,10 +50,10 @@ from .max_unpool2d import max_unpool2d
 from .relu import relu
 from .softmax import softmax
 from ._route import routed
-from ._threads import one_at_a_time, serial
+from ._threads import concurrent_kernels, one_at_a_time, serial
 
-# backend='cuda' routed to kernels/cuda/; safe to call from several Python threads: one op at a
-# time (see _threads.py for why).
+# backend="cuda" routed to kernels/cuda/; safe to call from several Python threads (one op at a
+# time under workqueue: see _threads.py).
 conv2d, conv_transpose2d, linear, lrn, lrn_backward, max_pool2d, avg_pool2d, max_unpool2d, relu, softmax = map(
     lambda op: one_at_a_time(routed(op)),
     (conv2d, conv_transpose2d, linear, lrn, lrn_backward, max_pool2d, avg_pool2d, max_unpool2d, relu, softmax),
@@ -63,5 +63,6 @@ __all__ = [
     "BACKENDS", "ZFNetError", "get_backend", "set_backend", "use_backend",
     "conv2d", "conv2d_output_size", "conv_transpose2d", "relu", "max_pool2d", "pool_output_size",
     "max_unpool2d", "avg_pool2d", "lrn", "lrn_backward", "linear", "softmax",
-    "check_array", "positive_pair", "non_negative_pair", "frozen", "prepared", "serial", "codegen_status",
+    "check_array", "positive_pair", "non_negative_pair", "frozen", "prepared", "serial", "concurrent_kernels",
+    "codegen_status",
 ]

@@ -17,8 +17,9 @@ or numba.config.THREADING_LAYER before importing zfnet):
 
 This must happen before the first parallel kernel runs; if one already ran, Numba's pool is fixed
 and we leave it. workqueue does not support nested parallel kernels or parallel kernels launched
-from several threads at once; zfnet's kernels never nest, and `one_at_a_time` (below) serialises
-the public ops.
+from several threads at once; zfnet's kernels never nest, and under workqueue `one_at_a_time`
+(below) serialises the public ops. TBB and OpenMP run kernels from several threads at once
+(`concurrent_kernels`), which the forward pass's batch split uses (zfnet/net/blocked.py).
 """
 import contextlib
 import ctypes
@@ -93,18 +94,32 @@ def choose_threading_layer():
 choose_threading_layer()
 
 
-# workqueue's one limit (where TBB is missing) matters anyway: Numba releases the GIL while a
-# parallel loop runs (and BLAS does during a GEMM), so two Python threads calling kernels at the
-# same time WOULD launch parallel loops concurrently, and workqueue then aborts the whole process.
-# Every public op is therefore run one at a time across threads. Each op already uses every core,
-# so nothing is lost.
+# workqueue's one limit (where TBB is missing) matters anyway: every kernel releases the GIL
+# (nogil=True), as does BLAS during a GEMM, so two Python threads calling kernels at the same time
+# launch parallel loops concurrently, and workqueue then aborts the whole process. Under workqueue
+# every public op therefore runs one at a time across threads (each op already uses every core).
+# TBB and OpenMP run parallel loops from several threads at once (Numba's "threadsafe" layers):
+# there the ops run concurrently, which the forward pass's batch split (zfnet/net/blocked.py) needs.
 _one_op = threading.RLock()
+THREADSAFE_LAYERS = ("tbb", "omp")
+
+
+def concurrent_kernels():
+    """True when kernels may run from several threads at once: Numba's threading layer is TBB or
+    OpenMP (the one in use once a parallel kernel has run; before that, the one configured)."""
+    try:
+        return numba.threading_layer() in THREADSAFE_LAYERS
+    except ValueError:          # no parallel kernel has run yet
+        return numba.config.THREADING_LAYER in THREADSAFE_LAYERS + ("safe", "threadsafe")
 
 
 def one_at_a_time(op):
-    """`op` wrapped to hold the kernels' process-wide lock while it runs (re-entrant)."""
+    """`op` wrapped to hold the kernels' process-wide lock while it runs (re-entrant), unless the
+    threading layer runs kernels concurrently (`concurrent_kernels`)."""
     @functools.wraps(op)
     def locked(*args, **kwargs):
+        if concurrent_kernels():
+            return op(*args, **kwargs)
         with _one_op:
             return op(*args, **kwargs)
     return locked

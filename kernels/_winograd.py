@@ -109,7 +109,7 @@ def transformed_filters(w):
     return prepared(w, "winograd_f4x4_3x3", filter_transform)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _input_transform(x, ph, pw, th, tw, V):
     """V[n, (xi, nu), t, c] = (B^T d_t[c] B)[xi, nu]; x (N, C, H, W) -> V (N, 36, th*tw, C).
 
@@ -154,7 +154,7 @@ def _input_transform(x, ph, pw, th, tw, V):
                     V[n, e + 5, t, c] = 4 * q1 - 5 * q3 + q5
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _output_transform(M, b, relu, th, tw, y):
     """y[n, k, 4*ty + i, 4*tx + j] = (A^T M[n, :, t, k] A)[i, j] + b[k], t = ty*tw + tx;
     M (N, 36, th*tw, K) -> y (N, K, H', W').

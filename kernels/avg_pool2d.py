@@ -48,7 +48,7 @@ def avg_pool2d_reference(x, kernel_size, stride, padding, out_hw, count_include_
     return y
 
 
-@njit(cache=True, parallel=True)
+@njit(nogil=True, cache=True, parallel=True)
 def avg_pool2d_cpu(x, kh, kw, sh, sw, ph, pw, ho, wo, count_include_pad):
     """Numba kernel: one (n, c) plane per parallel iteration."""
     n, c, h, w = x.shape

@@ -104,7 +104,7 @@ def conv2d_reference(x, w, b=None, stride=1, padding=0, groups=1):
 # Numba CPU kernels: im2col (parallel over rows of cols) and the bias/layout pass after the GEMM.
 # ----------------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing):
     """cols[n, (c, u, v), (i, j)] = x_pad[n, c, i*sh + u, j*sw + v]; x (N, C, H, W) -> cols (N*R, H'*W').
 
@@ -143,7 +143,7 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, Ho, Wo, cols, Kg, spacing):
 # after a GEMM that wrote y. y is flat; an image's rows are P apart and images are y_n apart, so y
 # may be a channel slice of a larger array (conv2d's `out`, a concat's channels).
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _bias_row_in_place(y, d, P, bf, relu):
     """y[d:d+P] += bf, rectified if relu."""
     zero = np.float32(0)
@@ -156,7 +156,7 @@ def _bias_row_in_place(y, d, P, bf, relu):
             y[uint64(d + p)] += bf
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _bias_parallel(y, y_n, N, F, P, b, relu):
     """The bias pass, one (n, f) row per parallel iteration: no two write the same element."""
     for nf in prange(N * F):
@@ -164,7 +164,7 @@ def _bias_parallel(y, y_n, N, F, P, b, relu):
         _bias_row_in_place(y, n * y_n + f * P, P, b[f], relu)
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _bias_serial(y, y_n, N, F, P, b, relu):
     """The bias pass on the calling thread alone."""
     for nf in range(N * F):

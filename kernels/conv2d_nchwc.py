@@ -97,7 +97,7 @@ def conv2d_nchwc_reference(x_b, w_b, b_b, stride=(1, 1), padding=(0, 0), relu=Fa
     return np.maximum(y_b, 0) if relu else y_b
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _pad_planes(x_b, ph, pw, x_pad):
     """x_pad[n, cb, ph + h, pw + w, :] = x_b[n, cb, h, w, :], zeros around; x_pad (N, CB, H+2ph, W+2pw, B).
 
@@ -123,7 +123,7 @@ def _pad_planes(x_b, ph, pw, x_pad):
                 xp[dst + side + k] = x[src + k]
 
 
-@njit(cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always")
 def _store_tile(acc, first, y, y0, count, b, b0, relu):
     """y[y0 + r*B + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for r < count.
 
@@ -138,7 +138,7 @@ def _store_tile(acc, first, y, y0, count, b, b0, relu):
             y[uint64(y0) + r * _B + co] = max(v, 0.0) if relu else v
 
 
-@njit(cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always")
 def _store_rows(acc, first, y, plane, rows, r_first, r_end, b, b0, relu):
     """y[plane + rows[r] + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for
     r_first <= r < r_end: _store_tile with each tile pixel at its own offset in the plane."""
@@ -151,7 +151,7 @@ def _store_rows(acc, first, y, plane, rows, r_first, r_end, b, b0, relu):
             y[uint64(plane) + rows[r] + co] = max(v, 0.0) if relu else v
 
 
-@njit(cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always")
 def _interior_rows(rows, p0, tile, W, Wo, ph, pw):
     """rows[r] = the output offset (in floats, within a plane) of input pixel p0 + r of a 1x1
     convolution padded by (ph, pw): input pixel (i, j) is output pixel (i + ph, j + pw) of a plane
@@ -164,7 +164,7 @@ def _interior_rows(rows, p0, tile, W, Wo, ph, pw):
             i, j = i + 1, 0
 
 
-@njit(cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always")
 def _step_6x16(acc, x, w, offsets, x0, w0, ci):
     """One input channel's step of direct_6x16's tile: acc[r, :] += x[offsets[r] + x0 + ci] * w[w0 + ci*B + :].
 
@@ -178,7 +178,7 @@ def _step_6x16(acc, x, w, offsets, x0, w0, ci):
             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
 
 
-@njit(cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always")
 def _step_12x32(acc, x, w, offsets, x0, w0, next_fb, ci):
     """_step_6x16 for direct_12x32's tile of 12 pixels x filter blocks fb (w0) and fb + 1 (w0 + next_fb)."""
     for r in range(_TW):
@@ -188,7 +188,7 @@ def _step_12x32(acc, x, w, offsets, x0, w0, next_fb, ci):
             acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
 
 
-@njit(cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always")
 def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit, tile=TILE):
     """offsets[r] = ((row0 + i_r*sh) * Wp + j_r*sw) * unit for the `tile` output pixels (i_r, j_r)
     of tile t, starting at (i, j); returns the pixel after the tile. The last tile repeats the last
@@ -202,14 +202,14 @@ def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit, tile=TILE):
     return i, j
 
 
-@njit(cache=True, inline="always")
+@njit(nogil=True, cache=True, inline="always")
 def _job_tiles(job, FB, chunks, T, chunk_tiles=CHUNK):
     """Parallel iteration `job` -> (n, fb, first tile, end tile): a chunk of `chunk_tiles` tiles of one (n, fb)."""
     n, fb, chunk = job // (FB * chunks), (job // chunks) % FB, job % chunks
     return n, fb, chunk * chunk_tiles, min(chunk * chunk_tiles + chunk_tiles, T)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_6x16: y_b = conv(x_pad_b, w_b) + b_b on flat arrays; any KH, KW, stride (padding done).
 
@@ -265,7 +265,7 @@ def nchw_taps(C, Hp, Wp, KH, KW):
     return x_taps, w_rows
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x16: direct_6x16 on a plain NCHW input x_pad (N, C, Hp, Wp), channel c = cb*B + ci
     read where it lies (x_pad[n, c, i*sh + u, j*sw + v]): an image's 3 channels are never copied
@@ -298,7 +298,7 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
             _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x32: direct_nchw_6x16 on tiles of 6 pixels x 2 filter blocks, FB even (see
     direct_12x32; tiles of 12 pixels were slower here, RESULTS.md: each of the 147 taps then needs
@@ -334,7 +334,7 @@ def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
             _store_tile(acc, TILE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def _pointwise_gemm_6x16(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph, pw):
     """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6.
 
@@ -364,7 +364,7 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph
             _store_rows(acc, 0, y, (n * FBo + fbo + fb) * Po * BLOCK, rows, skip, TILE, b, fb * BLOCK, relu)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_12x32: direct_6x16 on tiles of 12 pixels x 2 filter blocks (fb, fb + 1), FB even.
 
@@ -405,7 +405,7 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
             _store_tile(acc, TILE_WIDE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def _pointwise_gemm_12x32(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph, pw):
     """pointwise_gemm_12x32: pointwise_gemm_6x16 on tiles of 12 pixels x 2 filter blocks, FB even,
     P >= 12 (see direct_12x32). The same sums in the same order as pointwise_gemm_6x16."""
@@ -438,7 +438,7 @@ def _pointwise_gemm_12x32(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, p
             _store_rows(acc, TILE_WIDE, y, plane + Po * BLOCK, rows, skip, TILE_WIDE, b, (fb + 1) * BLOCK, relu)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _fill_border(y, b, relu, FBo, fbo, FB, Ho, Wo, ph, pw):
     """y_b[n, fb, i, j, :] = b (rectified if relu) for the output pixels of a padded 1x1 convolution
     whose only tap is padding (i < ph or i >= H' - ph, j likewise): its sum over no products is 0,

@@ -104,7 +104,7 @@ def conv_transpose2d_reference(y, w, stride=1, padding=0, groups=1, output_size=
 # Numba CPU kernel: col2im (a per-row accumulation).
 # ----------------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _col2im(cols, N, KH, KW, sh, sw, ph, pw, Ho, Wo, x):
     """x[n, c, h, w'] = sum of cols[n, (c, u, v), (i, j)] over i*sh + u = h + ph, j*sw + v = w' + pw.
 

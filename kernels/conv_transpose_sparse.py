@@ -129,7 +129,7 @@ def conv_transpose_sparse_reference(g, w, stride, groups, offset, out, rectify=F
 # vectorises the runs of (v, c) along a row of out.
 # ----------------------------------------------------------------------------------------------
 
-@njit(cache=True, fastmath={"contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"})
 def _add_window_row(a, src_taps, src, out_flat, dst, v0, v1, C, Cg):
     """out_flat[dst + v*C + c] += a * src_taps[src + v*Cg + c] for v in [v0, v1), c < Cg."""
     if Cg == C:                         # one group: the row is one contiguous run of (v, c)
@@ -141,7 +141,7 @@ def _add_window_row(a, src_taps, src, out_flat, dst, v0, v1, C, Cg):
                 out_flat[uint64(dst + v * C + c)] += a * src_taps[uint64(src + v * Cg + c)]
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"})
 def by_filter(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out):
     """Filter by filter (its taps read once): each nonzero g[i, j, f] added where it lands."""
     gh, gw, F = g.shape
@@ -164,7 +164,7 @@ def by_filter(g, rectify, w_taps, groups, KH, KW, sy, sx, oy, ox, out):
                         _add_window_row(a, filt, u * KW * Cg, out_flat, (row * ow + left) * C + c0, v0, v1, C, Cg)
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"})
 def by_position(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, window, nz_f, nz_v):
     """Position by position (one group): a position's nonzero filters summed into one window first.
 
@@ -207,7 +207,7 @@ def by_position(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, window, nz_f, n
                     _add_window_row(np.float32(1), window, u * KW * C, out_flat, (row * ow + left) * C, v0, v1, C, C)
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"})
 def by_filter_windows(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, windows, start, pos, val, used):
     """Filter by filter into every position's window (one group): each filter's taps read once.
 
@@ -266,7 +266,7 @@ def by_filter_windows(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out, windows, 
                 _add_window_row(np.float32(1), windows, p * L + u * KW * C, out_flat, (row * ow + left) * C, v0, v1, C, C)
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"})
 def add_columns(windows, groups, KH, KW, sy, sx, oy, ox, gw, out):
     """col2im, channels last: out (h, w, C) += every window of windows (G, h'*w', KH*KW*C/G) at its place."""
     G, P, _ = windows.shape
@@ -286,7 +286,7 @@ def add_columns(windows, groups, KH, KW, sy, sx, oy, ox, gw, out):
                                     v0, v1, C, Cg)
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def tile_filters(g, rectify, vals, active, counts):
     """position_tiles' operands: positions in tiles of TILE_POSITIONS (p = i*w' + j), and for tile
     t the filters with a nonzero value at any of its positions ("active"), in ascending order.
@@ -314,7 +314,7 @@ def tile_filters(g, rectify, vals, active, counts):
         counts[t] = n
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def position_tiles(vals, active, counts, blocks, KH, KW, sy, sx, oy, ox, gw, P, out):
     """A register tile of TILE_POSITIONS positions x TILE_TAPS taps (one tap (u, v), 64 of its
     channels): summed over the tile's active filters (tile_filters), zeros included, then added to
@@ -356,7 +356,7 @@ def position_tiles(vals, active, counts, blocks, KH, KW, sy, sx, oy, ox, gw, P, 
                                     out_flat[o + k * _V + q] += acc[k * _TPV + r * _V + q]
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def pack_nonzero(g, rectify, start, values, filters):
     """Every position's nonzero values of g' (h', w', F), packed: position p = i*w' + j has
     values[start[p] : start[p+1]] of filters filters[...] (ascending). 16 filters at a time by one
@@ -379,7 +379,7 @@ def pack_nonzero(g, rectify, start, values, filters):
     start[gh * gw] = n
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(nogil=True, cache=True, fastmath=True, inline="always")
 def _window_tile(i, j, p, t, start, values, filters, taps_flat, F, KH, KW, sy, sx, oy, ox, out_flat, oh, ow, C):
     """window_tiles' step: tile t of position p = (i, j)'s window, summed in registers, added to out
     row by row (window row u is the run of KW*C floats u*KW*C ... of the window, and of out's row)."""
@@ -408,7 +408,7 @@ def _window_tile(i, j, p, t, start, values, filters, taps_flat, F, KH, KW, sy, s
                 out_flat[uint64(base + q)] += acc[uint64(q)]
 
 
-@njit(cache=True, fastmath=True, parallel=True)
+@njit(nogil=True, cache=True, fastmath=True, parallel=True)
 def window_tiles(g, start, values, filters, tiles, KH, KW, sy, sx, oy, ox, out):
     """Position by position (one group), a tile of WINDOW_VECTORS vectors of its window in registers:
     summed over the position's packed nonzero values (pack_nonzero) times the tile's taps

@@ -64,7 +64,7 @@ GROUP_LANES = IMAGES * UNITS * LANES    # a group's accumulators
 SLOT_LANES = UNITS * LANES              # a single image's
 
 
-@njit(cache=True, inline="always", fastmath={"contract"})
+@njit(nogil=True, cache=True, inline="always", fastmath={"contract"})
 def _dot_finish(acc, a0, w_flat, x_flat, wo, xo, body, I):
     """The fixed tree over the 16 lanes acc[a0:a0+16], then the tail products i = body..I-1 in order."""
     for half in (8, 4, 2, 1):
@@ -76,7 +76,7 @@ def _dot_finish(acc, a0, w_flat, x_flat, wo, xo, body, I):
     return s
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(nogil=True, parallel=True, cache=True, fastmath={"contract"})
 def _linear_lanes(x, w, b, y):
     """y[n, o] = b[o] + sum_i w[o, i] * x[n, i]; x (N, I), w (O, I), b (O,) -> y (N, O).
 

@@ -99,7 +99,7 @@ def lrn_backward_reference(x, dy, size, alpha, beta, k, within_channel):
 # Numba CPU kernels: one (n, c) plane per parallel iteration, float64 accumulators per plane
 # ---------------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def neg_power(d, beta):
     """d^-beta for d > 0. beta = 0.75 (Caffe's, ZF's, ONNX's usual value) costs two square roots
     instead of a log and an exp: d^-3/4 = 1 / sqrt(d * sqrt(d))."""
@@ -108,7 +108,7 @@ def neg_power(d, beta):
     return math.exp(-beta * math.log(d))
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _channel_window_sum_plane(a, b, c, before, after, square, out):
     """out = sum of a[b, c'] (squared if `square`) over c' in [c - before, c + after] within [0, C).
 
@@ -126,7 +126,7 @@ def _channel_window_sum_plane(a, b, c, before, after, square, out):
                 out[q] += src[q]
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _box_sum_plane(a, h, w, r, cols, out):
     """out = (2r+1) x (2r+1) box sum of the flat (H*W,) plane a, zero outside; cols: scratch.
 
@@ -144,7 +144,7 @@ def _box_sum_plane(a, h, w, r, cols, out):
                 out[i * w + j] += cols[i * w + j + v]
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _energy(x, b, c, size, within_channel, out, scratch1, scratch2):
     """out = S for plane (b, c): the sum of squares over its window (see the module docstring)."""
     h, w = x.shape[2], x.shape[3]
@@ -159,7 +159,7 @@ def _energy(x, b, c, size, within_channel, out, scratch1, scratch2):
         _channel_window_sum_plane(flat, b, c, size // 2, (size - 1) // 2, True, out)
 
 
-@njit(cache=True, parallel=True)
+@njit(nogil=True, cache=True, parallel=True)
 def _lrn_within_cpu(x, size, alpha, beta, k):
     """Numba kernel for the within-channel lrn: y = x * d^-beta, one plane per parallel iteration."""
     n, c, h, w = x.shape
@@ -177,7 +177,7 @@ def _lrn_within_cpu(x, size, alpha, beta, k):
     return y
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _slide(xf, b, enter, leave, q0, m, s):
     """s += x[b, enter]^2 - x[b, leave]^2 over pixels q0 .. q0+m-1 (channels outside [0, C) add
     nothing). Takes the whole (N, C, H*W) array and indices, not views: LLVM vectorises that."""
@@ -197,7 +197,7 @@ def _slide(xf, b, enter, leave, q0, m, s):
 ACROSS_BLOCK = 256
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _block_peak(a, q0, m):
     """max |a[:, q0:q0+m]| over the channels of one image, inf if any value is inf or NaN
     (a running sum must never take those in: inf - inf is NaN). Elementwise maxima down the
@@ -218,7 +218,7 @@ def _block_peak(a, q0, m):
     return top
 
 
-@njit(cache=True, parallel=True)
+@njit(nogil=True, cache=True, parallel=True)
 def _lrn_across_cpu(x, size, alpha, beta, k):
     """Numba kernel for the across-channel lrn, one block of pixels per parallel iteration.
 
@@ -282,7 +282,7 @@ def lrn_cpu(x, size, alpha, beta, k, within_channel):
     return _lrn_across_cpu(x, size, alpha, beta, k)
 
 
-@njit(cache=True, parallel=True)
+@njit(nogil=True, cache=True, parallel=True)
 def lrn_backward_cpu(x, dy, size, alpha, beta, k, within_channel):
     """Numba kernel for lrn_backward (see the module docstring for the equation)."""
     n, c, h, w = x.shape

@@ -159,7 +159,7 @@ SCAN_BLOCK = 512            # outputs updated by every window offset while they 
 SERIAL_BELOW = 1 << 16      # inputs of fewer elements run on one thread
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _polyphase_padding(s, g, h, w, kh, kw, sh, sw, ph, pw, hp, wp, block):
     """-inf at every scratch position that is padding, or past the last phase plane (once per scratch)."""
     phases_w = min(sw, kw)
@@ -176,7 +176,7 @@ def _polyphase_padding(s, g, h, w, kh, kw, sh, sw, ph, pw, hp, wp, block):
     s[min(sh, kh) * phases_w * block:] = -np.inf
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _polyphase_fill(x, p0, g, s, kh, kw, sh, sw, ph, pw, hp, wp, block, rectify):
     """Copy the real inputs of planes p0 .. p0+g-1 (flat over N*C) into the polyphase scratch.
 
@@ -211,7 +211,7 @@ def _polyphase_fill(x, p0, g, s, kh, kw, sh, sw, ph, pw, hp, wp, block, rectify)
                             s[np.uint64(dst + m)] = xf[np.uint64(src + m * sw)]
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _scan_windows(s, best, tap, kh, kw, sh, sw, w, wp, block, count, track):
     """best, tap over q < count: every window offset (u, v) in row-major order, branch-free.
 

@@ -45,7 +45,7 @@ def max_unpool2d_reference(y, switches, out_hw):
     return x.reshape(n, c, h, w)                                     # (N, C, H, W)
 
 
-@njit(cache=True, parallel=True)
+@njit(nogil=True, cache=True, parallel=True)
 def max_unpool2d_cpu(y, switches, h, w):
     """Numba kernel: one (n, c) plane per parallel iteration, so each output has one writer."""
     n, c, ho, wo = y.shape

@@ -32,7 +32,7 @@ def max_unpool_sparse_reference(g, switches, origin, box_origin, W, out, rectify
     return out
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def max_unpool_sparse_cpu(g, switches, a, c, y0, x0, W, out, rectify):
     """Numba kernel: the twin's loop over (i, j, ch), on the flat output."""
     gh, gw, C = g.shape

@@ -64,7 +64,7 @@ def filters_to_nchwc_reference(w):
     return w_b
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _to_nchwc(x, x_b):
     """x (N, C, H, W) -> x_b (N, CB, H, W, B); one parallel iteration per block of planes (n, cb)."""
     N, C, H, W = x.shape
@@ -78,7 +78,7 @@ def _to_nchwc(x, x_b):
                     x_b[n, cb, h, w, c] = x[n, channel, h, w] if channel < C else 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _from_nchwc(x_b, x):
     """x_b (N, CB, H, W, B) -> x (N, C, H, W); one parallel iteration per output plane (n, c)."""
     N, C, H, W = x.shape

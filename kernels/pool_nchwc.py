@@ -107,7 +107,7 @@ def lrn_nchwc_reference(x_b, size, alpha, beta, k):
 # Numba kernels
 # ---------------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw, rectify):
     """y[n, cb, i, j, :] = max over the window's positions inside the image; one iteration per row (n, cb, i).
 
@@ -137,7 +137,7 @@ def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw, rectify):
                 y[n, cb, i, j, lane] = best[lane]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _max_pool_rows_switches(x, y, switches, kh, kw, sh, sw, ph, pw, rectify):
     """_max_pool_rows with the switches (h*W + w) kept per lane, and relu(x) read if rectify."""
     N, CB, H, W, _ = x.shape
@@ -164,7 +164,7 @@ def _max_pool_rows_switches(x, y, switches, kh, kw, sh, sw, ph, pw, rectify):
                 y[n, cb, i, j, lane] = best[lane]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _global_avg_pool_planes(x, y):
     """y[n, cb, 0, 0, :] = mean over the plane (float64 sums); one iteration per plane block (n, cb).
 
@@ -184,7 +184,7 @@ def _global_avg_pool_planes(x, y):
             y[n, cb, 0, 0, lane] = total[lane] / (H * W)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _lrn_rows(x, y, size, alpha, beta, k):
     """LRN across the CB*B channels of each pixel; one iteration per image row (n, h).
 

@@ -20,7 +20,7 @@ def relu_reference(x):
     return np.maximum(x, np.float32(0))
 
 
-@njit(cache=True, parallel=True)
+@njit(nogil=True, cache=True, parallel=True)
 def relu_cpu(x):
     """Numba kernel over the flat array; each element is written by one iteration."""
     flat = x.reshape(x.size)

@@ -21,7 +21,7 @@ def relu_mask_reference(g, x, box_origin, rectify=True):
     return g
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def relu_mask_cpu(g, x, y0, x0, rectify):
     """Numba kernel: one pass over g, each element written by itself."""
     h, w, C = g.shape

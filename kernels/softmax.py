@@ -36,7 +36,7 @@ def softmax_reference(x, axis=-1):
 # Numba CPU kernel.
 # ----------------------------------------------------------------------------------------------
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, parallel=True, cache=True)
 def _softmax_rows(x, p):
     """p[r, :] = softmax(x[r, :]); x, p (R, K). Parallel over rows r."""
     R, K = x.shape

@@ -1,6 +1,7 @@
 """The blocked walk's arena (zfnet/net/blocked.py): buffers reused within a pass and kept for the
 next one never change a result, never reach the caller, follow the last pass's shapes, and a pass in
-another thread at the same time gets its own."""
+another thread at the same time gets its own. Whole passes here (ZFNET_BATCH_SPLIT=never): the
+batch split's slices have their tests in test_batch_split.py."""
 import threading
 
 import numpy as np
@@ -16,6 +17,16 @@ def net(request):
     return Net.random(_small(request.param), seed=5)
 
 
+@pytest.fixture(autouse=True)
+def whole_passes(monkeypatch):
+    monkeypatch.setenv("ZFNET_BATCH_SPLIT", "never")
+
+
+def _kept():
+    """The buffers the process's arenas keep for the next pass."""
+    return [b for _, arena in blocked._arenas for b in arena.free]
+
+
 def test_passes_in_a_row_equal_the_nchw_walk(net):
     """Each pass takes the buffers the one before left, full of that pass's values: a second and a
     third input, every output kept, must still come out as the NCHW walk computes them."""
@@ -23,7 +34,7 @@ def test_passes_in_a_row_equal_the_nchw_walk(net):
     for seed in (1, 2, 3):
         x = _x(net.arch, 2, seed)
         _assert_close(forward(net, x, keep="all", layout="nchwc"), forward(net, x, keep="all", layout="nchw"))
-    assert blocked._arena.free, "nothing was kept for the next pass"
+    assert _kept(), "nothing was kept for the next pass"
 
 
 def test_results_do_not_live_in_the_arena(net):
@@ -32,10 +43,11 @@ def test_results_do_not_live_in_the_arena(net):
     forward(net, _x(net.arch, 2, 8), keep="all", layout="nchwc")          # reuses every buffer
     for name, v in first.outputs.items():
         np.testing.assert_array_equal(v, before[name], err_msg=name)
-        assert not any(np.may_share_memory(v, a) for a in blocked._arena.free), name
+        assert not any(np.may_share_memory(v, a) for a in _kept()), name
 
 
 def test_the_arena_keeps_only_the_last_pass_buffers(net):
+    blocked.release_arena()                 # no buffers of other tests' passes in the other arenas
     taken = []
     real_take = blocked.Arena.take
 
@@ -50,9 +62,9 @@ def test_the_arena_keeps_only_the_last_pass_buffers(net):
     finally:
         blocked.Arena.take = real_take
     ids = {id(b) for b in taken}
-    assert blocked._arena.free and all(id(b) in ids for b in blocked._arena.free)
+    assert _kept() and all(id(b) in ids for b in _kept())
     blocked.release_arena()
-    assert blocked._arena.free == []
+    assert _kept() == []
 
 
 def test_within_a_pass_a_dropped_buffer_serves_a_later_step():

@@ -35,15 +35,36 @@ blocked one); the max-pools' switches are max_pool2d's, (N, C, H', W') int64 h*W
 Memory (the Arena below): the blocked outputs of convolutions, concats, pools and LRNs come from an arena that
 hands a buffer the walk has dropped to a later step that fits in it, and keeps the last pass's
 buffers for the next one: a new array's pages are zeroed by the operating system on first write,
-a cost on every pass (benchmarks/RESULTS.md, "The activation arena"). One arena per process, used
-by one pass at a time (a pass in another thread meanwhile gets a private one, dropped after);
-nothing the walk returns lives in it (results are NCHW copies). Between passes it holds one pass's
-buffers (a higher peak RSS, in RESULTS.md); `release_arena()` frees them.
+a cost on every pass (benchmarks/RESULTS.md, "The activation arena"). Arenas are kept per process,
+one per walk running at once up to the number of Numba threads (a walk beyond that gets a private
+one, dropped after); nothing the walk returns lives in them (results are NCHW copies). Between
+passes they hold a pass's buffers (a higher peak RSS, in RESULTS.md); `release_arena()` frees them.
+
+Threads: a pass runs each layer on every Numba thread (T of them), and every layer's parallel loop
+waits for its slowest thread. On a machine whose other processes take a core for a time slice,
+every layer pays for that wait: beside two busy processes a batch-16 SqueezeNet pass got 0.28-0.40
+of its threads' CPU time (against 0.86-1.0 quiet) and took 2.5x its quiet time. So a pass that got
+less than CPU_SHARE of its threads' time makes the next ones split their batch (`batch_chunks`):
+a batch of N >= 2 images runs as min(N, T) slices, each on a thread of its own with its kernels on
+one core (kernels.serial) and no barrier between its layers, up to the first fully connected layer;
+the slices' activations are then joined and the fully connected layers run on the whole batch with
+every thread (a slice per thread would read their weights, 234 MB for ZFNet, once per slice). A
+split pass that gets its share back returns the process to whole passes. Split passes are 3-5%
+slower on a quiet machine (two streams of images share the caches less than two threads on one
+image), and 2.0-2.1x their quiet time beside two busy processes (benchmarks/RESULTS.md, "The batch
+split"). An image's result does not depend on its batch, so both give the same bits.
+ZFNET_BATCH_SPLIT=always / never overrides the choice (default auto). The split needs a threading
+layer that runs kernels from several threads at once (TBB, OpenMP: kernels.concurrent_kernels);
+under workqueue, and inside kernels.serial(), the batch runs whole.
 """
 import math
+import os
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from zfnet import kernels
@@ -120,13 +141,29 @@ class Arena:
         self.owned, self.last, self.order = {}, self.order, []
 
 
-_arena, _arena_lock, _current = Arena(), threading.Lock(), threading.local()
+_arenas, _arenas_lock, _current = [], threading.Lock(), threading.local()   # [(its lock, Arena)]
 
 
 def release_arena():
-    """Free the buffers the process's arena keeps between forward passes."""
-    with _arena_lock:
-        _arena.free, _arena.last = [], []
+    """Free the buffers the process's arenas keep between forward passes."""
+    with _arenas_lock:
+        for _, arena in _arenas:
+            arena.free, arena.last = [], []
+
+
+def _acquire_arena():
+    """(lock or None, arena): a kept arena no walk is using (its lock now held), a new kept one while
+    there are fewer than Numba's threads, else a private one (lock None)."""
+    with _arenas_lock:
+        for lock, arena in _arenas:
+            if lock.acquire(blocking=False):
+                return lock, arena
+        if len(_arenas) >= max(1, numba.config.NUMBA_NUM_THREADS):
+            return None, Arena()
+        lock, arena = threading.Lock(), Arena()
+        lock.acquire()
+        _arenas.append((lock, arena))
+        return lock, arena
 
 
 def _take(shape):
@@ -284,25 +321,136 @@ def run_step_blocked(step, live, net, switches, im2col):
 def forward_blocked(p, net, x, result, im2col=()):
     """Walk plan `p` on NCHW16c; fills and returns `result` (a ForwardResult), NCHW throughout.
 
-    im2col: the conv names run on im2col + BLAS instead (IM2COL_LAYERS for layout="auto").
+    im2col: the conv names run on im2col + BLAS instead (IM2COL_LAYERS for layout="auto"). A batch
+    that batch_chunks splits walks its slices on threads up to the first fully connected layer.
     """
     if p.keep_input:
         result.outputs[INPUT] = x
-    live = {INPUT: x}
     switches = result.switches if p.switches else None
-    shared = _arena_lock.acquire(blocking=False)    # the process's arena, unless another pass has it
-    arena = _arena if shared else Arena()
+    threads, chunks = numba.get_num_threads(), batch_chunks(x.shape[0])
+    k = split_at(p.steps) if chunks else 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    live = _walk_chunks(p.steps[:k], net, x, result, switches is not None, im2col, chunks) if k else {INPUT: x}
+    _walk(p.steps[k:], live, net, switches, im2col, result.outputs)
+    if x.shape[0] >= 2 and threads >= 2:
+        global _cpu_share
+        _cpu_share = (time.process_time() - cpu) / max((time.perf_counter() - wall) * threads, 1e-9)
+    return result
+
+
+def _walk(steps, live, net, switches, im2col, outputs, detach=False):
+    """Run `steps` on `live` ({name: activation}, updated) in an arena; kept tensors into `outputs`.
+    detach: copy the blocked activations still live at the end out of the arena (they outlive it)."""
+    lock, arena = _acquire_arena()
     outer, _current.arena = getattr(_current, "arena", None), arena
     try:
-        for step in p.steps:
+        for step in steps:
             y = live[step.name] = run_step_blocked(step, live, net, switches, im2col)
             if step.keep:
-                result.outputs[step.name] = as_nchw(y)
+                outputs[step.name] = as_nchw(y)
             for name in step.drop:
                 arena.drop(live.pop(name, None), live)
+        if detach:
+            for name, v in live.items():
+                if isinstance(v, Blocked):
+                    live[name] = Blocked(_copy_aligned(v.data), v.channels)
         arena.end_pass()
     finally:
         _current.arena = outer
-        if shared:
-            _arena_lock.release()
-    return result
+        if lock is not None:
+            lock.release()
+
+
+# A pass of at least 2 images on at least 2 threads that got less than this share of its threads'
+# CPU time (process time / (wall time x threads)) makes the next passes split their batch.
+CPU_SHARE = 0.75
+SPLIT_MODES = ("auto", "always", "never")
+_cpu_share = 1.0        # the last such pass's share (this process)
+
+
+def split_mode():
+    """ZFNET_BATCH_SPLIT: "auto" (default), "always" or "never"."""
+    mode = os.environ.get("ZFNET_BATCH_SPLIT", "auto")
+    if mode not in SPLIT_MODES:
+        raise kernels.ZFNetError(f"ZFNET_BATCH_SPLIT={mode!r}: choose one of {', '.join(SPLIT_MODES)}")
+    return mode
+
+
+def batch_chunks(n):
+    """The batch split for a batch of n: slices of the batch, one per thread, or [] (the batch
+    runs whole). A split needs n >= 2, this thread's Numba threads T >= 2 (not inside
+    kernels.serial()), a threading layer that runs kernels from several threads at once, and
+    ZFNET_BATCH_SPLIT=always, or auto with the last pass short of CPU_SHARE of its threads' time.
+    min(n, T) slices, as equal as can be."""
+    threads, mode = numba.get_num_threads(), split_mode()
+    if n < 2 or threads < 2 or mode == "never" or (mode == "auto" and _cpu_share >= CPU_SHARE):
+        return []
+    if not kernels.concurrent_kernels():
+        return []
+    parts = min(n, threads)
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def split_at(steps):
+    """Where the batch's slices join: the first fully connected layer's step (else the end)."""
+    return next((i for i, step in enumerate(steps) if step.layer.op == "linear"), len(steps))
+
+
+def _walk_chunks(steps, net, x, result, keep_switches, im2col, chunks):
+    """`steps` on each slice of x, the first in this thread, the others on the pool's threads, each
+    on one core; joins the slices' kept outputs and switches into `result` and returns the joined
+    live activations."""
+    def one(part):
+        with kernels.serial():
+            live, outputs, switches = {INPUT: x[part]}, {}, ({} if keep_switches else None)
+            _walk(steps, live, net, switches, im2col, outputs, detach=True)
+            return live, outputs, switches
+
+    futures = [_executor(len(chunks) - 1).submit(one, part) for part in chunks[1:]]
+    try:
+        parts = [one(chunks[0])]
+    finally:
+        parts += [f.result() for f in futures]          # every slice done before anything returns
+    result.outputs.update({n: np.concatenate([o[n] for _, o, _ in parts]) for n in parts[0][1]})
+    if keep_switches:
+        result.switches.update({n: np.concatenate([s[n] for _, _, s in parts]) for n in parts[0][2]})
+    return {n: x if n == INPUT else _join([live[n] for live, _, _ in parts]) for n in parts[0][0]}
+
+
+def _join(values):
+    """The slices' activations of one tensor as one batch, in its layout (blocked: aligned)."""
+    if not isinstance(values[0], Blocked):
+        return np.concatenate(values)
+    out = aligned_empty((sum(v.data.shape[0] for v in values),) + values[0].data.shape[1:])
+    np.concatenate([v.data for v in values], out=out)
+    return Blocked(out, values[0].channels)
+
+
+def _copy_aligned(a):
+    out = aligned_empty(a.shape)
+    out[...] = a
+    return out
+
+
+_pool, _pool_lock = None, threading.Lock()
+
+
+def _executor(workers):
+    """The batch split's thread pool, with at least `workers` threads."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zfnet-batch")
+        return _pool
+
+
+def _forget_pool():
+    """In a forked child: the pool's threads did not come along; start a new pool when needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
