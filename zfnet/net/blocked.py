@@ -433,24 +433,24 @@ def _copy_aligned(a):
     return out
 
 
-_pool, _pool_lock = None, threading.Lock()
+_pool, _pool_workers, _pool_lock = None, 0, threading.Lock()
 
 
 def _executor(workers):
     """The batch split's thread pool, with at least `workers` threads."""
-    global _pool
+    global _pool, _pool_workers
     with _pool_lock:
-        if _pool is None or _pool._max_workers < workers:
+        if _pool is None or _pool_workers < workers:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zfnet-batch")
+            _pool, _pool_workers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zfnet-batch"), workers
         return _pool
 
 
 def _forget_pool():
     """In a forked child: the pool's threads did not come along; start a new pool when needed."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pool, _pool_workers, _pool_lock
+    _pool, _pool_workers, _pool_lock = None, 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)
