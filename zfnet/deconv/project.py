@@ -180,7 +180,7 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
                 tensors.assign(out[k:k + 1], paste(signal, box[0], box[2], full_box(arch.input_shape)))
 
     # whole maps, flat units (and every unit with crop=False): whole planes, CHUNK seeds at a time
-    plan = dense_plan(arch, start)
+    plan = dense_plan(arch, start) if dense else None
     for i in range(0, len(dense), CHUNK):
         ks = dense[i:i + CHUNK]
         chunk = [units[k] for k in ks]
