@@ -78,6 +78,8 @@ CASES = [
     (1, 8, 2, 2, 8, 1, 1, 1),          # 1x1 with padding: direct, output pixels of padding only
     (2, 40, 5, 4, 35, 1, 1, 1),        # 1x1 with padding, 20 input pixels: pointwise inside a border of biases
     (1, 20, 3, 3, 16, 1, 1, 2),        # 1x1, 9 input pixels, padding 2: pointwise_gemm_6x16 inside
+    (2, 20, 7, 6, 100, 3, 1, 1),       # 7 filter blocks: direct_6x64 on 4, direct_12x32 on 2, 6x16 on 1
+    (1, 33, 9, 9, 64, 5, 2, 2),        # 4 filter blocks, 3 input blocks (the last partial), stride 2
 ]
 
 
@@ -85,8 +87,9 @@ CASES = [
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("wide", [False, True], ids=["6x16", "wide"])
 def test_conv2d_nchwc_equals_both_twins(N, C, H, W, F, K, s, p, relu, wide):
-    """Both tile sets on every case (F = 7..33: one, two and three filter blocks, so the two-block
-    kernels run on pairs and on an odd last block); the wide tiles give the 6x16 tiles' bits."""
+    """Both tile sets on every case (F = 7..100: one to seven filter blocks, so the wide kernels run
+    on their groups and the blocks left over on the narrower ones); the wide tiles give the 6x16
+    tiles' bits."""
     rng = np.random.default_rng(2)
     x, w, b = _randn(rng, N, C, H, W), _randn(rng, F, C, K, K), _randn(rng, F)
     x_b, w_b, b_b = nchwc.to_nchwc(x), nchwc.filters_to_nchwc(w), nchwc.bias_to_nchwc(b, F)
@@ -150,7 +153,7 @@ def test_both_paths_agree_on_a_pointwise_layer():
     assert choose_path((1, 1), (1, 1), (0, 0), (5, 7), wide=False) == "pointwise_gemm_6x16"
     assert choose_path((1, 1), (1, 1), (0, 0), (5, 7), wide=True) == "pointwise_gemm_12x32"
     ys = [conv2d_nchwc(x_b, w_b, b_b, path=path)
-          for path in ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_12x32", "direct_12x32")]
+          for path in ("pointwise_gemm_6x16", "direct_6x16", "pointwise_gemm_12x32", "direct_12x32", "direct_6x64")]
     for y in ys[1:]:
         np.testing.assert_allclose(ys[0], y, rtol=1e-5, atol=1e-5)
 
@@ -167,7 +170,8 @@ def test_out_is_written_and_returned():
 
 
 
-@pytest.mark.parametrize("path", ["direct_6x16", "pointwise_gemm_6x16", "direct_12x32", "pointwise_gemm_12x32"])
+@pytest.mark.parametrize("path", ["direct_6x16", "pointwise_gemm_6x16", "direct_12x32", "pointwise_gemm_12x32",
+                                  "direct_6x64"])
 def test_out_block_fills_its_blocks_of_a_wider_array_only(path):
     """out_block: the convolution's blocks of a concat's output are written, the rest untouched."""
     rng = np.random.default_rng(6)
@@ -184,8 +188,19 @@ def test_out_block_fills_its_blocks_of_a_wider_array_only(path):
     with pytest.raises(ZFNetError, match="needs out="):
         conv2d_nchwc(x_b, w_b, b_b, out_block=1)
 
+def test_out_block_with_direct_6x64_groups_and_a_block_left_over():
+    """5 filter blocks into blocks 2..6 of an 8-block output: direct_6x64 writes 2..5, direct_6x16 6."""
+    rng = np.random.default_rng(7)
+    x_b, w_b = nchwc.to_nchwc(_randn(rng, 2, 20, 7, 6)), nchwc.filters_to_nchwc(_randn(rng, 80, 20, 3, 3))
+    b_b = nchwc.bias_to_nchwc(_randn(rng, 80), 80)
+    out = np.full((2, 8, 7, 6, 16), np.nan, np.float32)
+    conv2d_nchwc(x_b, w_b, b_b, 1, 1, relu=True, path="direct_6x64", out=out, out_block=2)
+    np.testing.assert_array_equal(out[:, 2:7], conv2d_nchwc(x_b, w_b, b_b, 1, 1, relu=True, path="direct_6x16"))
+    assert np.isnan(out[:, :2]).all() and np.isnan(out[:, 7:]).all()
+
+
 @pytest.mark.parametrize("wide, direct, pointwise", [(False, "direct_6x16", "pointwise_gemm_6x16"),
-                                                     (True, "direct_12x32", "pointwise_gemm_12x32")])
+                                                     (True, "direct_6x64", "pointwise_gemm_12x32")])
 def test_path_rule(wide, direct, pointwise):
     assert choose_path((1, 1), (1, 1), (0, 0), (2, 2), wide=wide) == direct   # fewer pixels than a tile
     assert choose_path((3, 3), (1, 1), (1, 1), (13, 13), wide=wide) == direct
@@ -197,7 +212,7 @@ def test_path_rule(wide, direct, pointwise):
 def test_the_default_tile_follows_the_compiled_vector_width():
     from zfnet.kernels import _codegen
     wide = _codegen.wide_vectors()
-    assert choose_path((3, 3), (1, 1), (1, 1), (13, 13)) == ("direct_12x32" if wide else "direct_6x16")
+    assert choose_path((3, 3), (1, 1), (1, 1), (13, 13)) == ("direct_6x64" if wide else "direct_6x16")
 
 
 def test_conv2d_nchwc_errors_name_the_fix():

@@ -51,6 +51,7 @@ MICRO_KERNELS = {
     "_pointwise_gemm_12x32": (_X, _X, _X[:64], _X.copy(), 1, 2, 8, 64, 4, False, 4, 0, 8, 64, 0, 0),
     "_direct_6x16": (_X, _X, _X[:64], _X.copy(), 1, 32, 2, 10, 10, 4, 3, 3, 8, 8, 1, 1, False, 4, 0),
     "_direct_12x32": (_X, _X, _X[:64], _X.copy(), 1, 32, 2, 10, 10, 4, 3, 3, 8, 8, 1, 1, False, 4, 0),
+    "_direct_6x64": (_X, _X, _X[:64], _X.copy(), 1, 32, 2, 10, 10, 4, 3, 3, 8, 8, 1, 1, False, 4, 0),
     "_direct_nchw_6x16": (_X, _X, _X[:64], _X.copy(), np.arange(27, dtype=np.uint64), 1, 3, 10, 10, 4, 8, 8, 1, 1,
                           False, 4, 0),
     "_direct_nchw_6x32": (_X, _X, _X[:64], _X.copy(), np.arange(27, dtype=np.uint64), 1, 3, 10, 10, 4, 8, 8, 1, 1,
