@@ -323,3 +323,30 @@ def test_scan_argument_errors(collection):
     net.meta.pop("mean")
     with pytest.raises(ZFNetError, match="lacks mean"):     # not: every image skipped for the same reason
         scan(net, collection, "relu2", "all")
+
+
+# -- the weights' digest (what a saved state was computed with) -----------------------------------
+def test_weights_digest_is_kept_only_while_the_same_read_only_tensors_are_there():
+    import hashlib
+
+    from zfnet.viz.scan_state import weights_digest
+    net = tiny_net()
+
+    def hashed(net, layer):                     # the digest's definition, computed afresh
+        h = hashlib.sha256()
+        for spec in net.arch.layers[: net.arch.index(layer) + 1]:
+            for key in sorted(spec.param_shapes()):
+                a = net.params[f"{spec.name}.{key}"]
+                h.update(f"{spec.name}.{key}{a.shape}".encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+    layer = net.arch.names[-1]
+    first = weights_digest(net, layer)
+    assert first == hashed(net, layer) and weights_digest(net, layer) == first      # kept, the same
+    name = next(iter(net.params))
+    changed = net.params[name].copy()
+    changed.flat[0] += 1
+    net.params[name] = changed                  # another tensor (writeable): hashed, not kept
+    assert weights_digest(net, layer) == hashed(net, layer) != first
+    changed.flat[0] += 1                        # changed in place: seen, since it was not kept
+    assert weights_digest(net, layer) == hashed(net, layer)
