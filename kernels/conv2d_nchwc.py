@@ -542,9 +542,9 @@ def choose_path(kernel_size, stride, padding, out_hw, wide=None):
 
     wide (default WIDE): 512-bit vectors, so a tile of 12 pixels x two filter blocks, or of 6
     pixels x four, fits in 24 of the 32 registers (with 8-float vectors it would need 48 of AVX2's
-    16, and spill): pointwise_gemm_12x32 (with 12 pixels or more), direct_6x64 (its 10 loads per
-    24 FMAs ran 2-8% faster than direct_12x32's 14 on every ZFNet and SqueezeNet layer measured,
-    RESULTS.md; with fewer than 4 filter blocks it runs direct_12x32).
+    16, and spill): pointwise_gemm_12x32 (with 12 pixels or more), direct_6x64 (10 loads per 24
+    FMAs against direct_12x32's 14: RESULTS.md, "direct_6x64"; with fewer than 4 filter blocks it
+    runs direct_12x32).
 
     A padded 1x1 convolution (SqueezeNet v1.0's conv10 has padding 1) is a pointwise GEMM over
     its input pixels, written inside the output's border, and a border of biases (_fill_border):

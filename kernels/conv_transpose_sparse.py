@@ -30,7 +30,7 @@ those read: tile_taps, window_taps). Six kernels compute the sum (`PATHS`):
                     than FILTER_BANK_BYTES: filter by filter into every position's window, so the
                     bank is read once instead of once per position; then the windows are added to
                     out as by_position's
-    position_tiles  groups == 1, C in blocks of 64, at least TILES of the values nonzero (ZFNet's
+    position_tiles  groups == 1, C in blocks of 64, at least TILES_DENSITY of the values nonzero (ZFNet's
                     conv3-conv5 steps, about half): a register tile of 6 positions x 64 taps summed
                     over every filter with a value in the tile, zeros included (a GEMM's
                     micro-kernel); blocks of 64 channels in parallel
@@ -62,7 +62,7 @@ FILTER_BANK_BYTES = 2 * 1024 * 1024
 TILE_POSITIONS = 6
 TILE_TAPS = 64
 # position_tiles from this fraction of nonzero values up (it multiplies a tile's zeros too)
-TILES = 0.3
+TILES_DENSITY = 0.3
 # window_tiles' register tile: WINDOW_VECTORS vectors of 16 floats of one position's window
 WINDOW_VECTORS = 14
 _TP, _TQ, _ACC = TILE_POSITIONS, TILE_TAPS, TILE_POSITIONS * TILE_TAPS
@@ -457,7 +457,7 @@ def choose_path(g, rectify, groups, unpooled, filter_bytes=0, out_channels=0):
     if groups == 1 and unpooled:
         return "window_tiles"
     nonzero = np.count_nonzero(g > 0) if rectify else np.count_nonzero(g)
-    if groups == 1 and out_channels and out_channels % TILE_TAPS == 0 and nonzero >= TILES * g.size:
+    if groups == 1 and out_channels and out_channels % TILE_TAPS == 0 and nonzero >= TILES_DENSITY * g.size:
         return "position_tiles"
     if nonzero > DENSE * g.size:
         return "columns"
@@ -476,9 +476,8 @@ def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpo
     """
     KH, KW = w.shape[2:]
     (sy, sx), (oy, ox) = stride, offset
-    w_taps = taps(w)
-    if path is None:
-        path = choose_path(g, rectify, groups, unpooled, w_taps.nbytes, out.shape[2])
+    if path is None:                    # taps(w) holds w's floats in another order: w.nbytes bytes
+        path = choose_path(g, rectify, groups, unpooled, w.nbytes, out.shape[2])
     if path not in PATHS or (path in ("by_position", "window_tiles", "filter_windows", "position_tiles") and groups != 1):
         raise ZFNetError(f"conv_transpose_sparse: path {path!r} with groups={groups}; choose one of "
                          f"{', '.join(PATHS)} (by_position, window_tiles, filter_windows and position_tiles "
@@ -486,6 +485,7 @@ def conv_transpose_sparse(g, w, stride, groups, offset, out, rectify=False, unpo
     if path == "position_tiles" and out.shape[2] % TILE_TAPS:
         raise ZFNetError(f"conv_transpose_sparse: path 'position_tiles' needs the input channels (out's last axis, "
                          f"{out.shape[2]}) in blocks of {TILE_TAPS}; choose another of {', '.join(PATHS)}")
+    w_taps = taps(w) if path in ("by_position", "by_filter", "filter_windows", "columns") else None
     if path == "by_position":
         F = g.shape[2]
         by_position(g, rectify, w_taps, KH, KW, sy, sx, oy, ox, out,

@@ -9,7 +9,7 @@ import pytest
 
 from zfnet import kernels
 from zfnet.kernels import ZFNetError
-from zfnet.kernels.conv_transpose_sparse import (DENSE, FILTER_BANK_BYTES, PATHS, TILE_TAPS, TILES, choose_path,
+from zfnet.kernels.conv_transpose_sparse import (DENSE, FILTER_BANK_BYTES, PATHS, TILE_TAPS, TILES_DENSITY, choose_path,
                                                  conv_transpose_sparse, conv_transpose_sparse_reference, pack_nonzero)
 
 
@@ -135,9 +135,9 @@ def test_the_dispatch_table():
     assert choose_path(few, False, 1, unpooled=True, filter_bytes=big) == "window_tiles"
     assert choose_path(few, False, 2, unpooled=False, filter_bytes=big) == "by_filter"
     assert choose_path(many, False, 1, unpooled=False, filter_bytes=big) == "columns"
-    # C in blocks of 64, at least TILES of the values nonzero, one group: position_tiles
+    # C in blocks of 64, at least TILES_DENSITY of the values nonzero, one group: position_tiles
     part = many.copy()
-    part.reshape(-1)[int(TILES * part.size) + 1:] = 0
+    part.reshape(-1)[int(TILES_DENSITY * part.size) + 1:] = 0
     assert choose_path(part, False, 1, unpooled=False, out_channels=128) == "position_tiles"
     assert choose_path(part, False, 1, unpooled=False, out_channels=96) == "by_position"      # C = 96
     assert choose_path(few, False, 1, unpooled=False, out_channels=128) == "by_position"   # too few

@@ -160,7 +160,7 @@ def project(net, x, layer, units, mode="deconvnet", lrn="identity", crop=True, f
     dense = [k for k in range(len(units)) if k not in set(cropped)]
 
     # single units: each on its own receptive-field boxes, skipping zeros where the network is a
-    # chain (sparse.py: its register-tiled steps run on the thread pool, 0.2-0.5 ms each), else by
+    # chain (sparse.py: its register-tiled steps are long enough for the thread pool), else by
     # the rules of backward.py on one core (the ops are small: waking worker threads would cost
     # more than they save, see kernels/_threads.py)
     fast = bool(cropped) and not device and sparse.supports(arch, start, mode, lrn)

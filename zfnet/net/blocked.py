@@ -42,17 +42,16 @@ passes they hold a pass's buffers (a higher peak RSS, in RESULTS.md); `release_a
 
 Threads: a pass runs each layer on every Numba thread (T of them), and every layer's parallel loop
 waits for its slowest thread. On a machine whose other processes take a core for a time slice,
-every layer pays for that wait: beside two busy processes a batch-16 SqueezeNet pass got 0.28-0.40
-of its threads' CPU time (against 0.86-1.0 quiet) and took 2.5x its quiet time. So a pass that got
-less than CPU_SHARE of its threads' time makes the next ones split their batch (`batch_chunks`):
+every layer pays for that wait, and the pass gets much less than its threads' CPU time. So a pass
+that got less than CPU_SHARE of its threads' time makes the next ones split their batch (`batch_chunks`):
 a batch of N >= 2 images runs as min(N, T) slices, each on a thread of its own with its kernels on
 one core (kernels.serial) and no barrier between its layers, up to the first fully connected layer;
 the slices' activations are then joined and the fully connected layers run on the whole batch with
-every thread (a slice per thread would read their weights, 234 MB for ZFNet, once per slice). A
-split pass that gets its share back returns the process to whole passes. Split passes are 3-5%
-slower on a quiet machine (two streams of images share the caches less than two threads on one
-image), and 2.0-2.1x their quiet time beside two busy processes (benchmarks/RESULTS.md, "The batch
-split"). An image's result does not depend on its batch, so both give the same bits.
+every thread (a slice per thread would read their weights once per slice). A split pass that
+gets its share back returns the process to whole passes: on a quiet machine split passes are the
+slower (two streams of images share the caches less well than two threads on one image). The
+measurements: benchmarks/RESULTS.md, "The batch split". An image's result does not depend on its
+batch, so both give the same bits.
 ZFNET_BATCH_SPLIT=always / never overrides the choice (default auto). The split needs a threading
 layer that runs kernels from several threads at once (TBB, OpenMP: kernels.concurrent_kernels);
 under workqueue, and inside kernels.serial(), the batch runs whole.

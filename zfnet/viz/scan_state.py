@@ -26,8 +26,8 @@ STATE_VERSION = 2     # 2: image records carry their sha256; ties are broken by 
 
 
 # id(net) -> (a weak reference to net, {layer: (the tensors hashed, their digest)}): a digest of
-# read-only tensors, kept while the net holds those same tensors (ZFNet's conv1-conv5, 15 MB, took
-# 16 ms to hash on every scan call); an entry goes when its net is collected
+# read-only tensors, kept while the net holds those same tensors (hashed once, not on every scan
+# call: RESULTS.md); an entry goes when its net is collected
 _digests = {}
 
 
