@@ -72,6 +72,8 @@ ACC_WIDE = 2 * TILE_WIDE * BLOCK
 CHUNK_WIDE = 4              # their tiles per parallel iteration: the same 48 pixels as CHUNK tiles of 6
 _B, _T, _ACC, _TW, _HALF = uint64(BLOCK), uint64(TILE), uint64(ACC), uint64(TILE_WIDE), uint64(TILE_WIDE * BLOCK)
 ACC_QUAD = 4 * ACC             # accumulators per tile of 6 pixels x four filter blocks (direct_6x64)
+_PAIRS, _ONE = uint64(BLOCK // 2), uint64(1)   # direct_6x64's trips of two channel steps per full block
+NCHW_STEPS = 3                # direct_nchw_6x32's (channel, tap) pairs per trip
 
 
 def conv2d_nchwc_output_size(hw, kernel_size, stride, padding):
@@ -314,12 +316,26 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
             _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, q):
+    """(channel, tap) pair q of direct_nchw_6x32's tile: acc[r, :] += x[offsets[r] + x_taps[q]] * w_rows[fb, q, :]
+    for filter blocks fb (w_fb) and fb + 1 (w_fb + next_fb)."""
+    x0, w0 = x_taps[q], w_fb + uint64(q) * _B
+    for r in range(_T):
+        xv = x[offsets[r] + x0]
+        for co in range(_B):
+            acc[r * _B + co] += xv * w_rows[w0 + co]
+            acc[_ACC + r * _B + co] += xv * w_rows[w0 + next_fb + co]
+
+
 @njit(nogil=True, parallel=True, cache=True, fastmath=True)
 def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x32: direct_nchw_6x16 on tiles of 6 pixels x 2 filter blocks, FB even (see
     direct_12x32; tiles of 12 pixels were slower here, RESULTS.md: each of the 147 taps then needs
     12 pixel offsets, more than the general-purpose registers hold); the same sums in the same
-    order, so the same bits."""
+    order, so the same bits. Three pairs per trip of the loop (NCHW_STEPS; the first layer's 147
+    are 49 trips): as direct_6x64's two steps per trip, the next pair's loads go among this pair's
+    FMAs (RESULTS.md, "Two steps per trip")."""
     P = Ho * Wo
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
@@ -337,13 +353,12 @@ def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
             i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
             for k in range(uint64(ACC2)):
                 acc[k] = 0.0
-            for q in range(Q):
-                x0, w0 = x_taps[q], w_fb + uint64(q) * _B
-                for r in range(_T):
-                    xv = x[offsets[r] + x0]
-                    for co in range(_B):
-                        acc[r * _B + co] += xv * w_rows[w0 + co]
-                        acc[_ACC + r * _B + co] += xv * w_rows[w0 + next_fb + co]
+            for q3 in range(Q // NCHW_STEPS):        # three pairs per trip, then the 0-2 left over
+                _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, NCHW_STEPS * q3)
+                _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, NCHW_STEPS * q3 + 1)
+                _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, NCHW_STEPS * q3 + 2)
+            for q in range(Q - Q % NCHW_STEPS, Q):
+                _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, q)
             y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
             count = min(TILE, P - t * TILE)
             _store_tile(acc, 0, y, y0, count, b, fb * BLOCK, relu)
@@ -426,7 +441,12 @@ def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
     """direct_6x64: direct_6x16 on tiles of 6 pixels x 4 filter blocks (fb .. fb + 3), FB a multiple
     of 4: MLAS's AVX-512 tile. Each broadcast input value feeds 4 FMAs and each filter row 6: 24
     accumulator registers, 10 loads per 24 FMAs (direct_12x32: 14). The same sums in the same order
-    as direct_6x16, so the same bits."""
+    as direct_6x16, so the same bits.
+
+    A full input block runs as 8 trips of two channel steps: LLVM then issues the next step's four
+    filter loads among the current step's FMAs, where a trip of one step began with them (3-7%
+    faster on ZFNet's conv2-conv5, RESULTS.md, "Two steps per trip"); four or more steps per trip
+    no longer fit the registers."""
     P = Ho * Wo
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
@@ -449,9 +469,10 @@ def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
                     for v in range(KW):
                         x0 = uint64(((cb * Hp + u) * Wp + v) * BLOCK)
                         w0 = uint64((((fb * CB + cb) * KH + u) * KW + v) * BLOCK * BLOCK)
-                        if real == BLOCK:
-                            for ci in range(_B):
-                                _step_6x64(acc, x, w, offsets, x0, w0, next_fb, next_fb2, next_fb3, ci)
+                        if real == BLOCK:                # two steps per trip (_PAIRS, see the docstring)
+                            for c2 in range(_PAIRS):
+                                _step_6x64(acc, x, w, offsets, x0, w0, next_fb, next_fb2, next_fb3, c2 + c2)
+                                _step_6x64(acc, x, w, offsets, x0, w0, next_fb, next_fb2, next_fb3, c2 + c2 + _ONE)
                         else:
                             for ci in range(uint64(real)):
                                 _step_6x64(acc, x, w, offsets, x0, w0, next_fb, next_fb2, next_fb3, ci)

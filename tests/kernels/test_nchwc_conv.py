@@ -110,7 +110,12 @@ def test_conv2d_nchwc_equals_both_twins(N, C, H, W, F, K, s, p, relu, wide):
 
 
 
-@pytest.mark.parametrize("N, C, H, W, F, K, s, p", [c for c in CASES if c[1] <= 20])
+NCHW_CASES = [c for c in CASES if c[1] <= 20] + [
+    (2, 1, 7, 8, 32, 2, 1, 0),         # 4 (channel, tap) pairs: direct_nchw_6x32's trip of 3 and 1 left over
+]   # the others leave 0 (147, 153, 144, 180 pairs) or 2 (125, 20, 8)
+
+
+@pytest.mark.parametrize("N, C, H, W, F, K, s, p", NCHW_CASES)
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("path", ["direct_nchw_6x16", "direct_nchw_6x32"])
 def test_conv2d_nchwc_from_nchw_equals_the_blocked_kernel_and_the_twins(N, C, H, W, F, K, s, p, relu, path):
