@@ -49,6 +49,12 @@ parallel iteration owns a chunk of 48 consecutive output pixels (8 tiles of 6, o
 (n, fb) (or group of filter blocks) of the output; its tiles run in order, so the filters stay in
 cache. The accumulators live on the stack and LLVM's SLP vectoriser packs them into registers (see
 _registers.py); flat offsets are uint64 so Numba adds no negative-index checks.
+
+A tile is stored whole, straight from its registers (_whole_store: constant indices only): a
+plane's last tile is shifted back to end at its last pixel, so it writes again, with the same
+bits, a few pixels the tile before it wrote (a plane of fewer than 6 pixels, which has no whole
+tile, is stored from a copy, _store_tile). The kernels' fast-math flags (FAST) leave out
+reassociation, so every sum runs in the order written and the kernels' bits agree.
 """
 import functools
 
@@ -74,6 +80,14 @@ _B, _T, _ACC, _TW, _HALF = uint64(BLOCK), uint64(TILE), uint64(ACC), uint64(TILE
 ACC_QUAD = 4 * ACC             # accumulators per tile of 6 pixels x four filter blocks (direct_6x64)
 _PAIRS, _ONE = uint64(BLOCK // 2), uint64(1)   # direct_6x64's trips of two channel steps per full block
 NCHW_STEPS = 3                # direct_nchw_6x32's (channel, tap) pairs per trip
+BIAS_MAX = 4 * BLOCK          # the most biases a whole-tile store reads: direct_6x64's four blocks
+
+# LLVM's fast-math flags for the kernels, without reassociation ("reassoc"): every sum runs in the
+# order written, so kernels that write the same sums give the same bits (tested); "contract" lets
+# each multiply-add be one FMA. With "reassoc" too (fastmath=True), LLVM moved a tile's bias
+# addition in among its last FMAs once the tile stayed in registers up to its stores (one pixel
+# of six then differed from direct_6x16 by an ulp).
+FAST = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
 
 
 def conv2d_nchwc_output_size(hw, kernel_size, stride, padding):
@@ -156,6 +170,38 @@ def _store_rows(acc, first, y, plane, rows, r_first, r_end, b, b0, relu):
             y[uint64(plane) + rows[r] + co] = max(v, 0.0) if relu else v
 
 
+def _whole_store(tile, blocks, rows=False):
+    """The store of a whole register tile of `tile` pixels x `blocks` filter blocks (fb ..):
+
+        y[y0 + q*step + at(r) + co] = acc[(q*tile + r)*B + co] + b[b0 + q*B + co]   (rectified if relu)
+
+    for q < blocks, r < tile, co < B, with at(r) = r*B (consecutive pixels), or rows_at[r] with
+    rows=True (each pixel at its own offset: a padded 1x1 convolution; otherwise rows_at, any
+    uint64 array, is not read). Every index into acc is a
+    constant and the biases are read before the stores (see _store_tile), so LLVM stores the tile
+    straight from its registers; a store of a variable pixel count (_store_tile) made it copy the
+    whole tile to the stack and back first (RESULTS.md, "Stores straight from the registers")."""
+    count, size, nb = uint64(tile), uint64(tile * BLOCK), uint64(blocks)
+
+    @njit(nogil=True, inline="always")
+    def store(acc, y, y0, step, b, b0, relu, rows_at):
+        bias = stack_tile(BIAS_MAX)
+        for k in range(nb * _B):
+            bias[k] = b[uint64(b0) + k]
+        for q in range(nb):
+            for r in range(count):
+                at = rows_at[r] if rows else r * _B
+                for co in range(_B):
+                    v = acc[q * size + r * _B + co] + bias[q * _B + co]
+                    y[uint64(y0) + q * uint64(step) + at + co] = max(v, 0.0) if relu else v
+    return store
+
+
+_store_whole_12x32, _store_whole_rows_12x32 = _whole_store(TILE_WIDE, 2), _whole_store(TILE_WIDE, 2, rows=True)
+_store_whole_6x16, _store_whole_rows_6x16 = _whole_store(TILE, 1), _whole_store(TILE, 1, rows=True)
+_store_whole_6x32, _store_whole_6x64 = _whole_store(TILE, 2), _whole_store(TILE, 4)
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _interior_rows(rows, p0, tile, W, Wo, ph, pw):
     """rows[r] = the output offset (in floats, within a plane) of input pixel p0 + r of a 1x1
@@ -207,13 +253,13 @@ def _step_6x64(acc, x, w, offsets, x0, w0, next_fb, next_fb2, next_fb3, ci):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _tile_offsets(offsets, t, i, j, P, Wo, row0, Wp, sh, sw, unit, tile=TILE):
+def _tile_offsets(offsets, p0, i, j, P, Wo, row0, Wp, sh, sw, unit, tile=TILE):
     """offsets[r] = ((row0 + i_r*sh) * Wp + j_r*sw) * unit for the `tile` output pixels (i_r, j_r)
-    of tile t, starting at (i, j); returns the pixel after the tile. The last tile repeats the last
-    pixel (computed, not stored); a tile may wrap to the next output row."""
+    from pixel p0 = (i, j) on; returns the pixel after the tile. A tile that runs past the plane's
+    last pixel repeats it (computed, not stored); a tile may wrap to the next output row."""
     for r in range(tile):
         offsets[r] = uint64(((row0 + i * sh) * Wp + j * sw) * unit)
-        if t * tile + r < P - 1:
+        if p0 + r < P - 1:
             j += 1
             if j == Wo:
                 i, j = i + 1, 0
@@ -227,7 +273,7 @@ def _job_tiles(job, FB, chunks, T, chunk_tiles=CHUNK):
     return n, fb, chunk * chunk_tiles, min(chunk * chunk_tiles + chunk_tiles, T)
 
 
-@njit(nogil=True, parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
 def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_6x16: y_b = conv(x_pad_b, w_b) + b_b on flat arrays; any KH, KW, stride (padding done).
 
@@ -245,7 +291,7 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
         acc = stack_tile(ACC)
         i, j = divmod(t_first * TILE, Wo)   # the output pixel (i, j) that starts the chunk
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
+            i, j = _tile_offsets(offsets, t * TILE, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
             for k in range(uint64(ACC)):
                 acc[k] = 0.0
             for cb in range(CB):
@@ -283,7 +329,7 @@ def nchw_taps(C, Hp, Wp, KH, KW):
     return x_taps, w_rows
 
 
-@njit(nogil=True, parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
 def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x16: direct_6x16 on a plain NCHW input x_pad (N, C, Hp, Wp), channel c = cb*B + ci
     read where it lies (x_pad[n, c, i*sh + u, j*sw + v]): an image's 3 channels are never copied
@@ -303,7 +349,7 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
         i, j = divmod(t_first * TILE, Wo)
         w_fb = uint64(fb * Q * BLOCK)
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
+            i, j = _tile_offsets(offsets, t * TILE, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
             for k in range(uint64(ACC)):
                 acc[k] = 0.0
             for q in range(Q):
@@ -328,7 +374,7 @@ def _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, q):
             acc[_ACC + r * _B + co] += xv * w_rows[w0 + next_fb + co]
 
 
-@njit(nogil=True, parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
 def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_nchw_6x32: direct_nchw_6x16 on tiles of 6 pixels x 2 filter blocks, FB even (see
     direct_12x32; tiles of 12 pixels were slower here, RESULTS.md: each of the 147 taps then needs
@@ -347,10 +393,15 @@ def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
         fb = 2 * fp
         offsets = stack_offsets(TILE)
         acc = stack_tile(ACC2)
+        tail = stack_tile(ACC2)             # a plane of fewer than 6 pixels: its tile, copied to be stored in part
         i, j = divmod(t_first * TILE, Wo)
         w_fb = uint64(fb * Q * BLOCK)
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
+            p0 = t * TILE
+            if p0 + TILE > P and P >= TILE:     # the last tile, shifted back to end at the last pixel
+                p0 = P - TILE
+                i, j = divmod(p0, Wo)
+            i, j = _tile_offsets(offsets, p0, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
             for k in range(uint64(ACC2)):
                 acc[k] = 0.0
             for q3 in range(Q // NCHW_STEPS):        # three pairs per trip, then the 0-2 left over
@@ -359,13 +410,17 @@ def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
                 _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, NCHW_STEPS * q3 + 2)
             for q in range(Q - Q % NCHW_STEPS, Q):
                 _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, q)
-            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
-            count = min(TILE, P - t * TILE)
-            _store_tile(acc, 0, y, y0, count, b, fb * BLOCK, relu)
-            _store_tile(acc, TILE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
+            y0 = ((n * FBo + fbo + fb) * P + p0) * BLOCK
+            if P >= TILE:                       # a whole tile, from the registers (see direct_6x64)
+                _store_whole_6x32(acc, y, y0, P * BLOCK, b, fb * BLOCK, relu, offsets)
+            else:
+                for k in range(uint64(ACC2)):
+                    tail[k] = acc[k]
+                _store_tile(tail, 0, y, y0, P, b, fb * BLOCK, relu)
+                _store_tile(tail, TILE, y, y0 + P * BLOCK, P, b, (fb + 1) * BLOCK, relu)
 
 
-@njit(nogil=True, parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
 def _pointwise_gemm_6x16(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph, pw):
     """pointwise_gemm_6x16: y_b[n, fb, p, :] = b + sum_{cb, ci} x_b[n, cb, p, ci] w_b[fb, cb, ci, :]; needs P >= 6.
 
@@ -390,12 +445,15 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph
                         xv = x[x0 + r * _B + ci]
                         for co in range(_B):
                             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
-            skip = t * TILE - p0                # pixels of a shifted tile that the previous tile owns
-            _interior_rows(rows, p0, TILE, W, Wo, ph, pw)
-            _store_rows(acc, 0, y, (n * FBo + fbo + fb) * Po * BLOCK, rows, skip, TILE, b, fb * BLOCK, relu)
+            plane = (n * FBo + fbo + fb) * Po * BLOCK
+            if ph == 0 and pw == 0:             # whole tiles, as pointwise_gemm_12x32 stores them
+                _store_whole_6x16(acc, y, plane + p0 * BLOCK, 0, b, fb * BLOCK, relu, rows)
+            else:
+                _interior_rows(rows, p0, TILE, W, Wo, ph, pw)
+                _store_whole_rows_6x16(acc, y, plane, 0, b, fb * BLOCK, relu, rows)
 
 
-@njit(nogil=True, parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
 def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_12x32: direct_6x16 on tiles of 12 pixels x 2 filter blocks (fb, fb + 1), FB even.
 
@@ -415,7 +473,7 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
         acc = stack_tile(ACC_WIDE)          # acc[:ACC_WIDE/2]: block fb, the rest: block fb + 1
         i, j = divmod(t_first * TILE_WIDE, Wo)
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK, TILE_WIDE)
+            i, j = _tile_offsets(offsets, t * TILE_WIDE, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK, TILE_WIDE)
             for k in range(uint64(ACC_WIDE)):
                 acc[k] = 0.0
             for cb in range(CB):
@@ -436,7 +494,7 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
             _store_tile(acc, TILE_WIDE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
 
 
-@njit(nogil=True, parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
 def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu, FBo, fbo):
     """direct_6x64: direct_6x16 on tiles of 6 pixels x 4 filter blocks (fb .. fb + 3), FB a multiple
     of 4: MLAS's AVX-512 tile. Each broadcast input value feeds 4 FMAs and each filter row 6: 24
@@ -458,9 +516,14 @@ def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
         fb = 4 * fq
         offsets = stack_offsets(TILE)
         acc = stack_tile(ACC_QUAD)          # acc[q*ACC:(q+1)*ACC]: block fb + q
+        tail = stack_tile(ACC_QUAD)         # a plane of fewer than 6 pixels: its tile, copied to be stored in part
         i, j = divmod(t_first * TILE, Wo)
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
+            p0 = t * TILE
+            if p0 + TILE > P and P >= TILE:     # the last tile, shifted back to end at the last pixel
+                p0 = P - TILE
+                i, j = divmod(p0, Wo)
+            i, j = _tile_offsets(offsets, p0, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
             for k in range(uint64(ACC_QUAD)):
                 acc[k] = 0.0
             for cb in range(CB):
@@ -476,16 +539,25 @@ def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
                         else:
                             for ci in range(uint64(real)):
                                 _step_6x64(acc, x, w, offsets, x0, w0, next_fb, next_fb2, next_fb3, ci)
-            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
-            count = min(TILE, P - t * TILE)
-            for q in range(4):
-                _store_tile(acc, q * TILE, y, y0 + q * P * BLOCK, count, b, (fb + q) * BLOCK, relu)
+            y0 = ((n * FBo + fbo + fb) * P + p0) * BLOCK
+            if P >= TILE:                       # a whole tile, from the registers
+                _store_whole_6x64(acc, y, y0, P * BLOCK, b, fb * BLOCK, relu, offsets)
+            else:
+                for k in range(uint64(ACC_QUAD)):
+                    tail[k] = acc[k]
+                for q in range(4):
+                    _store_tile(tail, q * TILE, y, y0 + q * P * BLOCK, P, b, (fb + q) * BLOCK, relu)
 
 
-@njit(nogil=True, parallel=True, cache=True, fastmath=True)
+@njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
 def _pointwise_gemm_12x32(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph, pw):
     """pointwise_gemm_12x32: pointwise_gemm_6x16 on tiles of 12 pixels x 2 filter blocks, FB even,
-    P >= 12 (see direct_12x32). The same sums in the same order as pointwise_gemm_6x16."""
+    P >= 12 (see direct_12x32). The same sums in the same order as pointwise_gemm_6x16.
+
+    Every tile stores all its 12 pixels (_whole_store): the last tile, shifted back, writes again
+    the pixels the tile before it wrote, with the same bits (the same sums); with 16-64 input
+    channels, copying the tile through the stack to store a variable pixel range took a third of
+    the time (RESULTS.md, "Stores straight from the registers")."""
     T = (P + TILE_WIDE - 1) // TILE_WIDE
     chunks = (T + CHUNK_WIDE - 1) // CHUNK_WIDE
     FP = FB // 2
@@ -508,11 +580,12 @@ def _pointwise_gemm_12x32(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, p
                         for co in range(_B):
                             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
                             acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
-            skip = t * TILE_WIDE - p0
-            _interior_rows(rows, p0, TILE_WIDE, W, Wo, ph, pw)
             plane = (n * FBo + fbo + fb) * Po * BLOCK
-            _store_rows(acc, 0, y, plane, rows, skip, TILE_WIDE, b, fb * BLOCK, relu)
-            _store_rows(acc, TILE_WIDE, y, plane + Po * BLOCK, rows, skip, TILE_WIDE, b, (fb + 1) * BLOCK, relu)
+            if ph == 0 and pw == 0:             # input pixel p is output pixel p
+                _store_whole_12x32(acc, y, plane + p0 * BLOCK, Po * BLOCK, b, fb * BLOCK, relu, rows)
+            else:
+                _interior_rows(rows, p0, TILE_WIDE, W, Wo, ph, pw)
+                _store_whole_rows_12x32(acc, y, plane, Po * BLOCK, b, fb * BLOCK, relu, rows)
 
 
 @njit(nogil=True, parallel=True, cache=True)

@@ -80,6 +80,8 @@ CASES = [
     (1, 20, 3, 3, 16, 1, 1, 2),        # 1x1, 9 input pixels, padding 2: pointwise_gemm_6x16 inside
     (2, 20, 7, 6, 100, 3, 1, 1),       # 7 filter blocks: direct_6x64 on 4, direct_12x32 on 2, 6x16 on 1
     (1, 33, 9, 9, 64, 5, 2, 2),        # 4 filter blocks, 3 input blocks (the last partial), stride 2
+    (1, 16, 9, 9, 64, 3, 1, 1),        # 81 pixels: 14 tiles of 6 in two chunks, the last shifted back
+    (2, 20, 4, 3, 64, 3, 1, 0),        # 2 output pixels: fewer than a tile, stored from a copy
 ]
 
 

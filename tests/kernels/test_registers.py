@@ -62,13 +62,14 @@ MICRO_KERNELS = {
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="checks x86 SIMD mnemonics")
 @pytest.mark.parametrize("name", sorted(MICRO_KERNELS))
 def test_micro_kernels_are_packed_simd_without_gathers(name):
-    """The NCHWc micro-kernels as compiled here (a serial copy, so that its assembly can be read):
+    """The NCHWc micro-kernels as compiled here (a fresh copy with the kernel's own options, so that
+    its assembly can be read):
     every multiply-add packed (compiled without SLP, the tile's were scalar vfmadd231ss), no gather
     or scatter (what LLVM built the tile from on an AVX-512 host before _codegen.py), and the
     stores of the tile packed too (they were 96 scalar adds per tile while the bias was read
     between them)."""
     from zfnet.kernels import conv2d_nchwc
-    kernel = njit(fastmath=True, cache=False)(getattr(conv2d_nchwc, name).py_func)
+    kernel = njit(fastmath=conv2d_nchwc.FAST, parallel=True, cache=False)(getattr(conv2d_nchwc, name).py_func)
     call_vectorized(kernel, *MICRO_KERNELS[name])
     asm = "\n".join(kernel.inspect_asm().values())
     assert re.search(r"\bvfmadd\d+ps\b", asm), "no packed multiply-add at all"
