@@ -81,6 +81,7 @@ ACC_QUAD = 4 * ACC             # accumulators per tile of 6 pixels x four filter
 _PAIRS, _ONE = uint64(BLOCK // 2), uint64(1)   # direct_6x64's trips of two channel steps per full block
 NCHW_STEPS = 3                # direct_nchw_6x32's (channel, tap) pairs per trip
 BIAS_MAX = 4 * BLOCK          # the most biases a whole-tile store reads: direct_6x64's four blocks
+TILE_MAX = 4 * ACC            # the largest tile: direct_6x64's (also ACC_WIDE)
 
 # LLVM's fast-math flags for the kernels, without reassociation ("reassoc"): every sum runs in the
 # order written, so kernels that write the same sums give the same bits (tested); "contract" lets
@@ -175,7 +176,8 @@ def _whole_store(tile, blocks, rows=False):
 
         y[y0 + q*step + at(r) + co] = acc[(q*tile + r)*B + co] + b[b0 + q*B + co]   (rectified if relu)
 
-    for q < blocks, r < tile, co < B, with at(r) = r*B (consecutive pixels), or rows_at[r] with
+    for q < blocks, r < tile, co < B (r < pixels where a plane has fewer than `tile` pixels), with
+    at(r) = r*B (consecutive pixels), or rows_at[r] with
     rows=True (each pixel at its own offset: a padded 1x1 convolution; otherwise rows_at, any
     uint64 array, is not read). Every index into acc is a
     constant and the biases are read before the stores (see _store_tile), so LLVM stores the tile
@@ -184,7 +186,14 @@ def _whole_store(tile, blocks, rows=False):
     count, size, nb = uint64(tile), uint64(tile * BLOCK), uint64(blocks)
 
     @njit(nogil=True, inline="always")
-    def store(acc, y, y0, step, b, b0, relu, rows_at):
+    def store(acc, y, y0, step, b, b0, relu, rows_at, pixels):
+        if pixels < count:              # a plane of fewer pixels than a tile: from a copy
+            part = stack_tile(TILE_MAX)
+            for k in range(nb * size):
+                part[k] = acc[k]
+            for q in range(nb):
+                _store_tile(part, q * count, y, uint64(y0) + q * uint64(step), pixels, b, uint64(b0) + q * _B, relu)
+            return
         bias = stack_tile(BIAS_MAX)
         for k in range(nb * _B):
             bias[k] = b[uint64(b0) + k]
@@ -195,6 +204,18 @@ def _whole_store(tile, blocks, rows=False):
                     v = acc[q * size + r * _B + co] + bias[q * _B + co]
                     y[uint64(y0) + q * uint64(step) + at + co] = max(v, 0.0) if relu else v
     return store
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _tile_start(t, tile, P, Wo, i, j):
+    """(p0, i, j): tile t's first pixel p0 = (i, j) of a plane of P pixels, Wo wide. The last tile
+    is shifted back to end at the plane's last pixel (p0 = P - tile, so that it is whole: it
+    computes again a few pixels of the tile before it, with the same bits), unless P < tile."""
+    p0 = t * tile
+    if p0 + tile > P and P >= tile:
+        p0 = P - tile
+        i, j = divmod(p0, Wo)
+    return p0, i, j
 
 
 _store_whole_12x32, _store_whole_rows_12x32 = _whole_store(TILE_WIDE, 2), _whole_store(TILE_WIDE, 2, rows=True)
@@ -291,7 +312,8 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
         acc = stack_tile(ACC)
         i, j = divmod(t_first * TILE, Wo)   # the output pixel (i, j) that starts the chunk
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t * TILE, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
+            p0, i, j = _tile_start(t, TILE, P, Wo, i, j)
+            i, j = _tile_offsets(offsets, p0, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
             for k in range(uint64(ACC)):
                 acc[k] = 0.0
             for cb in range(CB):
@@ -306,8 +328,8 @@ def _direct_6x16(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
                         else:
                             for ci in range(uint64(real)):
                                 _step_6x16(acc, x, w, offsets, x0, w0, ci)
-            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
-            _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
+            y0 = ((n * FBo + fbo + fb) * P + p0) * BLOCK
+            _store_whole_6x16(acc, y, y0, 0, b, fb * BLOCK, relu, offsets, P)
 
 
 @functools.lru_cache(maxsize=64)
@@ -349,7 +371,8 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
         i, j = divmod(t_first * TILE, Wo)
         w_fb = uint64(fb * Q * BLOCK)
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t * TILE, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
+            p0, i, j = _tile_start(t, TILE, P, Wo, i, j)
+            i, j = _tile_offsets(offsets, p0, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
             for k in range(uint64(ACC)):
                 acc[k] = 0.0
             for q in range(Q):
@@ -358,8 +381,8 @@ def _direct_nchw_6x16(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
                     xv = x[offsets[r] + x0]
                     for co in range(_B):
                         acc[r * _B + co] += xv * w_rows[w0 + co]
-            y0 = ((n * FBo + fbo + fb) * P + t * TILE) * BLOCK
-            _store_tile(acc, 0, y, y0, min(TILE, P - t * TILE), b, fb * BLOCK, relu)
+            y0 = ((n * FBo + fbo + fb) * P + p0) * BLOCK
+            _store_whole_6x16(acc, y, y0, 0, b, fb * BLOCK, relu, offsets, P)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -393,14 +416,10 @@ def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
         fb = 2 * fp
         offsets = stack_offsets(TILE)
         acc = stack_tile(ACC2)
-        tail = stack_tile(ACC2)             # a plane of fewer than 6 pixels: its tile, copied to be stored in part
         i, j = divmod(t_first * TILE, Wo)
         w_fb = uint64(fb * Q * BLOCK)
         for t in range(t_first, t_end):
-            p0 = t * TILE
-            if p0 + TILE > P and P >= TILE:     # the last tile, shifted back to end at the last pixel
-                p0 = P - TILE
-                i, j = divmod(p0, Wo)
+            p0, i, j = _tile_start(t, TILE, P, Wo, i, j)
             i, j = _tile_offsets(offsets, p0, i, j, P, Wo, n * C * Hp, Wp, sh, sw, 1)
             for k in range(uint64(ACC2)):
                 acc[k] = 0.0
@@ -411,13 +430,7 @@ def _direct_nchw_6x32(x, w_rows, b, y, x_taps, N, C, Hp, Wp, FB, Ho, Wo, sh, sw,
             for q in range(Q - Q % NCHW_STEPS, Q):
                 _step_nchw_6x32(acc, x, w_rows, offsets, x_taps, w_fb, next_fb, q)
             y0 = ((n * FBo + fbo + fb) * P + p0) * BLOCK
-            if P >= TILE:                       # a whole tile, from the registers (see direct_6x64)
-                _store_whole_6x32(acc, y, y0, P * BLOCK, b, fb * BLOCK, relu, offsets)
-            else:
-                for k in range(uint64(ACC2)):
-                    tail[k] = acc[k]
-                _store_tile(tail, 0, y, y0, P, b, fb * BLOCK, relu)
-                _store_tile(tail, TILE, y, y0 + P * BLOCK, P, b, (fb + 1) * BLOCK, relu)
+            _store_whole_6x32(acc, y, y0, P * BLOCK, b, fb * BLOCK, relu, offsets, P)
 
 
 @njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
@@ -447,10 +460,10 @@ def _pointwise_gemm_6x16(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, ph
                             acc[r * _B + co] += xv * w[w0 + ci * _B + co]
             plane = (n * FBo + fbo + fb) * Po * BLOCK
             if ph == 0 and pw == 0:             # whole tiles, as pointwise_gemm_12x32 stores them
-                _store_whole_6x16(acc, y, plane + p0 * BLOCK, 0, b, fb * BLOCK, relu, rows)
+                _store_whole_6x16(acc, y, plane + p0 * BLOCK, 0, b, fb * BLOCK, relu, rows, TILE)
             else:
                 _interior_rows(rows, p0, TILE, W, Wo, ph, pw)
-                _store_whole_rows_6x16(acc, y, plane, 0, b, fb * BLOCK, relu, rows)
+                _store_whole_rows_6x16(acc, y, plane, 0, b, fb * BLOCK, relu, rows, TILE)
 
 
 @njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
@@ -473,7 +486,8 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
         acc = stack_tile(ACC_WIDE)          # acc[:ACC_WIDE/2]: block fb, the rest: block fb + 1
         i, j = divmod(t_first * TILE_WIDE, Wo)
         for t in range(t_first, t_end):
-            i, j = _tile_offsets(offsets, t * TILE_WIDE, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK, TILE_WIDE)
+            p0, i, j = _tile_start(t, TILE_WIDE, P, Wo, i, j)
+            i, j = _tile_offsets(offsets, p0, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK, TILE_WIDE)
             for k in range(uint64(ACC_WIDE)):
                 acc[k] = 0.0
             for cb in range(CB):
@@ -488,10 +502,8 @@ def _direct_12x32(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu
                         else:
                             for ci in range(uint64(real)):
                                 _step_12x32(acc, x, w, offsets, x0, w0, next_fb, ci)
-            y0 = ((n * FBo + fbo + fb) * P + t * TILE_WIDE) * BLOCK
-            count = min(TILE_WIDE, P - t * TILE_WIDE)
-            _store_tile(acc, 0, y, y0, count, b, fb * BLOCK, relu)
-            _store_tile(acc, TILE_WIDE, y, y0 + P * BLOCK, count, b, (fb + 1) * BLOCK, relu)
+            y0 = ((n * FBo + fbo + fb) * P + p0) * BLOCK
+            _store_whole_12x32(acc, y, y0, P * BLOCK, b, fb * BLOCK, relu, offsets, P)
 
 
 @njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
@@ -516,13 +528,9 @@ def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
         fb = 4 * fq
         offsets = stack_offsets(TILE)
         acc = stack_tile(ACC_QUAD)          # acc[q*ACC:(q+1)*ACC]: block fb + q
-        tail = stack_tile(ACC_QUAD)         # a plane of fewer than 6 pixels: its tile, copied to be stored in part
         i, j = divmod(t_first * TILE, Wo)
         for t in range(t_first, t_end):
-            p0 = t * TILE
-            if p0 + TILE > P and P >= TILE:     # the last tile, shifted back to end at the last pixel
-                p0 = P - TILE
-                i, j = divmod(p0, Wo)
+            p0, i, j = _tile_start(t, TILE, P, Wo, i, j)
             i, j = _tile_offsets(offsets, p0, i, j, P, Wo, n * CB * Hp, Wp, sh, sw, BLOCK)
             for k in range(uint64(ACC_QUAD)):
                 acc[k] = 0.0
@@ -540,13 +548,7 @@ def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
                             for ci in range(uint64(real)):
                                 _step_6x64(acc, x, w, offsets, x0, w0, next_fb, next_fb2, next_fb3, ci)
             y0 = ((n * FBo + fbo + fb) * P + p0) * BLOCK
-            if P >= TILE:                       # a whole tile, from the registers
-                _store_whole_6x64(acc, y, y0, P * BLOCK, b, fb * BLOCK, relu, offsets)
-            else:
-                for k in range(uint64(ACC_QUAD)):
-                    tail[k] = acc[k]
-                for q in range(4):
-                    _store_tile(tail, q * TILE, y, y0 + q * P * BLOCK, P, b, (fb + q) * BLOCK, relu)
+            _store_whole_6x64(acc, y, y0, P * BLOCK, b, fb * BLOCK, relu, offsets, P)
 
 
 @njit(nogil=True, parallel=True, cache=True, fastmath=FAST)
@@ -582,10 +584,10 @@ def _pointwise_gemm_12x32(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, p
                             acc[_HALF + r * _B + co] += xv * w[w0 + next_fb + ci * _B + co]
             plane = (n * FBo + fbo + fb) * Po * BLOCK
             if ph == 0 and pw == 0:             # input pixel p is output pixel p
-                _store_whole_12x32(acc, y, plane + p0 * BLOCK, Po * BLOCK, b, fb * BLOCK, relu, rows)
+                _store_whole_12x32(acc, y, plane + p0 * BLOCK, Po * BLOCK, b, fb * BLOCK, relu, rows, TILE_WIDE)
             else:
                 _interior_rows(rows, p0, TILE_WIDE, W, Wo, ph, pw)
-                _store_whole_rows_12x32(acc, y, plane, Po * BLOCK, b, fb * BLOCK, relu, rows)
+                _store_whole_rows_12x32(acc, y, plane, Po * BLOCK, b, fb * BLOCK, relu, rows, TILE_WIDE)
 
 
 @njit(nogil=True, parallel=True, cache=True)
