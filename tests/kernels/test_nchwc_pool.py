@@ -136,3 +136,19 @@ def test_pools_and_lrn_write_into_out_and_check_it():
             op(np.empty(shape, np.float64))
     with pytest.raises(ZFNetError, match=r"must not overlap"):
         lrn_nchwc(x_b, 5, out=x_b)
+
+
+@pytest.mark.parametrize("k, s, p", [(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2)])
+def test_four_windows_at_a_time_keep_the_order_of_each_window(k, s, p):
+    """_max_pool_rows takes four whole windows at once in the row's interior: each output still
+    sees its elements in the order h, then w, so ties between 0.0 and -0.0 and NaN payloads come
+    out as in the one-window-at-a-time kernel (the switches' kernel, compared as bits)."""
+    rng = np.random.default_rng(5)
+    x = rng.choice(np.array([0.0, -0.0, 1.0, -1.0], np.float32), size=(2, 20, 9, 41))
+    x[0, 3, 4, 17] = np.frombuffer(np.uint32(0x7FC00001).tobytes(), np.float32)[0]    # a NaN with a payload
+    x[1, 7, 2, 30] = np.frombuffer(np.uint32(0xFFC00002).tobytes(), np.float32)[0]
+    x_b = nchwc.to_nchwc(x)
+    for relu_input in (False, True):
+        y_b = max_pool2d_nchwc(x_b, k, s, p, relu_input=relu_input)
+        one_at_a_time, _ = max_pool2d_nchwc(x_b, k, s, p, relu_input=relu_input, return_switches=True)
+        np.testing.assert_array_equal(y_b.view(np.uint32), one_at_a_time.view(np.uint32))
