@@ -111,16 +111,16 @@ def lrn_nchwc_reference(x_b, size, alpha, beta, k):
 # ---------------------------------------------------------------------------------------------
 
 @njit(nogil=True, cache=True, inline="always")
-def _window_max(x, n, cb, h_lo, h_hi, w_lo, w_hi, best, first):
-    """best[first*B + lane] = max over x[n, cb, h_lo:h_hi, w_lo:w_hi, lane], NaN kept, in the order
-    h, then w (the order of every pooling here: the same value, -0.0 and NaN payloads included)."""
+def _window_max(x, n, cb, h_lo, h_hi, w_lo, w_hi, best):
+    """best[lane] = max over x[n, cb, h_lo:h_hi, w_lo:w_hi, lane], NaN kept, in the order h, then w
+    (the order of every pooling here: the same value, -0.0 and NaN payloads included)."""
     for lane in range(_B):
-        best[uint64(first) * _B + lane] = -np.inf
+        best[lane] = -np.inf
     for h in range(h_lo, h_hi):
         for w in range(w_lo, w_hi):
             for lane in range(_B):
-                v, b = x[n, cb, h, w, lane], best[uint64(first) * _B + lane]
-                best[uint64(first) * _B + lane] = v if (v > b or v != v) else b
+                v = x[n, cb, h, w, lane]
+                best[lane] = v if (v > best[lane] or v != v) else best[lane]
 
 
 @njit(nogil=True, parallel=True, cache=True)
@@ -160,7 +160,7 @@ def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw, rectify):
                                 best[g * _B + lane] = v if (v > b or v != v) else b
                 count = POOL_GROUP
             else:
-                _window_max(x, n, cb, h_lo, h_hi, max(j * sw - pw, 0), min(j * sw - pw + kw, W), best, 0)
+                _window_max(x, n, cb, h_lo, h_hi, max(j * sw - pw, 0), min(j * sw - pw + kw, W), best)
                 count = 1
             for g in range(count):
                 for lane in range(_B):
