@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("ZFNET_BATCH_SPLIT", "never")
 
 
 def timed_layers(run, patch_module, attr, name_of, runs):
@@ -99,7 +98,15 @@ def profile(model, batch, threads, runs):
         with torch.no_grad():
             torch_ref.torch_forward(net, xt, params)
 
-    ours, ours_pass = timed_layers(run_zfnet, blocked, "run_step_blocked", lambda step, *a: step.name, runs)
+    split = os.environ.get("ZFNET_BATCH_SPLIT")
+    os.environ["ZFNET_BATCH_SPLIT"] = "never"     # every layer on all threads (see the module docstring)
+    try:
+        ours, ours_pass = timed_layers(run_zfnet, blocked, "run_step_blocked", lambda step, *a: step.name, runs)
+    finally:
+        if split is None:
+            del os.environ["ZFNET_BATCH_SPLIT"]
+        else:
+            os.environ["ZFNET_BATCH_SPLIT"] = split
     theirs, torch_pass = timed_layers(run_torch, torch_ref, "apply_layer", lambda layer, *a: layer.name, runs)
     ort = onnxruntime_layer_times(model, batch, threads, runs) if model in MODELS else {}
     ort_names = {k.replace(".", "/"): v for k, v in ort.items()}

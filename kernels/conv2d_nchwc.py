@@ -158,31 +158,18 @@ def _store_tile(acc, first, y, y0, count, b, b0, relu):
             y[uint64(y0) + r * _B + co] = max(v, 0.0) if relu else v
 
 
-@njit(nogil=True, cache=True, inline="always")
-def _store_rows(acc, first, y, plane, rows, r_first, r_end, b, b0, relu):
-    """y[plane + rows[r] + co] = acc[(first + r)*B + co] + b[b0 + co] (rectified if relu) for
-    r_first <= r < r_end: _store_tile with each tile pixel at its own offset in the plane."""
-    bias = stack_tile(BLOCK)
-    for co in range(_B):
-        bias[co] = b[uint64(b0) + co]
-    for r in range(uint64(r_first), uint64(r_end)):
-        for co in range(_B):
-            v = acc[(uint64(first) + r) * _B + co] + bias[co]
-            y[uint64(plane) + rows[r] + co] = max(v, 0.0) if relu else v
-
-
 def _whole_store(tile, blocks, rows=False):
     """The store of a whole register tile of `tile` pixels x `blocks` filter blocks (fb ..):
 
         y[y0 + q*step + at(r) + co] = acc[(q*tile + r)*B + co] + b[b0 + q*B + co]   (rectified if relu)
 
     for q < blocks, r < tile, co < B (r < pixels where a plane has fewer than `tile` pixels), with
-    at(r) = r*B (consecutive pixels), or rows_at[r] with
-    rows=True (each pixel at its own offset: a padded 1x1 convolution; otherwise rows_at, any
-    uint64 array, is not read). Every index into acc is a
-    constant and the biases are read before the stores (see _store_tile), so LLVM stores the tile
-    straight from its registers; a store of a variable pixel count (_store_tile) made it copy the
-    whole tile to the stack and back first (RESULTS.md, "Stores straight from the registers")."""
+    at(r) = r*B (consecutive pixels), or at(r) = rows_at[r] with rows=True (each pixel at its own
+    offset: a padded 1x1 convolution; otherwise rows_at, any uint64 array, is not read). Every
+    index into acc is a constant and the biases are read before the stores (see _store_tile), so
+    LLVM stores the tile straight from its registers; a store of a variable pixel count
+    (_store_tile) made it copy the whole tile to the stack and back first (RESULTS.md, "Stores
+    straight from the registers")."""
     count, size, nb = uint64(tile), uint64(tile * BLOCK), uint64(blocks)
 
     @njit(nogil=True, inline="always")
@@ -206,6 +193,11 @@ def _whole_store(tile, blocks, rows=False):
     return store
 
 
+_store_whole_12x32, _store_whole_rows_12x32 = _whole_store(TILE_WIDE, 2), _whole_store(TILE_WIDE, 2, rows=True)
+_store_whole_6x16, _store_whole_rows_6x16 = _whole_store(TILE, 1), _whole_store(TILE, 1, rows=True)
+_store_whole_6x32, _store_whole_6x64 = _whole_store(TILE, 2), _whole_store(TILE, 4)
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _tile_start(t, tile, P, Wo, i, j):
     """(p0, i, j): tile t's first pixel p0 = (i, j) of a plane of P pixels, Wo wide. The last tile
@@ -216,11 +208,6 @@ def _tile_start(t, tile, P, Wo, i, j):
         p0 = P - tile
         i, j = divmod(p0, Wo)
     return p0, i, j
-
-
-_store_whole_12x32, _store_whole_rows_12x32 = _whole_store(TILE_WIDE, 2), _whole_store(TILE_WIDE, 2, rows=True)
-_store_whole_6x16, _store_whole_rows_6x16 = _whole_store(TILE, 1), _whole_store(TILE, 1, rows=True)
-_store_whole_6x32, _store_whole_6x64 = _whole_store(TILE, 2), _whole_store(TILE, 4)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -514,9 +501,9 @@ def _direct_6x64(x, w, b, y, N, C, CB, Hp, Wp, FB, KH, KW, Ho, Wo, sh, sw, relu,
     as direct_6x16, so the same bits.
 
     A full input block runs as 8 trips of two channel steps: LLVM then issues the next step's four
-    filter loads among the current step's FMAs, where a trip of one step began with them (3-7%
-    faster on ZFNet's conv2-conv5, RESULTS.md, "Two steps per trip"); four or more steps per trip
-    no longer fit the registers."""
+    filter loads among the current step's FMAs, where a trip of one step began with them (faster on
+    every 3x3 and 5x5 layer measured: RESULTS.md, "Two steps per trip"); four or more steps per
+    trip no longer fit the registers."""
     P = Ho * Wo
     T = (P + TILE - 1) // TILE
     chunks = (T + CHUNK - 1) // CHUNK
@@ -558,8 +545,8 @@ def _pointwise_gemm_12x32(x, w, b, y, N, CB, W, P, FB, relu, FBo, fbo, Wo, Po, p
 
     Every tile stores all its 12 pixels (_whole_store): the last tile, shifted back, writes again
     the pixels the tile before it wrote, with the same bits (the same sums); with 16-64 input
-    channels, copying the tile through the stack to store a variable pixel range took a third of
-    the time (RESULTS.md, "Stores straight from the registers")."""
+    channels, copying the tile through the stack to store a variable pixel range cost much of the
+    time (RESULTS.md, "Stores straight from the registers")."""
     T = (P + TILE_WIDE - 1) // TILE_WIDE
     chunks = (T + CHUNK_WIDE - 1) // CHUNK_WIDE
     FP = FB // 2

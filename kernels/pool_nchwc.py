@@ -132,8 +132,8 @@ def _max_pool_rows(x, y, kh, kw, sh, sw, ph, pw, rectify):
 
     Where whole windows lie inside the row, POOL_GROUP outputs are taken at once, each window
     element of the four compared in turn: four running maxima that do not wait on each other
-    (one output at a time, each comparison waited for the one before: about 7 cycles per window
-    element; RESULTS.md, "Max pools, four windows at a time"). Each output still sees its
+    (one output at a time, each comparison waited for the one before; RESULTS.md, "Max pools,
+    four windows at a time"). Each output still sees its
     elements in the order h, then w: the same bits.
     """
     N, CB, H, W, _ = x.shape
@@ -205,7 +205,7 @@ def _global_avg_pool_planes(x, y):
     The 16 sums live on the stack (stack_sums), so they stay in registers: a heap array (np.zeros)
     made every addition a load and a store, and an allocation per block. Called through
     call_vectorized: without LLVM's SLP vectoriser the 16 lanes were 16 scalar conversions and
-    additions per pixel (3.4x slower; RESULTS.md, "A layer-by-layer profile"). Each lane's sum
+    additions per pixel (RESULTS.md, "A layer-by-layer profile"). Each lane's sum
     runs in the same order either way: the same bits."""
     N, CB, H, W, _ = x.shape
     for job in prange(N * CB):
